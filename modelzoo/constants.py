@@ -1,0 +1,129 @@
+"""Configuration: every ``MODELZOO_*`` environment variable is read here and nowhere else.
+
+Precedence is always: explicit argument > environment variable > default. Values are
+read at call time (not import time) so that tests and long-running processes see
+changes made with ``monkeypatch.setenv`` or ``os.environ``.
+
+==============================  ==========================================================
+variable                        meaning
+==============================  ==========================================================
+``MODELZOO_HOME``               cache root (default: ``platformdirs.user_cache_dir``)
+``MODELZOO_REGISTRY``           extra registries, highest priority, separated by ``,``
+``MODELZOO_OFFLINE``            ``1``: never touch the network, use only the cache
+``MODELZOO_MIRROR``             rewrite artifact URLs: ``https://internal/mirror`` or
+                                ``ORIGIN=MIRROR[,ORIGIN=MIRROR...]`` prefix pairs
+``MODELZOO_REQUIRE_HASHES``     ``1``: refuse artifacts without a published hash
+``MODELZOO_DISABLE_PROGRESS_BARS``  ``1``: never draw progress bars
+``MODELZOO_DEBUG``              ``1``: the CLI shows full tracebacks
+``MODELZOO_TIMEOUT``            connect/read timeout in seconds (default 10/60)
+``MODELZOO_MAX_RETRIES``        retries per URL on connection errors and 5xx (default 3)
+==============================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "CHUNK_SIZE",
+    "TRUE_VALUES",
+    "home",
+    "registries_from_env",
+    "offline",
+    "mirror",
+    "require_hashes",
+    "progress_disabled",
+    "debug",
+    "timeouts",
+    "max_retries",
+    "env_flag",
+]
+
+#: The manifest / index schema this version of modelzoo reads and writes.
+SCHEMA_VERSION = 1
+
+#: Streaming chunk size for downloads and hashing: large enough that hashing and
+#: syscalls are cheap per byte, small enough to keep memory flat.
+CHUNK_SIZE = 1 << 20
+
+TRUE_VALUES = frozenset({"1", "true", "yes", "on"})
+
+_DEFAULT_CONNECT_TIMEOUT = 10.0
+_DEFAULT_READ_TIMEOUT = 60.0
+_DEFAULT_MAX_RETRIES = 3
+
+
+def env_flag(name: str, value: bool | None = None) -> bool:
+    """Return ``value`` if given, else whether env var ``name`` is set to a true value."""
+    if value is not None:
+        return bool(value)
+    return os.environ.get(name, "").strip().lower() in TRUE_VALUES
+
+
+def home(path: str | os.PathLike[str] | None = None) -> Path:
+    """The cache root: ``path`` > ``MODELZOO_HOME`` > the platform's user cache dir."""
+    if path is not None:
+        return Path(path).expanduser()
+    env = os.environ.get("MODELZOO_HOME", "").strip()
+    if env:
+        return Path(env).expanduser()
+    import platformdirs  # imported lazily: only needed when no override is given
+
+    return Path(platformdirs.user_cache_dir("modelzoo", appauthor=False))
+
+
+def registries_from_env() -> list[str]:
+    """Registries named in ``MODELZOO_REGISTRY`` (comma separated), highest priority first."""
+    raw = os.environ.get("MODELZOO_REGISTRY", "")
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+def offline(value: bool | None = None) -> bool:
+    """Whether the network must not be used (``MODELZOO_OFFLINE``)."""
+    return env_flag("MODELZOO_OFFLINE", value)
+
+
+def mirror(value: str | None = None) -> str | None:
+    """The URL rewrite rule from ``MODELZOO_MIRROR``, or None."""
+    if value is not None:
+        return value or None
+    raw = os.environ.get("MODELZOO_MIRROR", "").strip()
+    return raw or None
+
+
+def require_hashes(value: bool | None = None) -> bool:
+    """Whether artifacts without a published hash are refused (``MODELZOO_REQUIRE_HASHES``)."""
+    return env_flag("MODELZOO_REQUIRE_HASHES", value)
+
+
+def progress_disabled(value: bool | None = None) -> bool:
+    """Whether progress bars are switched off (``MODELZOO_DISABLE_PROGRESS_BARS``)."""
+    return env_flag("MODELZOO_DISABLE_PROGRESS_BARS", value)
+
+
+def debug(value: bool | None = None) -> bool:
+    """Whether the CLI shows tracebacks (``MODELZOO_DEBUG``)."""
+    return env_flag("MODELZOO_DEBUG", value)
+
+
+def timeouts() -> tuple[float, float]:
+    """``(connect, read)`` timeouts in seconds; ``MODELZOO_TIMEOUT`` sets both."""
+    raw = os.environ.get("MODELZOO_TIMEOUT", "").strip()
+    if raw:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = -1.0
+        if value > 0:
+            return (value, value)
+    return (_DEFAULT_CONNECT_TIMEOUT, _DEFAULT_READ_TIMEOUT)
+
+
+def max_retries() -> int:
+    """Retries per URL on connection errors and 5xx (``MODELZOO_MAX_RETRIES``)."""
+    raw = os.environ.get("MODELZOO_MAX_RETRIES", "").strip()
+    if raw.isdigit():
+        return int(raw)
+    return _DEFAULT_MAX_RETRIES

@@ -1,0 +1,244 @@
+"""Every exception modelzoo raises.
+
+One root, :class:`ModelZooError`; each subclass also inherits the builtin a caller
+would naturally catch (``LookupError`` for unknown names, ``ConnectionError`` for
+network trouble, ...). Messages say what was received, what would be valid, and the
+next step. Attributes carry the same facts for programs.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+__all__ = [
+    "ModelZooError",
+    "ManifestError",
+    "ModelNotFoundError",
+    "VersionNotFoundError",
+    "VariantNotFoundError",
+    "RegistryError",
+    "DownloadError",
+    "OfflineError",
+    "IntegrityError",
+    "HashRequiredError",
+    "NotInstalledError",
+    "CacheError",
+    "LockTimeoutError",
+    "UnsafeModelError",
+    "LayerNotFoundError",
+    "StrategyError",
+    "DependencyError",
+    "UsageError",
+    "ProjectError",
+    "nearest",
+]
+
+
+def nearest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
+    """The up-to-``n`` candidates closest to ``name`` (substring matches first)."""
+    pool = list(dict.fromkeys(candidates))
+    lowered = name.lower()
+    close = difflib.get_close_matches(lowered, pool, n=n, cutoff=0.6)
+    if len(close) < n:
+        subs = [c for c in pool if lowered and lowered in c.lower() and c not in close]
+        subs.sort(key=len)
+        close.extend(subs[: n - len(close)])
+    return close[:n]
+
+
+def _did_you_mean(suggestions: list[str]) -> str:
+    if not suggestions:
+        return ""
+    return " Did you mean: " + ", ".join(repr(s) for s in suggestions) + "?"
+
+
+class ModelZooError(Exception):
+    """Root of every error modelzoo raises on purpose."""
+
+
+class UsageError(ModelZooError, ValueError):
+    """An argument has a value that cannot work."""
+
+
+class ManifestError(ModelZooError, ValueError):
+    """A manifest (or registry index) is malformed.
+
+    Attributes:
+        source: the file or URL the manifest came from.
+        field: dotted path of the offending field, or None for the whole document.
+    """
+
+    def __init__(self, message: str, *, source: str | None = None, field: str | None = None):
+        self.source = source
+        self.field = field
+        where = source or "<manifest>"
+        if field:
+            where += f": field '{field}'"
+        super().__init__(f"{where}: {message}")
+
+
+class ModelNotFoundError(ModelZooError, LookupError):
+    """No registry knows a model by this name."""
+
+    def __init__(self, name: str, *, suggestions: list[str] | None = None, message: str = ""):
+        self.name = name
+        self.suggestions = suggestions or []
+        super().__init__(
+            message
+            or (
+                f"Unknown model {name!r}.{_did_you_mean(self.suggestions)}"
+                " Run `modelzoo search` to list models."
+            )
+        )
+
+
+class VersionNotFoundError(ModelNotFoundError):
+    """The model exists but not at the requested version."""
+
+    def __init__(self, name: str, version: str, *, available: list[str]):
+        self.version = version
+        self.available = available
+        super().__init__(
+            name,
+            message=(
+                f"Model {name!r} has no version {version!r}. Available: "
+                f"{', '.join(available) or 'none'}. Use {name}@<version> or {name} for the latest."
+            ),
+        )
+
+
+class VariantNotFoundError(ModelZooError, LookupError):
+    """The manifest has no artifact of the requested variant (e.g. ``notop``)."""
+
+    def __init__(self, name: str, variant: str, *, available: list[str]):
+        self.name = name
+        self.variant = variant
+        self.available = available
+        super().__init__(
+            f"Model {name!r} has no {variant!r} artifact. Available: {', '.join(available)}."
+        )
+
+
+class RegistryError(ModelZooError, OSError):
+    """A registry cannot be read (missing folder, bad index, unreachable server)."""
+
+    def __init__(self, message: str, *, registry: str | None = None):
+        self.registry = registry
+        super().__init__(message)
+
+
+class DownloadError(ModelZooError, ConnectionError):
+    """An artifact could not be downloaded from any of its URLs."""
+
+    def __init__(self, message: str, *, url: str | None = None, status: int | None = None):
+        self.url = url
+        self.status = status
+        super().__init__(message)
+
+
+class OfflineError(DownloadError):
+    """Offline mode is on and the thing asked for is not in the cache."""
+
+    def __init__(self, message: str, *, url: str | None = None):
+        super().__init__(
+            f"{message} Offline mode is on (MODELZOO_OFFLINE=1): install it while online, "
+            "or unset MODELZOO_OFFLINE.",
+            url=url,
+        )
+
+
+class IntegrityError(ModelZooError, ValueError):
+    """Downloaded or cached bytes do not match the expected hash or size.
+
+    Attributes:
+        path: the file checked (already deleted when it was a download).
+        expected: the expected ``algo:hex`` (or size).
+        actual: what was computed.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, expected=None, actual=None):
+        self.path = path
+        self.expected = expected
+        self.actual = actual
+        super().__init__(message)
+
+
+class HashRequiredError(IntegrityError):
+    """Hash-checking mode is on and an artifact has no published hash."""
+
+    def __init__(self, name: str, variant: str, url: str):
+        self.name = name
+        self.variant = variant
+        super().__init__(
+            f"{name} ({variant}) has no published hash and hash-checking mode is on "
+            f"(--require-hashes / MODELZOO_REQUIRE_HASHES=1). Refusing {url}. "
+            "Pin a hash in the manifest, or turn hash-checking mode off to trust on first use.",
+            expected=None,
+        )
+
+
+class NotInstalledError(ModelZooError, FileNotFoundError):
+    """The model (or variant) is not in the cache."""
+
+    def __init__(self, name: str, *, variant: str | None = None, message: str = ""):
+        self.name = name
+        self.variant = variant
+        what = f"{name} ({variant})" if variant else name
+        super().__init__(message or f"{what} is not installed. Run `modelzoo install {name}`.")
+
+
+class CacheError(ModelZooError, OSError):
+    """The cache cannot be written or read (disk full, permissions, corruption)."""
+
+
+class LockTimeoutError(CacheError, TimeoutError):
+    """Another process held an install lock for too long."""
+
+
+class UnsafeModelError(ModelZooError, ValueError):
+    """A model file was refused by the safety scan.
+
+    Attributes:
+        path: the file refused.
+        reason: why, in a sentence.
+    """
+
+    def __init__(self, path: str, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(
+            f"Refusing to load {path}: {reason}. If you trust this file's source, pass "
+            "trust_remote_code=True (CLI: --trust-remote-code)."
+        )
+
+
+class LayerNotFoundError(ModelZooError, ValueError):
+    """A layer name or path does not exist in the model."""
+
+    def __init__(self, layer: str, *, suggestions: list[str] | None = None, model: str = ""):
+        self.layer = layer
+        self.suggestions = suggestions or []
+        where = f" in {model}" if model else ""
+        super().__init__(
+            f"No layer {layer!r}{where}.{_did_you_mean(self.suggestions)}"
+            " List layers with `modelzoo layers NAME` or modelzoo.layers(model)."
+        )
+
+
+class StrategyError(ModelZooError, RuntimeError):
+    """A distribution strategy was asked for hardware or a cluster that is not there."""
+
+
+class DependencyError(ModelZooError, ImportError):
+    """An optional dependency needed for this call is missing."""
+
+    def __init__(self, package: str, install: str, purpose: str = ""):
+        self.package = package
+        self.install = install
+        why = f" for {purpose}" if purpose else ""
+        super().__init__(f"{package} is needed{why} but is not installed. Run: {install}")
+
+
+class ProjectError(ModelZooError, ValueError):
+    """A project file (modelzoo.toml) or lockfile is invalid or out of date."""

@@ -1,0 +1,432 @@
+"""The manifest schema: one JSON document per model version, parsed into frozen value objects.
+
+A manifest (``schema_version: 1``) looks like::
+
+    {
+      "schema_version": 1,
+      "name": "mobilenet_v1_1.0_224",          # [a-z0-9][a-z0-9._-]*, never a path
+      "version": "1.0.0",                      # semver; published versions are immutable
+      "family": "MobileNet",
+      "summary": "MobileNet v1, alpha 1.0, 224x224, ImageNet",
+      "task": "image-classification",
+      "license": "Apache-2.0",
+      "tags": ["imagenet", "mobile"],
+      "paper": "https://arxiv.org/abs/1704.04861",       # optional
+      "homepage": "https://keras.io/api/applications/",  # optional
+      "input": {"shape": [224, 224, 3], "min_size": 32, "dtype": "float32",
+                "preprocessing": "tf"},       # caffe | tf | torch | builtin | none
+      "labels": "imagenet",                   # "imagenet", a list of class names, or null
+      "build": {"kind": "keras-application",  # or "keras-model" (a whole saved model)
+                "constructor": "MobileNet",   # allow-listed tf_keras.applications name
+                "kwargs": {"alpha": 1.0}},    # never include_top / weights
+      "artifacts": {
+        "full":  {"url": "https://...h5", "mirrors": [], "hash": "md5:<32 hex>",
+                  "size": null, "format": "h5-weights", "file_name": "....h5"},
+        "notop": {...}
+      },
+      "cut_points": [{"layer": "conv_pw_13_relu", "shape": [7, 7, 1024],
+                      "variant": "notop", "note": "last activation before pooling"}],
+      "notes": null
+    }
+
+Artifact ``format`` is ``h5-weights`` (weights for a constructor), ``keras`` (a whole
+``.keras`` model) or ``h5`` (a whole legacy HDF5 model). ``hash`` is ``md5:<hex>``,
+``sha256:<hex>`` or null (no published hash: trust on first use). A ``url`` may be
+relative, resolved against the registry it came from.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .constants import SCHEMA_VERSION
+from .errors import ManifestError
+from .versions import is_version
+
+__all__ = [
+    "Manifest",
+    "InputSpec",
+    "BuildSpec",
+    "Artifact",
+    "CutPoint",
+    "Hash",
+    "parse_manifest",
+    "load_manifest",
+    "parse_hash",
+    "validate_name",
+    "NAME_RE",
+    "PREPROCESSING_MODES",
+    "ARTIFACT_FORMATS",
+    "BUILD_KINDS",
+    "VARIANTS",
+]
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+_FILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
+_HEX = {"md5": re.compile(r"^[0-9a-f]{32}$"), "sha256": re.compile(r"^[0-9a-f]{64}$")}
+PREPROCESSING_MODES = ("caffe", "tf", "torch", "builtin", "none")
+ARTIFACT_FORMATS = ("h5-weights", "keras", "h5")
+BUILD_KINDS = ("keras-application", "keras-model")
+#: Known artifact variants; ``full`` is the whole network, ``notop`` lacks the classifier.
+VARIANTS = ("full", "notop")
+
+_TOP_KEYS = {
+    "schema_version", "name", "version", "family", "summary", "task", "license", "tags",
+    "paper", "homepage", "input", "labels", "build", "artifacts", "cut_points", "notes",
+}
+_REQUIRED = ("schema_version", "name", "version", "summary", "input", "build", "artifacts")
+
+
+@dataclass(frozen=True)
+class Hash:
+    """A published digest: ``algorithm`` is ``md5`` or ``sha256``, ``hex`` is lowercase."""
+
+    algorithm: str
+    hex: str
+
+    def __str__(self) -> str:
+        return f"{self.algorithm}:{self.hex}"
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the network expects: ``shape`` (H, W, C; None = any), min size, preprocessing."""
+
+    shape: tuple[int | None, ...]
+    min_size: int | None = None
+    dtype: str = "float32"
+    preprocessing: str = "none"
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """How to make a ``keras.Model`` from the artifacts."""
+
+    kind: str
+    constructor: str | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One downloadable file of a model."""
+
+    variant: str
+    url: str
+    format: str
+    file_name: str
+    hash: Hash | None = None
+    size: int | None = None
+    mirrors: tuple[str, ...] = ()
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """Primary URL first, then mirrors."""
+        return (self.url, *self.mirrors)
+
+
+@dataclass(frozen=True)
+class CutPoint:
+    """A layer worth slicing at, and which artifact variant already contains it."""
+
+    layer: str
+    shape: tuple[int | None, ...] | None = None
+    variant: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A validated manifest. ``raw`` keeps the original mapping for round trips."""
+
+    name: str
+    version: str
+    summary: str
+    input: InputSpec
+    build: BuildSpec
+    artifacts: dict[str, Artifact]
+    family: str = ""
+    task: str = "image-classification"
+    license: str = "unknown"
+    tags: tuple[str, ...] = ()
+    paper: str | None = None
+    homepage: str | None = None
+    labels: Any = None
+    cut_points: tuple[CutPoint, ...] = ()
+    notes: str | None = None
+    source: str | None = field(default=None, compare=False)
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def spec(self) -> str:
+        """``name@version``."""
+        return f"{self.name}@{self.version}"
+
+    def artifact(self, variant: str) -> Artifact:
+        """The artifact of ``variant``.
+
+        Raises:
+            VariantNotFoundError: when the manifest has no such variant.
+        """
+        from .errors import VariantNotFoundError
+
+        try:
+            return self.artifacts[variant]
+        except KeyError:
+            raise VariantNotFoundError(
+                self.name, variant, available=sorted(self.artifacts)
+            ) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest as a JSON-ready mapping (the original document)."""
+        return json.loads(json.dumps(self.raw))
+
+
+def validate_name(name: str, *, what: str = "model name", source: str | None = None) -> str:
+    """Return ``name`` if it is a safe model name, else raise :class:`ManifestError`."""
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise ManifestError(
+            f"invalid {what} {name!r}: use 1-100 characters of a-z, 0-9, '.', '_', '-', "
+            "starting with a letter or digit",
+            source=source,
+            field="name",
+        )
+    return name
+
+
+def parse_hash(value: Any, *, source: str | None = None, field: str = "hash") -> Hash | None:
+    """Parse ``md5:<hex>`` / ``sha256:<hex>`` (or None)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or ":" not in value:
+        raise ManifestError(
+            f"expected 'md5:<32 hex>' or 'sha256:<64 hex>' or null, got {value!r}",
+            source=source,
+            field=field,
+        )
+    algo, _, hexdigest = value.partition(":")
+    algo = algo.lower()
+    if algo not in _HEX or not _HEX[algo].match(hexdigest):
+        raise ManifestError(
+            f"expected 'md5:<32 hex>' or 'sha256:<64 hex>' (lowercase), got {value!r}",
+            source=source,
+            field=field,
+        )
+    return Hash(algo, hexdigest)
+
+
+class _Reader:
+    """Typed field access that raises ManifestError naming the source and field."""
+
+    def __init__(self, source: str | None):
+        self.source = source
+
+    def fail(self, field: str, message: str) -> ManifestError:
+        return ManifestError(message, source=self.source, field=field)
+
+    def get(self, data: dict, key: str, types, path: str, *, required=False, default=None):
+        if key not in data or data[key] is None:
+            if required:
+                raise self.fail(path, "is required")
+            return default
+        value = data[key]
+        # bool is an int subclass: reject it where a number is expected
+        allowed = types if isinstance(types, tuple) else (types,)
+        if isinstance(value, bool) and bool not in allowed:
+            raise self.fail(path, f"expected {_type_names(types)}, got {value!r}")
+        if not isinstance(value, types):
+            raise self.fail(path, f"expected {_type_names(types)}, got {type(value).__name__}")
+        return value
+
+
+def _type_names(types) -> str:
+    types = types if isinstance(types, tuple) else (types,)
+    names = {str: "a string", int: "an integer", float: "a number", list: "a list",
+             dict: "an object", bool: "true/false"}
+    return " or ".join(names.get(t, t.__name__) for t in types)
+
+
+def _shape(r: _Reader, value: Any, path: str) -> tuple[int | None, ...]:
+    if not isinstance(value, list) or not value:
+        raise r.fail(path, f"expected a non-empty list of positive integers or null, got {value!r}")
+    for dim in value:
+        if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0):
+            raise r.fail(path, f"expected positive integers or null, got {value!r}")
+    return tuple(value)
+
+
+def _url(r: _Reader, value: Any, path: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise r.fail(path, "expected a non-empty URL or relative path")
+    scheme = value.split("://", 1)[0].lower() if "://" in value else ""
+    if scheme and scheme not in ("https", "http", "file"):
+        raise r.fail(path, f"unsupported URL scheme {scheme!r}: use https, http or file")
+    if not scheme and (value.startswith("/") or ".." in Path(value).parts):
+        raise r.fail(path, f"relative paths must stay inside the registry, got {value!r}")
+    return value
+
+
+def _artifact(r: _Reader, variant: str, data: Any, kind: str) -> Artifact:
+    path = f"artifacts.{variant}"
+    if not isinstance(data, dict):
+        raise r.fail(path, "expected an object")
+    unknown = set(data) - {"url", "mirrors", "hash", "size", "format", "file_name"}
+    if unknown:
+        raise r.fail(path, f"unknown keys {sorted(unknown)}")
+    url = _url(r, data.get("url"), f"{path}.url")
+    mirrors = r.get(data, "mirrors", list, f"{path}.mirrors", default=[])
+    mirrors = tuple(_url(r, m, f"{path}.mirrors[{i}]") for i, m in enumerate(mirrors))
+    fmt = r.get(data, "format", str, f"{path}.format", required=True)
+    if fmt not in ARTIFACT_FORMATS:
+        raise r.fail(f"{path}.format", f"expected one of {list(ARTIFACT_FORMATS)}, got {fmt!r}")
+    if kind == "keras-application" and fmt != "h5-weights":
+        raise r.fail(f"{path}.format", "keras-application artifacts must be 'h5-weights'")
+    if kind == "keras-model" and fmt == "h5-weights":
+        raise r.fail(f"{path}.format", "keras-model artifacts must be 'keras' or 'h5'")
+    default_name = url.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
+    file_name = r.get(data, "file_name", str, f"{path}.file_name", default=default_name)
+    if not _FILE_NAME_RE.match(file_name) or ".." in file_name:
+        raise r.fail(f"{path}.file_name", f"unsafe file name {file_name!r}")
+    size = r.get(data, "size", int, f"{path}.size")
+    if size is not None and size < 0:
+        raise r.fail(f"{path}.size", f"must be >= 0, got {size}")
+    digest = parse_hash(data.get("hash"), source=r.source, field=f"{path}.hash")
+    return Artifact(variant, url, fmt, file_name, digest, size, mirrors)
+
+
+def parse_manifest(data: Any, *, source: str | None = None) -> Manifest:
+    """Validate a decoded manifest document and return a :class:`Manifest`.
+
+    Args:
+        data: the decoded JSON document.
+        source: file or URL it came from, used in error messages.
+
+    Raises:
+        ManifestError: naming the source and the first invalid field.
+    """
+    r = _Reader(source)
+    if not isinstance(data, dict):
+        raise ManifestError("expected a JSON object at the top level", source=source)
+    for key in _REQUIRED:
+        if key not in data:
+            raise r.fail(key, "is required")
+    unknown = set(data) - _TOP_KEYS
+    if unknown:
+        raise r.fail(sorted(unknown)[0], f"unknown field (known: {', '.join(sorted(_TOP_KEYS))})")
+    sv = data["schema_version"]
+    if sv != SCHEMA_VERSION:
+        raise r.fail(
+            "schema_version",
+            f"this modelzoo reads schema_version {SCHEMA_VERSION}, got {sv!r}; "
+            "upgrade modelzoo (pip install -U modelzoo)" if isinstance(sv, int) and sv > 1 else
+            f"this modelzoo reads schema_version {SCHEMA_VERSION}, got {sv!r}",
+        )
+    name = validate_name(data["name"], source=source)
+    version = r.get(data, "version", str, "version", required=True)
+    if not is_version(version):
+        raise r.fail("version", f"expected a semantic version like 1.0.0, got {version!r}")
+
+    inp = r.get(data, "input", dict, "input", required=True)
+    shape = _shape(r, inp.get("shape"), "input.shape")
+    min_size = r.get(inp, "min_size", int, "input.min_size")
+    dtype = r.get(inp, "dtype", str, "input.dtype", default="float32")
+    pre = r.get(inp, "preprocessing", str, "input.preprocessing", default="none")
+    if pre not in PREPROCESSING_MODES:
+        raise r.fail(
+            "input.preprocessing", f"expected one of {list(PREPROCESSING_MODES)}, got {pre!r}"
+        )
+    unknown = set(inp) - {"shape", "min_size", "dtype", "preprocessing"}
+    if unknown:
+        raise r.fail("input", f"unknown keys {sorted(unknown)}")
+
+    b = r.get(data, "build", dict, "build", required=True)
+    kind = r.get(b, "kind", str, "build.kind", required=True)
+    if kind not in BUILD_KINDS:
+        raise r.fail("build.kind", f"expected one of {list(BUILD_KINDS)}, got {kind!r}")
+    constructor = r.get(b, "constructor", str, "build.constructor")
+    if kind == "keras-application" and not constructor:
+        raise r.fail("build.constructor", "is required for keras-application")
+    if constructor is not None and not re.match(r"^[A-Za-z][A-Za-z0-9_]*$", constructor):
+        raise r.fail("build.constructor", f"expected a bare constructor name, got {constructor!r}")
+    kwargs = r.get(b, "kwargs", dict, "build.kwargs", default={})
+    for banned in ("include_top", "weights", "input_tensor"):
+        if banned in kwargs:
+            raise r.fail(f"build.kwargs.{banned}", "is chosen by modelzoo; remove it")
+    unknown = set(b) - {"kind", "constructor", "kwargs"}
+    if unknown:
+        raise r.fail("build", f"unknown keys {sorted(unknown)}")
+
+    arts = r.get(data, "artifacts", dict, "artifacts", required=True)
+    if not arts:
+        raise r.fail("artifacts", "must name at least one artifact")
+    artifacts = {}
+    for variant, art in arts.items():
+        if not NAME_RE.match(variant):
+            raise r.fail(f"artifacts.{variant}", "invalid variant name")
+        artifacts[variant] = _artifact(r, variant, art, kind)
+
+    cuts = []
+    for i, cp in enumerate(r.get(data, "cut_points", list, "cut_points", default=[])):
+        path = f"cut_points[{i}]"
+        if not isinstance(cp, dict):
+            raise r.fail(path, "expected an object")
+        layer = r.get(cp, "layer", str, f"{path}.layer", required=True)
+        cshape = cp.get("shape")
+        cshape = _shape(r, cshape, f"{path}.shape") if cshape is not None else None
+        cvariant = r.get(cp, "variant", str, f"{path}.variant")
+        if cvariant is not None and cvariant not in artifacts:
+            raise r.fail(f"{path}.variant", f"no artifact {cvariant!r} in this manifest")
+        note = r.get(cp, "note", str, f"{path}.note")
+        cuts.append(CutPoint(layer, cshape, cvariant, note))
+
+    tags = r.get(data, "tags", list, "tags", default=[])
+    if not all(isinstance(t, str) for t in tags):
+        raise r.fail("tags", "expected a list of strings")
+    labels = data.get("labels")
+    names_ok = isinstance(labels, list) and all(isinstance(x, str) for x in labels)
+    if labels is not None and labels != "imagenet" and not names_ok:
+        raise r.fail("labels", "expected 'imagenet', a list of class names, or null")
+
+    return Manifest(
+        name=name,
+        version=version,
+        summary=r.get(data, "summary", str, "summary", required=True),
+        input=InputSpec(shape, min_size, dtype, pre),
+        build=BuildSpec(kind, constructor, dict(kwargs)),
+        artifacts=artifacts,
+        family=r.get(data, "family", str, "family", default=""),
+        task=r.get(data, "task", str, "task", default="image-classification"),
+        license=r.get(data, "license", str, "license", default="unknown"),
+        tags=tuple(tags),
+        paper=r.get(data, "paper", str, "paper"),
+        homepage=r.get(data, "homepage", str, "homepage"),
+        labels=labels,
+        cut_points=tuple(cuts),
+        notes=r.get(data, "notes", str, "notes"),
+        source=source,
+        raw=data,
+    )
+
+
+def load_manifest(path: str | Path) -> Manifest:
+    """Read and validate the manifest file at ``path``.
+
+    Raises:
+        ManifestError: when the file is unreadable, not JSON, or invalid.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ManifestError(f"cannot read: {exc.strerror or exc}", source=str(path)) from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ManifestError(
+            f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})", source=str(path)
+        ) from exc
+    return parse_manifest(data, source=str(path))

@@ -1,0 +1,31 @@
+"""Shared fixtures: every test gets its own empty cache and a clean environment."""
+
+from __future__ import annotations
+
+import pytest
+
+_ENV = (
+    "MODELZOO_HOME",
+    "MODELZOO_REGISTRY",
+    "MODELZOO_OFFLINE",
+    "MODELZOO_MIRROR",
+    "MODELZOO_REQUIRE_HASHES",
+    "MODELZOO_DISABLE_PROGRESS_BARS",
+    "MODELZOO_DEBUG",
+    "MODELZOO_TIMEOUT",
+    "MODELZOO_MAX_RETRIES",
+    "TF_CONFIG",
+    "TPU_NAME",
+)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path, monkeypatch):
+    """Point the cache at a fresh folder and clear every MODELZOO_* variable."""
+    for name in _ENV:
+        monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "mz-home"
+    monkeypatch.setenv("MODELZOO_HOME", str(home))
+    monkeypatch.setenv("MODELZOO_DISABLE_PROGRESS_BARS", "1")
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    return home
