@@ -75,8 +75,22 @@ BUILD_KINDS = ("keras-application", "keras-model")
 VARIANTS = ("full", "notop")
 
 _TOP_KEYS = {
-    "schema_version", "name", "version", "family", "summary", "task", "license", "tags",
-    "paper", "homepage", "input", "labels", "build", "artifacts", "cut_points", "notes",
+    "schema_version",
+    "name",
+    "version",
+    "family",
+    "summary",
+    "task",
+    "license",
+    "tags",
+    "paper",
+    "homepage",
+    "input",
+    "labels",
+    "build",
+    "artifacts",
+    "cut_points",
+    "notes",
 }
 _REQUIRED = ("schema_version", "name", "version", "summary", "input", "build", "artifacts")
 
@@ -245,8 +259,14 @@ class _Reader:
 
 def _type_names(types) -> str:
     types = types if isinstance(types, tuple) else (types,)
-    names = {str: "a string", int: "an integer", float: "a number", list: "a list",
-             dict: "an object", bool: "true/false"}
+    names = {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        list: "a list",
+        dict: "an object",
+        bool: "true/false",
+    }
     return " or ".join(names.get(t, t.__name__) for t in types)
 
 
@@ -322,8 +342,9 @@ def parse_manifest(data: Any, *, source: str | None = None) -> Manifest:
         raise r.fail(
             "schema_version",
             f"this modelzoo reads schema_version {SCHEMA_VERSION}, got {sv!r}; "
-            "upgrade modelzoo (pip install -U modelzoo)" if isinstance(sv, int) and sv > 1 else
-            f"this modelzoo reads schema_version {SCHEMA_VERSION}, got {sv!r}",
+            "upgrade modelzoo (pip install -U modelzoo)"
+            if isinstance(sv, int) and sv > 1
+            else f"this modelzoo reads schema_version {SCHEMA_VERSION}, got {sv!r}",
         )
     name = validate_name(data["name"], source=source)
     version = r.get(data, "version", str, "version", required=True)

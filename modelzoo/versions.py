@@ -108,8 +108,10 @@ def _one(version: Version, clause: str) -> bool:
     if op == "<":
         return version < bound
     if op == "~":  # same major.minor (or same major when only major given)
-        upper = Version(bound.major + 1, 0, 0) if given == 1 else Version(
-            bound.major, bound.minor + 1, 0
+        upper = (
+            Version(bound.major + 1, 0, 0)
+            if given == 1
+            else Version(bound.major, bound.minor + 1, 0)
         )
         return bound <= version < upper
     # "^": compatible with, following the left-most non-zero part
