@@ -24,7 +24,7 @@ _LAZY = {
     "search": "registry",
     "info": "registry",
     "resolve": "registry",
-    "install": "install",
+    "install": "installer",
     "list_installed": "cache",
     "remove": "cache",
     "verify": "cache",

@@ -1,0 +1,73 @@
+"""``modelzoo cache path|size|prune|clear``."""
+
+from __future__ import annotations
+
+import typer
+
+from ._output import emit_json, human_size, out, table
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Inspect and clean the local cache.", no_args_is_help=True)
+
+
+@app.command("path")
+def path_cmd(json_out: bool = typer.Option(False, "--json")) -> None:
+    """Print the cache root (MODELZOO_HOME or the platform cache folder)."""
+    from ..cache import Cache
+
+    root = Cache().root
+    if json_out:
+        emit_json({"path": root})
+    else:
+        typer.echo(str(root))
+
+
+@app.command("size")
+def size_cmd(json_out: bool = typer.Option(False, "--json")) -> None:
+    """Bytes used by each area of the cache."""
+    from ..cache import Cache
+
+    sizes = Cache().size()
+    if json_out:
+        emit_json(sizes)
+        return
+    table(["area", "size"], [(k, human_size(v)) for k, v in sizes.items()])
+
+
+@app.command("prune")
+def prune_cmd(
+    partials: bool = typer.Option(
+        False, "--partials", help="Also delete recent partial downloads."
+    ),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Delete unreferenced blobs, stale partial downloads and free lock files."""
+    from ..cache import Cache
+
+    result = Cache().prune(partials=partials)
+    if json_out:
+        emit_json(result)
+        return
+    out().print(
+        f"removed {len(result.blobs)} blob(s), {len(result.partials)} partial file(s), "
+        f"{len(result.locks)} lock(s); freed {human_size(result.bytes_freed)}"
+    )
+
+
+@app.command("clear")
+def clear_cmd(
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Delete every installed model and download (keeps registry configuration)."""
+    from ..cache import Cache
+
+    cache = Cache()
+    if not yes and not typer.confirm(f"Delete everything installed under {cache.root}?"):
+        raise typer.Exit(1)
+    freed = cache.clear()
+    if json_out:
+        emit_json({"bytes_freed": freed})
+    else:
+        out().print(f"cleared {cache.root}; freed {human_size(freed)}")

@@ -1,0 +1,70 @@
+"""``modelzoo demo``: transfer learning on the bundled offline model, end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ._output import emit_json, out, table
+
+__all__ = ["register"]
+
+
+def demo_cmd(
+    seeds: int = typer.Option(3, "--seeds", help="Repeat with this many seeds (0..N-1)."),
+    shots: int = typer.Option(10, "--shots", help="Training examples per new class."),
+    epochs: int = typer.Option(60, "--epochs"),
+    out_dir: Path = typer.Option(Path("modelzoo-demo"), "--out", help="Where to save results."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Learn digits 5-9 from a few examples with a base pretrained on 0-4 (offline)."""
+    from ..demo import run_demo
+
+    console = out()
+    say = (lambda msg: None) if json_out else (lambda msg: console.print(f"- {msg}"))
+    result = run_demo(
+        seeds=tuple(range(seeds)), shots=shots, epochs=epochs, out_dir=out_dir, on_event=say
+    )
+    if json_out:
+        data = {
+            "model": result.model,
+            "cut": result.cut,
+            "shots": result.shots,
+            "test_examples": result.test_examples,
+            "seeds": result.seeds,
+            "transfer_mean": result.transfer_mean,
+            "scratch_mean": result.scratch_mean,
+            "saved_model": result.saved_model,
+            "predictions": [
+                {"true": t, "predicted": p, "confidence": c} for t, p, c in result.predictions
+            ],
+        }
+        emit_json(data)
+        return
+    console.print()
+    table(
+        ["seed", "transfer learning", "from scratch"],
+        [
+            *[
+                (s.seed, f"{s.transfer_accuracy:.1%}", f"{s.scratch_accuracy:.1%}")
+                for s in result.seeds
+            ],
+            ("mean", f"{result.transfer_mean:.1%}", f"{result.scratch_mean:.1%}"),
+        ],
+        title=(
+            f"Held-out accuracy on {result.test_examples} images of digits 5-9, "
+            f"{result.shots} training examples per class"
+        ),
+    )
+    if result.predictions:
+        console.print(
+            "predictions: " + ", ".join(f"{t} -> {p} ({c:.0%})" for t, p, c in result.predictions)
+        )
+    if result.saved_model:
+        console.print(f"try it: modelzoo predict {result.saved_model} IMAGE.png")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``demo`` to ``app``."""
+    app.command("demo")(demo_cmd)

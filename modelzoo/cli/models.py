@@ -1,0 +1,189 @@
+"""Model commands: ``layers``, ``train``, ``predict`` (these import TensorFlow when run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ._output import emit_json, out, table
+
+__all__ = ["register"]
+
+
+def _architecture(name: str, trust_remote_code: bool):
+    """A model to list layers of: a file, or a registry model's architecture.
+
+    Keras Applications are built with ``weights=None``: listing VGG16's layers must not
+    download 528 MB of weights.
+    """
+    from ..loading import build_application, load
+    from ..registry import resolve
+
+    if Path(name).suffix in (".keras", ".h5") and Path(name).exists():
+        return load(name, trust_remote_code=trust_remote_code, trainable=True), None
+    manifest = resolve(name).manifest
+    if manifest.build.kind == "keras-application":
+        include_top = "full" in manifest.artifacts
+        return build_application(manifest, include_top=include_top), manifest
+    return load(name, trust_remote_code=trust_remote_code, trainable=True), manifest
+
+
+def layers_cmd(
+    name: str = typer.Argument(..., help="Registry model (name[@version]) or a .keras/.h5 file."),
+    filter: str = typer.Option(None, "--filter", "-f", help="Glob on layer names, e.g. '*relu'."),
+    cut_points: bool = typer.Option(False, "--cut-points", help="Show the manifest's cut points."),
+    tree: bool = typer.Option(False, "--tree", help="Nested models as an indented tree."),
+    json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
+) -> None:
+    """List a model's layers (index, name, type, output shape, params) to choose a cut."""
+    from ..slicing import layers
+
+    model, manifest = _architecture(name, trust_remote_code)
+    infos = layers(model, filter=filter)
+    cuts = list(manifest.cut_points) if manifest is not None else []
+    if json_out:
+        emit_json({"model": name, "cut_points": cuts, "layers": infos})
+        return
+    if cut_points:
+        if cuts:
+            table(
+                ["cut point", "output shape", "weights", "note"],
+                [(c.layer, c.shape, c.variant or "full", c.note or "") for c in cuts],
+                title="Cut points (from the manifest)",
+            )
+        else:
+            out().print("No cut points listed in the manifest.")
+        if not filter:
+            return
+    if tree:
+        marks = {c.layer for c in cuts}
+        console = out()
+        for info in infos:
+            indent = "  " * info.depth
+            leaf = info.name.rsplit("/", 1)[-1]
+            star = "  <- cut point" if info.name in marks or leaf in marks else ""
+            console.print(f"{indent}{leaf} ({info.type}) {info.output_shape}{star}")
+        return
+    table(
+        ["#", "name", "type", "output shape", "params", "trainable"],
+        [(i.index, i.name, i.type, i.output_shape, f"{i.params:,}", i.trainable) for i in infos],
+    )
+
+
+def train_cmd(
+    name: str = typer.Argument(..., help="Pretrained base (registry name[@version])."),
+    cut: str = typer.Option(None, "--cut", help="Layer to cut at (see `modelzoo layers`)."),
+    data: Path = typer.Option(
+        ..., "--data", help="Folder with one sub-folder of images per class."
+    ),
+    epochs: int = typer.Option(10, "--epochs"),
+    batch_size: int = typer.Option(32, "--batch-size", help="Examples per replica."),
+    lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate."),
+    val_split: float = typer.Option(0.2, "--val-split", help="Fraction held out for validation."),
+    hidden: list[int] = typer.Option([100], "--hidden", help="Hidden Dense sizes (repeatable)."),
+    out_path: Path = typer.Option(Path("model.keras"), "--out", help="Where to save (.keras)."),
+    strategy: str = typer.Option("auto", "--strategy", help="auto|cpu|gpu|mirrored|tpu|..."),
+    seed: int = typer.Option(0, "--seed"),
+    plot: Path = typer.Option(None, "--plot", help="Write loss/accuracy curves to this PNG."),
+    tensorboard: Path = typer.Option(None, "--tensorboard", help="Write TensorBoard logs here."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Train a new head on a pretrained base, from a folder of images."""
+    from ..errors import UsageError
+    from ..registry import resolve
+    from ..transfer import TransferLearner
+
+    if not data.is_dir():
+        raise UsageError(f"--data must be a folder with one sub-folder per class. Received: {data}")
+    manifest = resolve(name).manifest
+    h, w = manifest.input.shape[0] or 224, manifest.input.shape[1] or 224
+    from .._tf import keras
+
+    k = keras()
+    k.utils.set_random_seed(seed)
+    common = dict(image_size=(h, w), batch_size=None, seed=seed, label_mode="int")
+    if 0.0 < val_split < 1.0:
+        train_ds, val_ds = k.utils.image_dataset_from_directory(
+            data, validation_split=val_split, subset="both", **common
+        )
+    else:
+        train_ds, val_ds = k.utils.image_dataset_from_directory(data, **common), None
+    labels = list(train_ds.class_names)
+    if len(labels) < 2:
+        raise UsageError(f"Need at least 2 class folders in {data}; found {labels}.")
+    learner = TransferLearner(
+        name,
+        cut,
+        num_classes=len(labels),
+        labels=labels,
+        hidden=tuple(hidden),
+        learning_rate=lr,
+        strategy=strategy,
+    )
+    if not json_out:
+        out().print(
+            f"base {learner.base_name} cut at {cut or '(top)'}; {len(labels)} classes; "
+            f"strategy {learner.choice.kind} ({learner.replicas} replica(s)); "
+            f"global batch {batch_size * learner.replicas} = {batch_size} x {learner.replicas}"
+        )
+    callbacks = []
+    if tensorboard is not None:
+        callbacks.append(k.callbacks.TensorBoard(log_dir=str(tensorboard)))
+    learner.fit(
+        train_ds,
+        epochs=epochs,
+        batch_size=batch_size,
+        validation=val_ds,
+        verbose=0 if json_out else 2,
+        callbacks=callbacks or None,
+    )
+    saved = learner.save(out_path)
+    result = {
+        "model": str(saved),
+        "labels": labels,
+        "history": learner.history,
+        "fit": learner.last_fit,
+    }
+    if plot is not None:
+        result["plot"] = str(learner.plot_history(plot))
+    if json_out:
+        emit_json(result)
+        return
+    final = {k_: v[-1] for k_, v in learner.history.items()}
+    out().print("final: " + ", ".join(f"{k_} {v:.4f}" for k_, v in final.items()))
+    out().print(f"saved {saved} (labels in {saved.with_name(saved.stem + '.labels.json')})")
+    if plot is not None:
+        out().print(f"curves: {result['plot']}")
+    if tensorboard is not None:
+        out().print(f"view the logs with: tensorboard --logdir {tensorboard}")
+
+
+def predict_cmd(
+    model: str = typer.Argument(..., help="A trained .keras file, or a registry model name."),
+    images: list[Path] = typer.Argument(..., help="Image files."),
+    top: int = typer.Option(3, "--top", help="How many classes to show per image."),
+    json_out: bool = typer.Option(False, "--json"),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
+) -> None:
+    """Classify image files with a trained model (labels included)."""
+    from ..inference import Predictor
+
+    predictor = Predictor(model, trust_remote_code=trust_remote_code)
+    results = predictor.predict_files(images, top=top)
+    if json_out:
+        emit_json(
+            [{"image": r.image, "top": [{"label": n, "p": p} for n, p in r.top]} for r in results]
+        )
+        return
+    for r in results:
+        best = ", ".join(f"{n} {p:.1%}" for n, p in r.top)
+        out().print(f"{r.image}: {best}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the model commands to ``app``."""
+    app.command("layers")(layers_cmd)
+    app.command("train")(train_cmd)
+    app.command("predict")(predict_cmd)

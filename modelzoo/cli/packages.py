@@ -1,0 +1,261 @@
+"""Package-manager commands: ``search``, ``info``, ``install``, ``list``, ``remove``, ``verify``.
+
+None of these import TensorFlow.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from ._output import emit_json, human_size, out, table
+
+__all__ = ["register"]
+
+
+def search_cmd(
+    query: str = typer.Argument(None, help="Words or a glob (e.g. 'mobilenet_v2_*')."),
+    task: str = typer.Option(None, "--task", help="Only this task."),
+    tag: str = typer.Option(None, "--tag", help="Only models with this tag."),
+    family: str = typer.Option(None, "--family", help="Only this family."),
+    limit: int = typer.Option(0, "--limit", "-n", help="Show at most N results (0 = all)."),
+    refresh: bool = typer.Option(False, "--refresh", help="Re-fetch remote registry indexes."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Search the registries (reads only their indexes: fast)."""
+    from ..registry import search
+
+    results = search(query, task=task, tag=tag, family=family, refresh=refresh)
+    if limit > 0:
+        results = results[:limit]
+    if json_out:
+        emit_json([r.to_dict() for r in results])
+        return
+    if not results:
+        out().print(f"No models match {query!r}. Try `modelzoo search` to list all.")
+        return
+    registries = {r.registry for r in results}
+    columns = ["name", "version", "family", "summary"]
+    if len(registries) > 1:
+        columns.append("registry")
+    rows = [(r.name, r.version, r.family, r.summary, r.registry)[: len(columns)] for r in results]
+    table(columns, rows)
+
+
+def info_cmd(
+    spec: str = typer.Argument(..., help="name or name@version"),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Show a model's manifest: input, preprocessing, artifacts, cut points, licence."""
+    from ..cache import list_installed
+    from ..registry import resolve
+
+    resolved = resolve(spec)
+    m = resolved.manifest
+    installed = [r for r in list_installed(m.name) if r.version == m.version]
+    if json_out:
+        emit_json(
+            {
+                **m.to_dict(),
+                "registry": resolved.registry,
+                "installed": [r.to_dict() for r in installed],
+            }
+        )
+        return
+    console = out()
+    console.print(f"[bold]{m.spec}[/]  {m.summary}", markup=True)
+    facts = [
+        ("family", m.family),
+        ("task", m.task),
+        ("license", m.license),
+        ("tags", ", ".join(m.tags)),
+        ("paper", m.paper or ""),
+        ("homepage", m.homepage or ""),
+        ("registry", resolved.registry),
+        ("input", f"shape {list(m.input.shape)}, min size {m.input.min_size}, {m.input.dtype}"),
+        ("preprocessing", m.input.preprocessing),
+        (
+            "labels",
+            m.labels
+            if isinstance(m.labels, str)
+            else (f"{len(m.labels)}: {', '.join(m.labels[:10])}" if m.labels else "none"),
+        ),
+        (
+            "build",
+            f"{m.build.kind} {m.build.constructor or ''} {m.build.kwargs or ''}".rstrip(),
+        ),
+    ]
+    for key, value in facts:
+        if value:
+            console.print(f"  {key:<14}{value}", markup=False)
+    have = {r.variant for r in installed}
+    table(
+        ["artifact", "format", "size", "hash", "installed", "url"],
+        [
+            (
+                a.variant,
+                a.format,
+                human_size(a.size),
+                str(a.hash) if a.hash else "none published (trust on first use)",
+                "yes" if a.variant in have else "no",
+                a.url,
+            )
+            for a in m.artifacts.values()
+        ],
+    )
+    if m.cut_points:
+        table(
+            ["cut point", "output shape", "in artifact", "note"],
+            [(c.layer, c.shape, c.variant or "full", c.note or "") for c in m.cut_points],
+        )
+    if m.notes:
+        console.print(f"notes: {m.notes}", markup=False)
+
+
+def install_cmd(
+    specs: list[str] = typer.Argument(..., help="name or name@version (several allowed)."),
+    variant: str = typer.Option(None, "--variant", help="full | notop | all (default: full)."),
+    force: bool = typer.Option(False, "--force", help="Download again even if installed."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be fetched."),
+    require_hashes: bool = typer.Option(
+        None, "--require-hashes", help="Refuse artifacts without a published hash."
+    ),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Download, verify and cache models (atomic; resumes interrupted downloads)."""
+    from ..installer import install
+
+    results = []
+    for spec in specs:
+        results.append(
+            install(
+                spec,
+                variant=variant,
+                force=force,
+                dry_run=dry_run,
+                require_hashes=require_hashes,
+            )
+        )
+    if json_out:
+        emit_json(
+            [
+                {
+                    "model": r.spec,
+                    "registry": r.registry,
+                    "dry_run": r.dry_run,
+                    "fetched": list(r.fetched),
+                    "records": {k: v.to_dict() for k, v in r.records.items()},
+                    "planned": r.planned,
+                }
+                for r in results
+            ]
+        )
+        return
+    if dry_run:
+        rows = []
+        for r in results:
+            for p in r.planned.values():
+                rows.append((r.spec, p.variant, p.action, human_size(p.size), p.url))
+        table(["model", "artifact", "action", "size", "url"], rows, title="Dry run")
+        total = sum(p.size or 0 for r in results for p in r.planned.values() if not p.cached)
+        out().print(f"would download {human_size(total)} (unknown sizes counted as 0)")
+        return
+    console = out()
+    for r in results:
+        for variant_name, rec in r.records.items():
+            verb = "installed" if variant_name in r.fetched else "already installed"
+            trust = " (no published hash: sha256 recorded on first use)" * rec.trusted_on_first_use
+            console.print(
+                f"{verb} {r.spec} [{variant_name}] {human_size(rec.size)} "
+                f"sha256:{rec.sha256[:16]}…{trust}\n  -> {rec.path}",
+                markup=False,
+            )
+
+
+def list_cmd(
+    name: str = typer.Argument(None, help="Only this model."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """List installed models."""
+    from ..cache import list_installed
+
+    records = list_installed(name)
+    if json_out:
+        emit_json([r.to_dict() for r in records])
+        return
+    if not records:
+        out().print("Nothing installed. Try `modelzoo search` and `modelzoo install NAME`.")
+        return
+    table(
+        ["model", "artifact", "size", "sha256", "hash", "installed at"],
+        [
+            (
+                r.spec,
+                r.variant,
+                human_size(r.size),
+                r.sha256[:12],
+                r.declared_hash.split(":", 1)[0] if r.declared_hash else "tofu",
+                r.installed_at,
+            )
+            for r in records
+        ],
+    )
+
+
+def remove_cmd(
+    spec: str = typer.Argument(..., help="name or name@version"),
+    variant: str = typer.Option(None, "--variant", help="Only this artifact."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Remove an installed model (unreferenced files are freed by `cache prune`)."""
+    from ..cache import remove
+
+    removed = remove(spec, variant=variant)
+    if json_out:
+        emit_json([r.to_dict() for r in removed])
+        return
+    for r in removed:
+        out().print(f"removed {r.spec} [{r.variant}]", markup=False)
+
+
+def verify_cmd(
+    spec: str = typer.Argument(None, help="Only this model (name or name@version)."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Re-hash installed artifacts against their recorded and published hashes."""
+    from ..cache import verify
+
+    results = verify(spec)
+    bad = [r for r in results if not r.ok]
+    if json_out:
+        emit_json(
+            [
+                {
+                    "model": r.record.spec,
+                    "variant": r.record.variant,
+                    "status": r.status,
+                    "expected": r.expected,
+                    "actual": r.actual,
+                    "message": r.message,
+                }
+                for r in results
+            ]
+        )
+    else:
+        if not results:
+            out().print("Nothing installed to verify.")
+        for r in results:
+            out().print(
+                f"{r.status:<9}{r.record.spec} [{r.record.variant}] {r.message}", markup=False
+            )
+    if bad:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the package-manager commands to ``app``."""
+    app.command("search")(search_cmd)
+    app.command("info")(info_cmd)
+    app.command("install")(install_cmd)
+    app.command("list")(list_cmd)
+    app.command("remove")(remove_cmd)
+    app.command("verify")(verify_cmd)

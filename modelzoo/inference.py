@@ -1,0 +1,115 @@
+"""Predictions on image files from a trained model (``.keras`` + labels) or a registry model."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import UsageError
+
+__all__ = ["Prediction", "Predictor", "load_images"]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Top classes for one image: ``top`` is a list of ``(label, probability)``."""
+
+    image: str
+    top: tuple[tuple[str, float], ...]
+
+
+def load_images(paths: Sequence[str | os.PathLike[str]], size: tuple[int, int]) -> np.ndarray:
+    """Read image files as RGB float32 arrays in 0–255, resized to ``size`` (H, W)."""
+    from ._tf import keras
+
+    utils = keras().utils
+    arrays = []
+    for p in paths:
+        path = Path(p)
+        if not path.is_file():
+            raise UsageError(f"No such image file: {path}.")
+        try:
+            img = utils.load_img(path, target_size=size, color_mode="rgb")
+        except Exception as exc:  # PIL raises many types for bad files
+            raise UsageError(f"Cannot read {path} as an image: {exc}") from exc
+        arrays.append(utils.img_to_array(img, dtype="float32"))
+    return np.stack(arrays)
+
+
+class Predictor:
+    """Loads a model once and classifies image files.
+
+    Args:
+        model: a trained ``.keras`` file saved by ``modelzoo train`` / ``TransferLearner.save``
+            (its ``.labels.json`` gives labels and preprocessing), or a registry name.
+        trust_remote_code: skip the safety scan (trusted files only).
+    """
+
+    def __init__(self, model: str | os.PathLike[str], *, trust_remote_code: bool = False):
+        from .transfer import read_sidecar
+
+        path = Path(os.fspath(model))
+        self.preprocessing = "baked"
+        self.labels: list[str] | None = None
+        if path.suffix in (".keras", ".h5"):
+            if not path.exists():
+                raise UsageError(f"No such model file: {path}.")
+            from .safety import load_model_file
+
+            fmt = "keras" if path.suffix == ".keras" else "h5"
+            self.model = load_model_file(
+                path, expected_format=fmt, trust_remote_code=trust_remote_code
+            )
+            meta = read_sidecar(path)
+            self.labels = meta.get("labels")
+            self.preprocessing = meta.get("preprocessing", "none")
+        else:
+            from .loading import load, manifest_of
+
+            self.model = load(str(model), include_preprocessing=True)
+            manifest = manifest_of(self.model)
+            if manifest is not None and isinstance(manifest.labels, list):
+                self.labels = list(manifest.labels)
+        shape = self.model.input_shape
+        if isinstance(shape, list):
+            raise UsageError("predict supports single-input models only.")
+        self.input_shape = tuple(shape[1:])
+
+    def _size(self) -> tuple[int, int]:
+        h, w = self.input_shape[0], self.input_shape[1]
+        if h is None or w is None:
+            return (224, 224)
+        return (int(h), int(w))
+
+    def predict_arrays(self, images: Any) -> np.ndarray:
+        """Class probabilities for 0–255 RGB images ``(N, H, W, 3)``."""
+        from .preprocessing import preprocess
+
+        x = np.asarray(images, dtype=np.float32)
+        if self.preprocessing not in ("baked", "builtin", "none"):
+            x = preprocess(x, self.preprocessing)
+        return np.asarray(self.model.predict(x, verbose=0))
+
+    def predict_files(self, paths: Sequence[str | os.PathLike[str]], *, top: int = 5):
+        """Top-``top`` predictions for each image file."""
+        if top < 1:
+            raise UsageError(f"top must be >= 1. Received: top={top}.")
+        probs = self.predict_arrays(load_images(paths, self._size()))
+        results = []
+        for path, row in zip(paths, probs, strict=True):
+            row = row.reshape(-1)
+            order = np.argsort(-row)[:top]
+            names = [
+                self.labels[i] if self.labels and i < len(self.labels) else str(i) for i in order
+            ]
+            results.append(
+                Prediction(
+                    str(path), tuple((n, float(row[i])) for n, i in zip(names, order, strict=True))
+                )
+            )
+        return results

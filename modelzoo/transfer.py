@@ -1,0 +1,445 @@
+"""``TransferLearner``: load → slice → head → compile → fit → save/predict, in one object.
+
+Everything that creates variables (the base, the head, the optimizer) is built inside
+the chosen ``tf.distribute`` strategy's scope. When the base is frozen and no
+augmentation is asked for, the learner computes the base's features once (cached on
+disk, see :mod:`modelzoo.features`) and trains only the head on them: the same model,
+a fraction of the time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import UsageError
+
+__all__ = ["TransferLearner", "sidecar_path", "read_sidecar"]
+
+logger = logging.getLogger("modelzoo")
+
+
+def sidecar_path(model_path: str | os.PathLike[str]) -> Path:
+    """The labels/metadata file saved next to a trained model (``x.keras`` → ``x.labels.json``)."""
+    p = Path(model_path)
+    return p.with_name(p.stem + ".labels.json")
+
+
+def read_sidecar(model_path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The metadata saved with a trained model, or ``{}`` when there is none."""
+    path = sidecar_path(model_path)
+    if not path.exists():
+        return {}
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _is_dataset(x: Any) -> bool:
+    return type(x).__module__.startswith("tensorflow") and hasattr(x, "element_spec")
+
+
+def _materialize(dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Collect a (batched or unbatched) ``tf.data.Dataset`` of ``(x, y)`` into arrays."""
+    xs, ys = [], []
+    batched = None
+    for element in dataset.as_numpy_iterator():
+        if not isinstance(element, tuple) or len(element) < 2:
+            raise UsageError("The dataset must yield (images, labels) pairs.")
+        x, y = element[0], element[1]
+        if batched is None:
+            spec = dataset.element_spec[0]
+            batched = len(spec.shape) == 4
+        xs.append(x if batched else x[None])
+        ys.append(y if batched else np.asarray(y)[None])
+    if not xs:
+        raise UsageError("The dataset is empty.")
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+class TransferLearner:
+    """A pretrained base, cut at a layer, with a new trainable head.
+
+    Args:
+        base: a registry name (``"mobilenet_v1_1.0_224"``) or a ``keras.Model``.
+        cut: where to slice the base (layer name, ``outer/inner`` path, index); None keeps
+            the whole network.
+        num_classes: outputs of the head (classes for classification).
+        head: any Keras layer/callable to use instead of the default head.
+        hidden: sizes of the hidden Dense layers of the default head.
+        pooling: ``"flatten"``, ``"avg"``, ``"max"`` or None.
+        dropout: dropout rate after each hidden layer.
+        task: ``"classification"``, ``"multilabel"`` or ``"regression"``.
+        labels: class names, saved with the model for ``predict``.
+        version: registry version or constraint.
+        input_shape: a non-default input shape, where the architecture allows it.
+        include_preprocessing: bake the manifest's preprocessing into the model, so it takes
+            raw 0–255 RGB images (default True; registry bases only).
+        learning_rate: Adam's learning rate.
+        strategy: a spec for :func:`modelzoo.make_strategy` (``"auto"``, ``"cpu"``,
+            ``"mirrored"``, ``"tpu"``...) or a ``tf.distribute.Strategy``; None = default.
+        feature_cache: compute the frozen base's features once and train the head on them.
+        augment: a Keras layer (e.g. ``RandomFlip``) applied to images before the base;
+            turns the feature cache off (augmented images differ every epoch).
+        trust_remote_code: skip the safety scan of saved-model bases.
+    """
+
+    def __init__(
+        self,
+        base: Any,
+        cut: Any = None,
+        *,
+        num_classes: int | None = None,
+        head: Any = None,
+        hidden: Sequence[int] = (100,),
+        pooling: str | None = "flatten",
+        dropout: float = 0.0,
+        task: str = "classification",
+        labels: Sequence[str] | None = None,
+        version: str | None = None,
+        input_shape: Sequence[int] | None = None,
+        include_preprocessing: bool = True,
+        learning_rate: float = 1e-3,
+        strategy: Any = None,
+        feature_cache: bool = True,
+        augment: Any = None,
+        trust_remote_code: bool = False,
+    ):
+        from .distribute import choose_strategy
+        from .heads import attach_head
+        from .loading import load, manifest_of
+        from .slicing import freeze, slice
+
+        if labels is not None:
+            labels = [str(x) for x in labels]
+            if num_classes is None:
+                num_classes = len(labels)
+            elif num_classes != len(labels):
+                raise UsageError(
+                    f"num_classes and labels disagree. Received: num_classes={num_classes}, "
+                    f"{len(labels)} labels."
+                )
+        self.labels = labels
+        self.task = task
+        self.learning_rate = float(learning_rate)
+        self.cut = cut
+        self._use_feature_cache = bool(feature_cache) and augment is None
+        self._compiled_for: str | None = None
+        self.history: dict[str, list[float]] = {}
+        self.last_fit: dict[str, Any] = {}
+
+        self.choice = choose_strategy(strategy)
+        self.strategy = self.choice.strategy
+        logger.info("strategy: %s (%s)", self.choice.kind, self.choice.reason)
+        from ._tf import keras
+
+        k = keras()
+        with self.strategy.scope():
+            if isinstance(base, str | os.PathLike):
+                features = load(
+                    base,
+                    cut,
+                    version=version,
+                    input_shape=input_shape,
+                    include_preprocessing=include_preprocessing,
+                    trust_remote_code=trust_remote_code,
+                )
+                self.manifest = manifest_of(features)
+                self.base_name = self.manifest.spec if self.manifest else str(base)
+            else:
+                features = slice(base, cut) if cut is not None else base
+                freeze(features)
+                self.manifest = manifest_of(base)
+                self.base_name = getattr(base, "name", "model")
+            if augment is not None:
+                inputs = k.Input(shape=features.input_shape[1:], name="image")
+                features = k.Model(inputs, features(augment(inputs)), name="augmented_base")
+            self.base = features
+            self.model = attach_head(
+                features,
+                num_classes,
+                hidden=tuple(hidden),
+                pooling=pooling,
+                dropout=dropout,
+                task=task,
+                head=head,
+            )
+            self.head_model = self._head_model() if self._use_feature_cache else None
+
+    # -- construction helpers -------------------------------------------------------------
+
+    def _head_model(self):
+        """A model from base features to outputs that *shares* the head's layers.
+
+        Re-applies the layers that follow the base in ``self.model`` to a new input; this
+        needs them to form a chain. Otherwise the feature cache is turned off.
+        """
+        from ._tf import keras
+
+        k = keras()
+        layers = self.model.layers
+        try:
+            start = next(i for i, layer in enumerate(layers) if layer is self.base) + 1
+        except StopIteration:
+            self._use_feature_cache = False
+            return None
+        chain = layers[start:]
+        for prev, layer in zip([self.base, *chain[:-1]], chain, strict=True):
+            inbound = layer._inbound_nodes
+            if len(inbound) != 1 or [n.layer for n in inbound[0].parent_nodes] != [prev]:
+                logger.info("head is not a simple chain; feature cache off")
+                self._use_feature_cache = False
+                return None
+        shape = self.base.output_shape
+        if isinstance(shape, list):
+            self._use_feature_cache = False
+            return None
+        inputs = k.Input(shape=shape[1:], name="features")
+        x = inputs
+        for layer in chain:
+            x = layer(x)
+        return k.Model(inputs, x, name="head")
+
+    def _compile(self, label_format: str) -> None:
+        if self._compiled_for == label_format:
+            return
+        from .distribute import steps_per_execution_for
+        from .heads import compile_defaults
+
+        with self.strategy.scope():
+            # Each model gets its own optimizer, created inside the scope.
+            for model in filter(None, (self.model, self.head_model)):
+                compile_defaults(
+                    model,
+                    task=self.task,
+                    labels=label_format,
+                    learning_rate=self.learning_rate,
+                )
+                model._steps_per_execution.assign(steps_per_execution_for(self.strategy))
+        self._compiled_for = label_format
+
+    # -- data helpers -----------------------------------------------------------------------
+
+    def _xy(self, x, y) -> tuple[Any, Any]:
+        if _is_dataset(x):
+            if y is not None:
+                raise UsageError("Pass labels inside the dataset, not as y, for a tf.data input.")
+            return _materialize(x)
+        if y is None:
+            raise UsageError("fit/evaluate need labels: fit(x, y) or a dataset of (x, y).")
+        return np.asarray(x), np.asarray(y)
+
+    def _features(self, x: np.ndarray, batch_size: int) -> tuple[np.ndarray, str]:
+        """The base's outputs for ``x``: from the on-disk cache when possible."""
+        from .distribute import is_chief
+        from .features import FeatureCache, feature_key, fingerprint_arrays, fingerprint_weights
+
+        key = feature_key(
+            base=self.base_name,
+            weights=self._weights_fingerprint(fingerprint_weights),
+            cut=str(self.cut),
+            input=list(self.base.input_shape[1:]),
+            data=fingerprint_arrays(x),
+        )
+        cache = FeatureCache()
+        feats = cache.get(key)
+        if feats is not None and len(feats) == len(x):
+            return feats, "hit"
+        feats = self.base.predict(x, batch_size=batch_size, verbose=0)
+        if is_chief(self.strategy):  # other workers keep theirs in memory only
+            cache.put(key, feats)
+        return feats, "miss"
+
+    def _weights_fingerprint(self, fingerprint_weights) -> str:
+        if not hasattr(self, "_base_fp"):
+            self._base_fp = fingerprint_weights(self.base)
+        return self._base_fp
+
+    def _split_validation(self, x, y, validation):
+        if validation is None:
+            return x, y, None
+        if isinstance(validation, float):
+            if not 0.0 < validation < 1.0:
+                raise UsageError(f"validation fraction must be in (0, 1). Received: {validation}.")
+            n_val = max(1, int(round(len(x) * validation)))
+            return x[:-n_val], y[:-n_val], (x[-n_val:], y[-n_val:])
+        if _is_dataset(validation):
+            return x, y, _materialize(validation)
+        vx, vy = validation
+        return x, y, (np.asarray(vx), np.asarray(vy))
+
+    # -- public API -------------------------------------------------------------------------
+
+    @property
+    def replicas(self) -> int:
+        """Replicas in sync under the strategy (1 on a plain CPU)."""
+        return int(self.strategy.num_replicas_in_sync)
+
+    def fit(
+        self,
+        x: Any,
+        y: Any = None,
+        *,
+        epochs: int = 10,
+        batch_size: int = 32,
+        validation: Any = None,
+        verbose: Any = "auto",
+        callbacks: list | None = None,
+        shuffle: bool = True,
+    ) -> dict[str, list[float]]:
+        """Train the head (and any unfrozen base layers).
+
+        Args:
+            x: images (N, H, W, C) — raw 0–255 when preprocessing is baked in — or a
+                ``tf.data.Dataset`` of ``(images, labels)``.
+            y: integer labels or one-hot rows (not with a dataset).
+            epochs: passes over the data.
+            batch_size: examples per replica; the global batch is this × replicas.
+            validation: ``(x_val, y_val)``, a dataset, or a fraction held out from ``x``.
+            verbose: Keras verbosity; ``"auto"`` = a bar on a terminal, a line per epoch
+                otherwise.
+            callbacks: extra Keras callbacks.
+            shuffle: shuffle each epoch.
+
+        Returns:
+            The history of this call (also merged into ``self.history``).
+        """
+        from .heads import label_format
+
+        if epochs < 1 or batch_size < 1:
+            raise UsageError(
+                f"Received: epochs={epochs}, batch_size={batch_size}; both must be >= 1."
+            )
+        x, y = self._xy(x, y)
+        x, y, val = self._split_validation(x, y, validation)
+        fmt = label_format(y) if self.task == "classification" else "categorical"
+        self._compile(fmt)
+        global_batch = batch_size * self.replicas
+        if verbose == "auto":
+            verbose = 1 if sys.stderr.isatty() else 2
+        logger.info(
+            "training: %d examples, global batch %d (%d per replica x %d replicas)",
+            len(x),
+            global_batch,
+            batch_size,
+            self.replicas,
+        )
+        frozen = not any(w.trainable for w in self.base.weights)
+        use_cache = self._use_feature_cache and self.head_model is not None and frozen
+        t0 = time.perf_counter()
+        cache_state = "off"
+        if use_cache:
+            feats, cache_state = self._features(x, global_batch)
+            val_data = None
+            if val is not None:
+                vfeats, _ = self._features(val[0], global_batch)
+                val_data = (vfeats, val[1])
+            t1 = time.perf_counter()
+            hist = self.head_model.fit(
+                feats,
+                y,
+                batch_size=global_batch,
+                epochs=epochs,
+                validation_data=val_data,
+                verbose=verbose,
+                callbacks=callbacks,
+                shuffle=shuffle,
+            )
+        else:
+            t1 = time.perf_counter()
+            hist = self.model.fit(
+                x,
+                y,
+                batch_size=global_batch,
+                epochs=epochs,
+                validation_data=val,
+                verbose=verbose,
+                callbacks=callbacks,
+                shuffle=shuffle,
+            )
+        t2 = time.perf_counter()
+        self.last_fit = {
+            "feature_cache": cache_state,
+            "features_seconds": round(t1 - t0, 4),
+            "train_seconds": round(t2 - t1, 4),
+            "global_batch_size": global_batch,
+            "replicas": self.replicas,
+            "examples": int(len(x)),
+        }
+        this = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+        for k, vals in this.items():
+            self.history.setdefault(k, []).extend(vals)
+        return this
+
+    def evaluate(self, x: Any, y: Any = None, *, batch_size: int = 32) -> dict[str, float]:
+        """Loss and metrics of the whole model on ``(x, y)``."""
+        from .heads import label_format
+
+        x, y = self._xy(x, y)
+        fmt = label_format(y) if self.task == "classification" else "categorical"
+        self._compile(fmt)
+        out = self.model.evaluate(
+            x, y, batch_size=batch_size * self.replicas, verbose=0, return_dict=True
+        )
+        return {k: float(v) for k, v in out.items()}
+
+    def predict(self, x: Any, *, batch_size: int = 32) -> np.ndarray:
+        """Model outputs for images ``x`` (class probabilities for classification)."""
+        if _is_dataset(x):
+            return self.model.predict(x, verbose=0)
+        return self.model.predict(np.asarray(x), batch_size=batch_size * self.replicas, verbose=0)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Save a standalone ``.keras`` model (plain ``tf_keras.models.load_model`` loads it)
+        and its labels/metadata next to it (``<name>.labels.json``).
+
+        Under multi-worker training every worker must call this; only the chief writes to
+        ``path``, the others write to a temporary folder that is removed.
+        """
+        from .distribute import is_chief, worker_temp_dir
+
+        path = Path(path)
+        if path.suffix != ".keras":
+            raise UsageError(f"Save as a .keras file. Received: {path}.")
+        chief = is_chief(self.strategy)
+        target = path if chief else worker_temp_dir(path) / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.stem}.tmp-{os.getpid()}.keras")
+        try:
+            self.model.save(tmp)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        meta = {
+            "labels": self.labels,
+            "task": self.task,
+            "base": self.base_name,
+            "cut": self.cut if isinstance(self.cut, str | int | list | None) else str(self.cut),
+            "input_shape": list(self.model.input_shape[1:]),
+            "preprocessing": "baked"
+            if self._baked()
+            else (self.manifest.input.preprocessing if self.manifest else "none"),
+        }
+        side = sidecar_path(target)
+        side.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        if not chief:
+            import shutil
+
+            shutil.rmtree(target.parent, ignore_errors=True)
+            return path
+        return target
+
+    def _baked(self) -> bool:
+        return any(layer.name.startswith("preprocess_") for layer in self.base.layers)
+
+    def plot_history(self, path: str | os.PathLike[str]) -> Path:
+        """Plot loss/accuracy curves of everything trained so far to a PNG."""
+        from .viz import plot_history
+
+        return plot_history(self.history, path)
