@@ -330,7 +330,7 @@ class TransferLearner:
             batch_size,
             self.replicas,
         )
-        frozen = not any(w.trainable for w in self.base.weights)
+        frozen = not self.base.trainable_weights
         use_cache = self._use_feature_cache and self.head_model is not None and frozen
         t0 = time.perf_counter()
         cache_state = "off"
