@@ -1,0 +1,735 @@
+"""Streaming, verified, resumable downloads over https, http and file URLs.
+
+:func:`download` fills a *partial* file (a stable path in the cache's temp area, guarded
+by the caller's lock) and returns only when it holds the complete bytes, checked against
+the expected size and hash. The caller then moves it into place. What it guarantees:
+
+* the hash is computed while the bytes arrive: a worker thread hashes and writes each
+  chunk while the main thread reads the next one from the socket;
+* an interrupted download (dropped connection, killed process) resumes with an HTTP
+  ``Range`` request; the sidecar ``<partial>.meta`` records the URL, the server's
+  validators (``ETag`` / ``Last-Modified``) and the expected hash, so bytes of two
+  different files are never stitched together;
+* connection errors, timeouts, truncated bodies and 5xx are retried with capped
+  exponential backoff; other 4xx move on to the next URL at once;
+* ``MODELZOO_MIRROR`` rewrites URLs (mirrors first, originals after) and
+  ``MODELZOO_OFFLINE`` forbids the network (``file://`` still works);
+* redirects are followed by hand and must keep their scheme (http -> https is the one
+  change allowed); only ``https``, ``http`` and ``file`` URLs are ever opened;
+* a wrong size or hash deletes the partial and raises :class:`IntegrityError`; a full
+  disk deletes it and raises :class:`CacheError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urljoin, urlsplit
+
+from . import constants
+from .errors import (
+    CacheError,
+    DownloadError,
+    IntegrityError,
+    ManifestError,
+    OfflineError,
+    UsageError,
+)
+from .hashes import Hasher, HashingWriter, WriteFailed, algorithms_for, format_hash, matches
+from .manifest import Hash, parse_hash
+from .progress import progress_bar
+
+if TYPE_CHECKING:  # requests is imported lazily: `import modelzoo.download` stays cheap
+    import requests
+
+__all__ = ["ALLOWED_SCHEMES", "DownloadResult", "download", "rewrite_urls"]
+
+logger = logging.getLogger("modelzoo")
+
+#: The only URL schemes modelzoo ever opens.
+ALLOWED_SCHEMES = ("https", "http", "file")
+
+_MAX_REDIRECTS = 10
+# Resumes that made progress do not use up retries; this bounds them all the same, so a
+# server that drip-feeds a few bytes per connection cannot keep a download alive forever.
+_MAX_RESUMES = 100
+_BACKOFF_CAP = 8.0
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+_RETRY_STATUS = frozenset({408, 425, 429})
+_REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    """A finished, verified download.
+
+    Attributes:
+        path: the partial file, now holding the complete bytes.
+        size: its size in bytes.
+        sha256: lowercase hex sha256 of the bytes.
+        md5: lowercase hex md5, or None when it was not asked for.
+        url: the URL (from the list tried) the bytes came from.
+    """
+
+    path: Path
+    size: int
+    sha256: str
+    md5: str | None
+    url: str
+
+    @property
+    def digest(self) -> str:
+        """``"sha256:<hex>"``."""
+        return format_hash("sha256", self.sha256)
+
+
+class _Retry(Exception):
+    """This attempt failed in a way worth retrying on the same URL."""
+
+    def __init__(self, reason: str, *, status: int | None = None):
+        super().__init__(reason)
+        self.status = status
+
+
+class _UrlFailed(Exception):
+    """This URL cannot deliver the file; move on to the next one."""
+
+    def __init__(self, reason: str, *, status: int | None = None):
+        super().__init__(reason)
+        self.status = status
+
+
+# -- URL rewriting ---------------------------------------------------------------------
+
+
+def _scheme(url: str) -> str:
+    return urlsplit(url).scheme.lower()
+
+
+def _mirror_error(rule: str, detail: str) -> UsageError:
+    return UsageError(
+        f"MODELZOO_MIRROR={rule!r}: {detail}. Use a base URL "
+        "('https://mirror.example/models') or comma-separated ORIGIN_PREFIX=MIRROR_PREFIX "
+        "pairs ('https://storage.googleapis.com/=https://mirror.example/gcs/')."
+    )
+
+
+def _check_mirror_target(rule: str, target: str) -> None:
+    parts = urlsplit(target)
+    if parts.scheme.lower() not in ALLOWED_SCHEMES or (
+        parts.scheme.lower() != "file" and not parts.netloc
+    ):
+        raise _mirror_error(rule, f"{target!r} is not an absolute https, http or file URL")
+
+
+def rewrite_urls(urls: str | Iterable[str], rule: str | None) -> list[str]:
+    """Apply a mirror rule to ``urls``; mirrored URLs come first, the originals after.
+
+    ``rule`` is either a base URL, under which each http(s) URL's host and path are
+    appended (``https://mirror.corp/models`` turns ``https://storage.googleapis.com/x.h5``
+    into ``https://mirror.corp/models/storage.googleapis.com/x.h5``), or comma-separated
+    ``ORIGIN_PREFIX=MIRROR_PREFIX`` pairs: a URL starting with an origin prefix has it
+    replaced by the mirror prefix (the first matching pair wins).
+
+    Args:
+        urls: one URL or several, primary first.
+        rule: the rule (usually ``constants.mirror()``); None or "" leaves ``urls`` as is.
+
+    Returns:
+        The URLs to try in order, without duplicates.
+
+    Raises:
+        UsageError: when ``rule`` cannot be read.
+    """
+    originals = [urls] if isinstance(urls, str) else list(urls)
+    rule = (rule or "").strip()
+    if not rule:
+        return list(dict.fromkeys(originals))
+    if "=" in rule:
+        pairs = []
+        for part in filter(None, (p.strip() for p in rule.split(","))):
+            origin, sep, target = (s.strip() for s in part.partition("="))
+            if not sep or not origin or not target:
+                raise _mirror_error(rule, f"cannot read the pair {part!r}")
+            _check_mirror_target(rule, target)
+            pairs.append((origin, target))
+
+        def rewrite(url: str) -> str | None:
+            for origin, target in pairs:
+                if url.startswith(origin):
+                    return target + url[len(origin) :]
+            return None
+    else:
+        _check_mirror_target(rule, rule)
+        base = rule.rstrip("/")
+
+        def rewrite(url: str) -> str | None:
+            parts = urlsplit(url)
+            if parts.scheme.lower() not in ("http", "https"):
+                return None
+            query = f"?{parts.query}" if parts.query else ""
+            return f"{base}/{parts.netloc}{parts.path}{query}"
+
+    mirrored = [m for m in map(rewrite, originals) if m]
+    return list(dict.fromkeys([*mirrored, *originals]))
+
+
+# -- the partial file and its sidecar --------------------------------------------------
+
+
+def _meta_path(partial: Path) -> Path:
+    return partial.with_name(partial.name + ".meta")
+
+
+def _read_meta(partial: Path) -> dict | None:
+    try:
+        meta = json.loads(_meta_path(partial).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _discard(partial: Path) -> None:
+    for path in (partial, _meta_path(partial)):
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            logger.debug("could not delete %s: %s", path, exc)
+
+
+def _size_of(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return None
+
+
+def _cache_error(partial: Path, exc: OSError, *, needed: int | None) -> CacheError:
+    """A CacheError for a failed write; disk-full errors say how much space is missing."""
+    try:
+        free = shutil.disk_usage(partial.parent).free
+        free_text = f"{free:,} bytes free"
+    except OSError:
+        free_text = "free space unknown"
+    if exc.errno in _DISK_FULL:
+        need = f"{needed:,} more bytes needed, " if needed else ""
+        return CacheError(
+            f"Not enough space to write {partial} ({exc.strerror or exc}; {need}{free_text}). "
+            "The partial download was deleted. Free some space, or set MODELZOO_HOME to a "
+            "folder on a larger disk."
+        )
+    return CacheError(
+        f"Could not write {partial}: {exc.strerror or exc}. Check that the folder is "
+        "writable, or set MODELZOO_HOME to a folder you can write."
+    )
+
+
+# -- one download ----------------------------------------------------------------------
+
+
+def _describe(exc: BaseException) -> str:
+    """One short line for a network exception (requests' own messages run long)."""
+    name = type(exc).__name__
+    if "Timeout" in name or isinstance(exc, TimeoutError):
+        connect, read = constants.timeouts()
+        if "Connect" in name:
+            return f"could not connect within {connect:g} s (connect timeout)"
+        return f"no data for {read:g} s (read timeout; MODELZOO_TIMEOUT raises it)"
+    text = str(exc)
+    if "IncompleteRead" in text or "Connection broken" in text:
+        return "connection closed before the end of the file"
+    return f"connection failed: {_root_cause(exc)}"
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost message of a chained exception, on one line."""
+    for _ in range(10):  # requests wraps urllib3 wraps socket errors, a few levels deep
+        inner = exc.__cause__ or (exc.args[0] if exc.args else None)
+        if not isinstance(inner, BaseException) or inner is exc:
+            break
+        exc = inner
+    reason = getattr(exc, "reason", None)
+    text = str(reason if isinstance(reason, BaseException) else exc)
+    return " ".join(text.split())[:200]
+
+
+class _Job:
+    """State shared by the attempts of one :func:`download` call."""
+
+    def __init__(self, partial, *, expected, size, desc, progress, session, backoff):
+        self.partial: Path = partial
+        self.expected: Hash | None = expected
+        self.expected_text = str(expected) if expected else None
+        self.size: int | None = size
+        self.desc: str = desc
+        self.progress: bool | None = progress
+        self.session = session
+        self.backoff = backoff
+        self.fresh_retry_used = False  # one clean restart after a mismatch on resumed bytes
+        self.no_range = False
+
+    # -- retry loop per URL --
+
+    def fetch(self, url: str) -> DownloadResult:
+        failures = resumes = 0
+        best = _size_of(self.partial) or 0
+        while True:
+            try:
+                if _scheme(url) == "file":
+                    return self._copy_file(url)
+                return self._attempt(url)
+            except _Retry as exc:
+                now = _size_of(self.partial) or 0
+                if now > best and resumes < _MAX_RESUMES:
+                    # Bytes were saved: the server works, the link is flaky. Resume at once,
+                    # without spending a retry, as long as every attempt gets further.
+                    best = now
+                    resumes += 1
+                    logger.info("%s: %s; resuming from byte %d", url, exc, now)
+                    continue
+                failures += 1
+                if failures > constants.max_retries():
+                    attempts = "1 attempt" if failures == 1 else f"{failures} attempts"
+                    raise _UrlFailed(
+                        f"{exc} (gave up after {attempts})", status=exc.status
+                    ) from exc
+                delay = min(self.backoff * 2 ** (failures - 1), _BACKOFF_CAP)
+                logger.info("%s: %s; retrying in %.2g s", url, exc, delay)
+                time.sleep(delay)
+
+    # -- http(s) --
+
+    def _resume_plan(self, url: str) -> tuple[int, dict[str, str]]:
+        have = _size_of(self.partial)
+        if not have:
+            _discard(self.partial)
+            return 0, {}
+        meta = _read_meta(self.partial)
+        reason = None
+        if meta is None:
+            reason = "nothing records where it came from"
+        elif meta.get("expected") != self.expected_text:
+            reason = "it was started for a different expected hash"
+        elif self.expected is None and meta.get("url") != url:
+            reason = "it came from another URL and there is no hash to check it"
+        elif self.expected is None and not (meta.get("etag") or meta.get("last_modified")):
+            reason = "the server gave no ETag or Last-Modified to check it against"
+        elif self.size is not None and have > self.size:
+            reason = "it is larger than the expected size"
+        elif self.no_range:
+            reason = "this server cannot resume"
+        if reason:
+            logger.info("Discarding partial download %s (%d bytes): %s", self.partial, have, reason)
+            _discard(self.partial)
+            return 0, {}
+        headers = {"Range": f"bytes={have}-"}
+        if meta.get("url") == url:
+            etag = meta.get("etag")
+            validator = etag if etag and not etag.startswith("W/") else meta.get("last_modified")
+            if validator:
+                headers["If-Range"] = validator
+        logger.info("Resuming %s from byte %d", url, have)
+        return have, headers
+
+    def _open(self, url: str, headers: dict[str, str]):
+        import requests
+
+        current = url
+        for _ in range(_MAX_REDIRECTS + 1):
+            try:
+                response = self.session.get(
+                    current,
+                    headers=headers,
+                    stream=True,
+                    allow_redirects=False,
+                    timeout=constants.timeouts(),
+                    # Passed explicitly: requests lets REQUESTS_CA_BUNDLE override a
+                    # session's own `verify` otherwise.
+                    verify=self.session.verify,
+                )
+            except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema) as exc:
+                raise _UrlFailed(f"invalid URL: {exc}") from exc
+            except requests.exceptions.SSLError as exc:
+                # Certificates do not fix themselves: retrying would only delay the error.
+                raise _UrlFailed(
+                    f"TLS error (certificate or protocol): {_root_cause(exc)}"
+                ) from exc
+            except requests.RequestException as exc:
+                raise _Retry(_describe(exc)) from exc
+            if response.status_code not in _REDIRECT_STATUS or "Location" not in response.headers:
+                return response
+            target = urljoin(current, response.headers["Location"])
+            response.close()
+            before, after = _scheme(current), _scheme(target)
+            # Same scheme, or an upgrade to https; anything else could downgrade security
+            # or reach a local file.
+            if after != before and not (before == "http" and after == "https"):
+                raise _UrlFailed(
+                    f"refused redirect to {target}: redirects may not change the scheme "
+                    f"({before} -> {after})"
+                )
+            logger.debug("redirect %s -> %s", current, target)
+            current = target
+        raise _UrlFailed(f"more than {_MAX_REDIRECTS} redirects")
+
+    def _attempt(self, url: str) -> DownloadResult:
+        offset, headers = self._resume_plan(url)
+        headers = {"Accept-Encoding": "identity", **headers}
+        response = self._open(url, headers)
+        with response:
+            status = response.status_code
+            if status == 416 and offset:
+                total = _content_range_total(response.headers.get("Content-Range"))
+                if total == offset:  # the previous attempt already had every byte
+                    return self._finish(url, None, resumed=True)
+                _discard(self.partial)
+                raise _Retry("the server refused to resume (HTTP 416); starting again")
+            reason = f"HTTP {status} {response.reason or ''}".strip()
+            if status >= 500 or status in _RETRY_STATUS:
+                raise _Retry(reason, status=status)
+            if status >= 400:
+                raise _UrlFailed(reason, status=status)
+            if status not in (200, 206):
+                raise _UrlFailed(f"unexpected {reason}", status=status)
+            encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+            decode = encoding not in ("", "identity")
+            if status == 206:
+                offset = self._check_partial_response(url, response, offset, decode)
+            elif offset:
+                logger.info("%s ignored the Range request; downloading from the start", url)
+                offset = 0
+            length = None if decode else _int(response.headers.get("Content-Length"))
+            total = offset + length if length is not None else None
+            if self.size is not None and total is not None and total != self.size:
+                _discard(self.partial)
+                raise _UrlFailed(
+                    f"the server announces {total:,} bytes but {self.size:,} are expected"
+                )
+            self._write_meta(url, response, total)
+            hasher = Hasher(algorithms_for(self.expected))
+            if offset:
+                hasher.update_from_file(self.partial)
+            self._stream(response, hasher, offset=offset, total=total, decode=decode)
+            return self._finish(url, hasher, resumed=offset > 0)
+
+    def _check_partial_response(self, url: str, response, offset: int, decode: bool) -> int:
+        meta = _read_meta(self.partial) or {}
+        start, total = _content_range(response.headers.get("Content-Range"))
+        etag = response.headers.get("ETag")
+        problem = None
+        if decode:
+            self.no_range = True
+            problem = "the server compressed a partial response"
+        elif start != offset:
+            problem = f"the server resumed at byte {start} instead of {offset}"
+        elif self.size is not None and total is not None and total != self.size:
+            problem = f"the server's file has {total:,} bytes, {self.size:,} expected"
+        elif meta.get("url") == url and meta.get("etag") and etag and etag != meta["etag"]:
+            problem = "the file changed on the server since the partial download"
+        if problem:
+            _discard(self.partial)
+            raise _Retry(f"{problem}; starting again")
+        return offset
+
+    def _write_meta(self, url: str, response, total: int | None) -> None:
+        meta = {
+            "url": url,
+            "etag": response.headers.get("ETag"),
+            "last_modified": response.headers.get("Last-Modified"),
+            "expected": self.expected_text,
+            "size": total,
+        }
+        target = _meta_path(self.partial)
+        tmp = target.with_name(target.name + ".tmp")
+        try:
+            tmp.write_text(json.dumps(meta), encoding="utf-8")
+            os.replace(tmp, target)
+        except OSError as exc:
+            _discard(self.partial)
+            raise _cache_error(self.partial, exc, needed=total) from exc
+
+    def _stream(self, response, hasher: Hasher, *, offset: int, total, decode: bool) -> None:
+        try:
+            sink = HashingWriter(self.partial, hasher, append=offset > 0)
+        except OSError as exc:
+            raise _cache_error(self.partial, exc, needed=total) from exc
+        failure: Exception | None = None
+        try:
+            received = self._pump(response, sink, offset=offset, total=total, decode=decode)
+        except (_Retry, _UrlFailed, WriteFailed) as exc:
+            failure = exc
+        finally:
+            # Always let the writer finish: the bytes received so far are kept for a resume
+            # (also on KeyboardInterrupt), unless writing them failed.
+            write_error = sink.finish()
+        if write_error is not None:
+            _discard(self.partial)
+            needed = total - offset - sink.written if total is not None else None
+            raise _cache_error(self.partial, write_error, needed=needed) from write_error
+        if isinstance(failure, _UrlFailed):
+            _discard(self.partial)
+        if failure is not None:
+            raise failure
+        if total is not None and received < total:
+            raise _Retry(f"connection closed after {received:,} of {total:,} bytes")
+
+    def _pump(self, response, sink: HashingWriter, *, offset: int, total, decode: bool) -> int:
+        import requests
+        import urllib3
+
+        network_errors = (requests.RequestException, urllib3.exceptions.HTTPError, OSError)
+        limit = total if total is not None else self.size
+        received = offset
+        read = response.raw.read1
+        with progress_bar(total, desc=self.desc, enabled=self.progress) as bar:
+            bar.update(offset)
+            while True:
+                try:
+                    # read1 returns what has arrived (up to a chunk): large pieces on fast
+                    # links, steady progress and little to lose on slow ones.
+                    chunk = read(constants.CHUNK_SIZE, decode_content=decode)
+                except network_errors as exc:
+                    raise _Retry(_describe(exc)) from exc
+                if not chunk:
+                    return received
+                received += len(chunk)
+                if limit is not None and received > limit:
+                    raise _UrlFailed(f"the server sent more than the expected {limit:,} bytes")
+                sink.put(chunk)
+                bar.update(len(chunk))
+
+    # -- file:// --
+
+    def _copy_file(self, url: str) -> DownloadResult:
+        from urllib.request import url2pathname  # pulls in http.client: only when needed
+
+        parts = urlsplit(url)
+        if parts.netloc not in ("", "localhost"):
+            raise _UrlFailed("file URLs must name a local path (file:///path/to/file)")
+        source = Path(url2pathname(parts.path))
+        if not source.is_file():
+            raise _UrlFailed(f"no such file: {source}")
+        _discard(self.partial)  # a local copy never needs resuming
+        total = source.stat().st_size
+        if self.size is not None and total != self.size:
+            raise _UrlFailed(f"the file has {total:,} bytes but {self.size:,} are expected")
+        hasher = Hasher(algorithms_for(self.expected))
+        try:
+            sink = HashingWriter(self.partial, hasher, append=False)
+        except OSError as exc:
+            raise _cache_error(self.partial, exc, needed=total) from exc
+        read_error: OSError | None = None
+        try:
+            with (
+                progress_bar(total, desc=self.desc, enabled=self.progress) as bar,
+                source.open("rb", buffering=0) as fh,
+            ):
+                while chunk := fh.read(constants.CHUNK_SIZE):
+                    sink.put(chunk)
+                    bar.update(len(chunk))
+        except WriteFailed:
+            pass  # reported just below
+        except OSError as exc:
+            read_error = exc
+        finally:
+            write_error = sink.finish()
+        if write_error is not None:
+            _discard(self.partial)
+            raise _cache_error(self.partial, write_error, needed=total - sink.written)
+        if read_error is not None:
+            _discard(self.partial)
+            raise _UrlFailed(f"could not read {source}: {read_error.strerror or read_error}")
+        return self._finish(url, hasher, resumed=False)
+
+    # -- verification --
+
+    def _finish(self, url: str, hasher: Hasher | None, *, resumed: bool) -> DownloadResult:
+        if hasher is None:
+            hasher = Hasher(algorithms_for(self.expected))
+            hasher.update_from_file(self.partial)
+        digests = hasher.hexdigests()
+        size = hasher.size
+        problem = None
+        if self.size is not None and size != self.size:
+            problem = ("size", f"{self.size:,} bytes", f"{size:,} bytes")
+        elif not matches(digests, self.expected):
+            actual = format_hash(self.expected.algorithm, digests[self.expected.algorithm])
+            problem = ("hash", str(self.expected), actual)
+        if problem:
+            _discard(self.partial)
+            if resumed and not self.fresh_retry_used:
+                # The old prefix may be the culprit (a file replaced on the server between
+                # attempts without a validator saying so): try once more from zero.
+                self.fresh_retry_used = True
+                raise _Retry(f"{problem[0]} mismatch after resuming; starting again")
+            what, want, got = problem
+            raise IntegrityError(
+                f"{url} does not match its published {what}: expected {want}, got {got}. "
+                "The download was deleted. If this happens again the file on the server has "
+                "changed: tell the registry's maintainers, or check the manifest's hash.",
+                path=str(self.partial),
+                expected=want,
+                actual=got,
+            )
+        with contextlib.suppress(FileNotFoundError):
+            _meta_path(self.partial).unlink()
+        logger.info("Downloaded %s (%d bytes, sha256:%s)", url, size, digests["sha256"])
+        return DownloadResult(
+            path=self.partial, size=size, sha256=digests["sha256"], md5=digests.get("md5"), url=url
+        )
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        number = int(value) if value is not None else None
+    except ValueError:
+        return None
+    return number if number is not None and number >= 0 else None
+
+
+def _content_range(value: str | None) -> tuple[int | None, int | None]:
+    """``bytes 100-199/1000`` -> ``(100, 1000)``; unknown parts are None."""
+    if not value or not value.strip().startswith("bytes "):
+        return None, None
+    span, _, total = value.strip()[6:].partition("/")
+    start = _int(span.partition("-")[0].strip())
+    return start, _int(total.strip())
+
+
+def _content_range_total(value: str | None) -> int | None:
+    """``bytes */1000`` (as sent with 416) -> ``1000``."""
+    return _content_range(value)[1] if value and "*/" in value else None
+
+
+def _new_session():
+    import requests
+
+    from . import __version__
+
+    session = requests.Session()
+    session.headers["User-Agent"] = f"modelzoo/{__version__} python-requests/{requests.__version__}"
+    return session
+
+
+def _normalise_expected(expected: Hash | str | None) -> Hash | None:
+    if expected is None or isinstance(expected, Hash):
+        return expected
+    try:
+        return parse_hash(expected)
+    except ManifestError as exc:
+        raise UsageError(
+            f"expected={expected!r} is not a hash: use 'sha256:<64 hex>' or 'md5:<32 hex>'."
+        ) from exc
+
+
+def download(
+    urls: str | Iterable[str],
+    partial: str | os.PathLike[str],
+    *,
+    expected: Hash | str | None = None,
+    size: int | None = None,
+    desc: str | None = None,
+    progress: bool | None = None,
+    session: requests.Session | None = None,
+    backoff: float = 0.5,
+) -> DownloadResult:
+    """Download a file into ``partial`` and verify it.
+
+    The caller owns ``partial`` (holding a lock for it): a partial left there by an
+    earlier attempt, even one from a killed process, is resumed when its sidecar shows
+    it is a prefix of the same file. On success ``partial`` holds the verified bytes
+    and the sidecar is gone; the caller moves the file into place.
+
+    Args:
+        urls: the primary URL, then mirrors (absolute https, http or file URLs).
+        partial: where to write; its folder is created if needed.
+        expected: the published hash (``Hash`` or ``"sha256:<hex>"`` / ``"md5:<hex>"``).
+        size: the expected size in bytes, if published.
+        desc: label for the progress bar (default: the file name in the URL).
+        progress: force the progress bar on or off; None decides from the terminal.
+        session: a ``requests.Session`` to reuse (default: a new one, closed after).
+        backoff: first retry delay in seconds; doubled per retry, capped at 8 s.
+
+    Returns:
+        A :class:`DownloadResult` describing the bytes in ``partial``.
+
+    Raises:
+        OfflineError: when ``MODELZOO_OFFLINE`` is on and no ``file://`` URL is given.
+        DownloadError: when no URL delivered the file (one line per URL says why;
+            ``status`` is the last HTTP status received, if any).
+        IntegrityError: when the bytes do not match ``size`` or ``expected`` (deleted).
+        CacheError: when ``partial`` cannot be written (e.g. the disk is full; deleted).
+        UsageError: for an empty URL list or a malformed ``expected`` / ``size``.
+    """
+    originals = [urls] if isinstance(urls, str) else list(urls)
+    if not originals or not all(isinstance(u, str) and u for u in originals):
+        raise UsageError(f"download() needs at least one URL; received urls={urls!r}.")
+    if size is not None and (not isinstance(size, int) or size < 0):
+        raise UsageError(f"size must be a byte count >= 0 or None; received size={size!r}.")
+    expected = _normalise_expected(expected)
+    partial = Path(partial)
+    candidates = rewrite_urls(originals, constants.mirror())
+    if constants.offline():
+        candidates = [u for u in candidates if _scheme(u) == "file"]
+        if not candidates:
+            raise OfflineError(f"Cannot download {originals[0]}.", url=originals[0])
+    try:
+        partial.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _cache_error(partial, exc, needed=size) from exc
+    name = urlsplit(originals[0]).path.rsplit("/", 1)[-1] or partial.name
+    job = _Job(
+        partial,
+        expected=expected,
+        size=size,
+        desc=desc or name,
+        progress=progress,
+        session=session,
+        backoff=backoff,
+    )
+    failures: list[tuple[str, str]] = []
+    status = None
+    try:
+        for url in candidates:
+            scheme = _scheme(url)
+            if scheme not in ALLOWED_SCHEMES:
+                reason = f"unsupported scheme {scheme or '(none)'!r}; only https, http and file"
+                failures.append((url, reason + " URLs are fetched"))
+                continue
+            if scheme != "file" and job.session is None:
+                job.session = _new_session()
+            logger.info("Downloading %s to %s", url, partial)
+            try:
+                return job.fetch(url)
+            except _UrlFailed as exc:
+                logger.info("%s failed: %s", url, exc)
+                failures.append((url, str(exc)))
+                status = exc.status or status
+    finally:
+        if session is None and job.session is not None:
+            job.session.close()
+    message = _failure_message(originals[0], partial, failures)
+    raise DownloadError(message, url=originals[0], status=status)
+
+
+def _failure_message(first: str, partial: Path, failures: list[tuple[str, str]]) -> str:
+    lines = [f"Could not download {first} from any of {len(failures)} URL(s):"]
+    lines += [f"  {url}: {reason}" for url, reason in failures]
+    kept = _size_of(partial)
+    tail = "Check your network connection and proxy settings, or set MODELZOO_MIRROR to a "
+    tail += "reachable mirror, then try again."
+    if kept:
+        tail += f" The {kept:,} bytes already received are kept and will be resumed."
+    lines.append(tail)
+    return "\n".join(lines)
