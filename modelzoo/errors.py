@@ -26,11 +26,14 @@ __all__ = [
     "CacheError",
     "LockTimeoutError",
     "UnsafeModelError",
+    "ModelFileError",
     "LayerNotFoundError",
     "StrategyError",
     "DependencyError",
     "UsageError",
     "ProjectError",
+    "ExportError",
+    "VersionExistsError",
     "nearest",
 ]
 
@@ -242,3 +245,55 @@ class DependencyError(ModelZooError, ImportError):
 
 class ProjectError(ModelZooError, ValueError):
     """A project file (modelzoo.toml) or lockfile is invalid or out of date."""
+
+
+class ExportError(ModelZooError, ValueError):
+    """A model cannot be exported to the requested format (e.g. TensorFlow.js).
+
+    Attributes:
+        layer: path of the first offending layer (``outer/inner/name``), or None.
+        problems: every problem found, one sentence each.
+    """
+
+    def __init__(
+        self, message: str, *, layer: str | None = None, problems: list[str] | None = None
+    ):
+        self.layer = layer
+        self.problems = problems or []
+        super().__init__(message)
+
+
+class ModelFileError(ModelZooError, ValueError):
+    """A model or weights file passed the safety scan but tf_keras cannot use it.
+
+    Raised for weights that do not fit the architecture (layer count or shape mismatch)
+    and for whole-model files tf_keras fails to rebuild.
+
+    Attributes:
+        path: the file.
+        detail: what tf_keras reported (first line).
+    """
+
+    def __init__(self, path: str, detail: str, *, hint: str = ""):
+        self.path = str(path)
+        self.detail = detail
+        super().__init__(f"Cannot load {path}: {detail}" + (f" {hint}" if hint else ""))
+
+
+class VersionExistsError(ModelZooError, FileExistsError):
+    """Publishing would overwrite a version that already exists (versions are immutable).
+
+    Attributes:
+        name: the model name.
+        version: the version that exists.
+        path: its folder in the registry.
+    """
+
+    def __init__(self, name: str, version: str, *, path: str):
+        self.name = name
+        self.version = version
+        self.path = str(path)
+        super().__init__(
+            f"{name}@{version} is already published at {path}; published versions are "
+            "immutable. Publish a new version (e.g. bump the patch number) instead."
+        )
