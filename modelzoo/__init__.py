@@ -38,6 +38,11 @@ _LAZY = {
     "attach_head": "heads",
     "TransferLearner": "transfer",
     "make_strategy": "distribute",
+    "export_tfjs": "tfjs",
+    "scan": "safety",
+    "feature_maps": "viz",
+    "plot_filters": "viz",
+    "plot_history": "viz",
 }
 
 __all__ = sorted([*_LAZY, "errors", "__version__"])

@@ -1,0 +1,736 @@
+"""Export tf-keras models to the TensorFlow.js layers format (``tf.loadLayersModel``).
+
+modelzoo writes the format itself (the ``tensorflowjs`` pip package does not install
+beside TensorFlow 2.21). An export folder looks like::
+
+    out_dir/
+        model.json              topology (the Keras JSON) + weights manifest
+        group1-shard1of2.bin    all weights, little-endian, concatenated in manifest
+        group1-shard2of2.bin    order and split into shards of at most shard_size bytes
+        labels.json             optional: class names, index = output unit
+        preprocessing.json      optional: input size + per-channel mean/std for the demo
+        index.html              optional: a no-build demo page (file picker, drop, webcam)
+
+Everything is written to a temporary folder beside ``out_dir`` first and moved into
+place at the end, so an interrupted export never leaves a half-written model behind.
+Models TF.js cannot rebuild (Lambda layers, raw TensorFlow ops, custom classes) are
+refused before anything is written; :func:`check_tfjs` runs the same check on its own.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ExportError, UsageError
+
+__all__ = [
+    "ExportResult",
+    "export_tfjs",
+    "check_tfjs",
+    "TFJS_VERSION",
+    "TFJS_CDN_URL",
+    "TFJS_LAYERS",
+    "TFJS_ACTIVATIONS",
+    "PREPROCESSING_MODES",
+]
+
+logger = logging.getLogger("modelzoo")
+
+#: The TensorFlow.js release the format and the demo page are tested against.
+TFJS_VERSION = "4.22.0"
+#: Where the demo page loads TF.js from when no local ``tfjs.min.js`` sits beside it.
+TFJS_CDN_URL = f"https://cdn.jsdelivr.net/npm/@tensorflow/tfjs@{TFJS_VERSION}/dist/tf.min.js"
+
+#: Keras layer classes that TF.js 4.22 rebuilds from a layers-model topology.
+TFJS_LAYERS = frozenset(
+    """
+    Functional Sequential InputLayer Dense Activation Dropout SpatialDropout1D Flatten
+    Reshape Permute RepeatVector Embedding Masking
+    Conv1D Conv2D Conv2DTranspose Conv3D Conv3DTranspose SeparableConv2D DepthwiseConv2D
+    Cropping2D UpSampling2D ZeroPadding2D ConvLSTM2D
+    ReLU LeakyReLU PReLU ELU ThresholdedReLU Softmax
+    Add Average Concatenate Maximum Minimum Multiply Dot
+    BatchNormalization LayerNormalization GaussianNoise GaussianDropout AlphaDropout
+    AveragePooling1D AveragePooling2D AveragePooling3D MaxPooling1D MaxPooling2D
+    MaxPooling3D GlobalAveragePooling1D GlobalAveragePooling2D GlobalMaxPooling1D
+    GlobalMaxPooling2D
+    SimpleRNN GRU LSTM RNN SimpleRNNCell GRUCell LSTMCell StackedRNNCells
+    Bidirectional TimeDistributed
+    Rescaling Resizing CenterCrop
+    """.split()  # noqa: SIM905 - a word list reads better than one name per line
+)
+
+#: Activation names whose TF.js implementation matches Keras (checked numerically in
+#: the tests). Keras's ``hard_sigmoid`` and ``gelu`` use different formulas in TF.js.
+TFJS_ACTIVATIONS = frozenset(
+    """
+    linear relu relu6 elu selu sigmoid softmax softplus softsign tanh swish mish
+    """.split()  # noqa: SIM905
+)
+
+# Layers created when TensorFlow functions are applied to Keras tensors (``x + 1``,
+# ``tf.reshape(x, ...)``, ``x[:, 0]``): they wrap a Python callable, like Lambda.
+_TF_OP_LAYERS = frozenset(
+    {"TFOpLambda", "SlicingOpLambda", "ClassMethod", "InstanceMethod", "InstanceProperty"}
+)
+
+# TF.js class names of the non-layer objects a layer config may carry.
+_TFJS_INITIALIZERS = frozenset(
+    """
+    Zeros Ones Constant RandomNormal RandomUniform TruncatedNormal VarianceScaling
+    GlorotNormal GlorotUniform HeNormal HeUniform LeCunNormal LeCunUniform Orthogonal
+    Identity
+    """.split()  # noqa: SIM905
+)
+_KERAS_TO_TFJS_INITIALIZER = {"LecunNormal": "LeCunNormal", "LecunUniform": "LeCunUniform"}
+_TFJS_CONSTRAINTS = frozenset({"MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm"})
+
+_FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+_SHARD_RE = re.compile(r"^group\d+-shard\d+of\d+\.bin$")
+
+#: Input preprocessing the demo page can apply, as a per-channel ``(x - mean) / std``
+#: on 0-255 pixels after an optional RGB->BGR swap. "baked": the model does it itself.
+PREPROCESSING_MODES = ("tf", "caffe", "torch", "none", "baked")
+_PREPROCESSING_ALIASES = {"builtin": "baked"}
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What :func:`export_tfjs` wrote.
+
+    Attributes:
+        out_dir: the export folder.
+        model_json: path of ``model.json``.
+        shards: the weight shard files, in order.
+        total_bytes: size of all weight shards together.
+        n_weights: number of weight tensors.
+        dtype: how weights are stored: ``"float32"`` or ``"float16"``.
+        labels_json: path of ``labels.json``, or None.
+        preprocessing_json: path of ``preprocessing.json``, or None.
+        index_html: path of the demo page, or None.
+    """
+
+    out_dir: Path
+    model_json: Path
+    shards: tuple[Path, ...]
+    total_bytes: int
+    n_weights: int
+    dtype: str
+    labels_json: Path | None = None
+    preprocessing_json: Path | None = None
+    index_html: Path | None = None
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def check_tfjs(model: Any) -> None:
+    """Raise if TensorFlow.js could not rebuild ``model``; return None when it can.
+
+    Refused: Lambda layers, TensorFlow ops applied to Keras tensors (``TFOpLambda``,
+    ``SlicingOpLambda``), custom (non tf_keras) classes, subclassed models, tf_keras
+    layers TF.js has no implementation of, and options TF.js computes differently
+    (some activations, GRU ``reset_after``, grouped convolutions). Nested models,
+    wrappers and RNN cells are checked recursively.
+
+    Raises:
+        UsageError: ``model`` is not a built tf_keras Functional or Sequential model.
+        ExportError: listing every offending layer by path (``outer/inner/name``).
+    """
+    _checked_topology(model)
+
+
+def _checked_topology(model: Any) -> dict[str, Any]:
+    """The model's Keras JSON topology, after every TF.js compatibility check passed."""
+    _check_model_object(model)
+    problems = list(_class_problems(model, prefix=""))
+    try:
+        topology = json.loads(model.to_json())
+    except Exception as exc:  # a custom object without get_config, typically
+        if not problems:
+            problems.append((model.name, f"its topology cannot be serialised ({exc})"))
+        topology = None
+    if topology is not None:
+        layers = (topology.get("config") or {}).get("layers", [])
+        problems += [p for p in _config_problems(layers) if p not in problems]
+    if problems:
+        lines = [f"{path}: {why}" for path, why in problems]
+        raise ExportError(
+            f"Model {model.name!r} cannot run in TensorFlow.js ({len(lines)} problem"
+            f"{'s' if len(lines) > 1 else ''}):\n  - "
+            + "\n  - ".join(lines)
+            + "\nRebuild those parts from built-in Keras layers (supported classes: "
+            "modelzoo.tfjs.TFJS_LAYERS), then export again.",
+            layer=problems[0][0],
+            problems=lines,
+        )
+    return topology
+
+
+def _check_model_object(model: Any) -> None:
+    from ._tf import keras
+
+    k = keras()
+    if not isinstance(model, k.Model):
+        hint = ""
+        if type(model).__module__.startswith(("keras", "tensorflow")):
+            hint = " (Keras 3 / tf.keras models are not supported: build it with tf_keras)"
+        raise UsageError(
+            f"export_tfjs needs a tf_keras model. Received: {type(model).__module__}."
+            f"{type(model).__qualname__}{hint}. Load or build the model with modelzoo or "
+            "`import tf_keras as keras`."
+        )
+    if type(model).__name__ not in ("Functional", "Sequential") or not _is_builtin(model):
+        raise ExportError(
+            f"Model {model.name!r} is a subclassed model ({_qualname(model)}); TF.js can only "
+            "rebuild Functional and Sequential models. Rebuild it with keras.Model(inputs, "
+            "outputs) or keras.Sequential, then export again.",
+            layer=model.name,
+            problems=[f"{model.name}: subclassed model {_qualname(model)}"],
+        )
+    if not model.built or not model.inputs:
+        raise UsageError(
+            f"Model {model.name!r} is not built (its input shape is unknown). Call it on "
+            "data or give the first layer an input_shape, then export again."
+        )
+
+
+def _is_builtin(obj: Any) -> bool:
+    return type(obj).__module__.startswith("tf_keras.")
+
+
+def _qualname(obj: Any) -> str:
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
+
+
+def _class_problems(container: Any, *, prefix: str) -> Iterator[tuple[str, str]]:
+    """(path, reason) for every layer object TF.js cannot rebuild, depth first."""
+    for layer in getattr(container, "layers", []):
+        path = f"{prefix}{layer.name}"
+        cls = type(layer).__name__
+        why = _class_problem(layer)
+        if why:
+            yield path, why
+        if cls in ("Functional", "Sequential"):
+            yield from _class_problems(layer, prefix=f"{path}/")
+        inner = []
+        if cls == "TimeDistributed":
+            inner = [layer.layer]
+        elif cls == "Bidirectional":
+            inner = [layer.forward_layer, layer.backward_layer]
+        elif cls == "RNN":  # the one recurrent layer whose cell the user supplies
+            inner = list(getattr(layer.cell, "cells", None) or [layer.cell])
+        for sub in inner:
+            if sub_why := _class_problem(sub):
+                yield f"{path}/{sub.name}", sub_why
+
+
+def _class_problem(layer: Any) -> str | None:
+    cls = type(layer).__name__
+    if cls == "Lambda":
+        return (
+            "Lambda layer (arbitrary Python code has no TF.js equivalent); replace it with "
+            "built-in layers (e.g. Rescaling, Activation, Reshape)"
+        )
+    if cls in _TF_OP_LAYERS:
+        op = layer.get_config().get("function", "?")
+        return (
+            f"TensorFlow op {op!r} applied directly to a Keras tensor ({cls}); use a Keras "
+            "layer instead (Add, Multiply, Rescaling, Reshape, ...)"
+        )
+    if not _is_builtin(layer):
+        return (
+            f"custom layer class {_qualname(layer)} is not a tf_keras built-in; TF.js would "
+            "need a JavaScript implementation registered with tf.serialization.registerClass"
+        )
+    if cls not in TFJS_LAYERS:
+        return f"tf_keras layer {cls} has no TensorFlow.js implementation"
+    return None
+
+
+def _config_problems(node: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """Problems visible only in layer configs (activations, ReLU options, GRU, groups)."""
+    if isinstance(node, list):
+        for item in node:
+            yield from _config_problems(item, path)
+        return
+    config = node.get("config") if isinstance(node, dict) else None
+    if not (isinstance(config, dict) and "name" in config and node.get("class_name")):
+        return
+    cls, here = node["class_name"], f"{path}{config['name']}"
+    found = []
+    for key in ("activation", "recurrent_activation"):
+        act = config.get(key)
+        if key in config and not (isinstance(act, str) and act in TFJS_ACTIVATIONS):
+            found.append(
+                f"activation {act!r} is not available (or differs) in TensorFlow.js; "
+                f"supported: {', '.join(sorted(TFJS_ACTIVATIONS))}"
+            )
+    if cls == "ReLU" and (config.get("negative_slope") or config.get("threshold")):
+        found.append(
+            "ReLU with negative_slope/threshold: TF.js's ReLU only supports max_value; "
+            "use LeakyReLU or ThresholdedReLU"
+        )
+    if cls in ("GRU", "GRUCell") and config.get("reset_after"):
+        found.append(
+            "GRU with reset_after=True (the Keras default) is not supported by TF.js; "
+            "build it with keras.layers.GRU(..., reset_after=False)"
+        )
+    if cls.startswith("Conv") and (config.get("groups") or 1) != 1:
+        found.append("grouped convolution (groups > 1) is not supported by TensorFlow.js")
+    for why in found:
+        yield here, why
+    # Containers: nested models, wrappers, RNN cells.
+    for key in ("layers", "layer", "forward_layer", "backward_layer", "cell", "cells"):
+        if key in config:
+            yield from _config_problems(config[key], f"{here}/")
+
+
+# ------------------------------------------------------------------ topology rewrite
+
+
+def _portable(node: Any) -> None:
+    """Rewrite, in place, config details that only matter for training.
+
+    Initializers, regularizers and constraints are used when a layer is created or
+    trained, never by inference on loaded weights, but TF.js still parses them: map
+    Keras names to TF.js ones and replace what TF.js cannot parse with a neutral value.
+    Mixed-precision policies become float32 (TF.js computes in float32).
+    """
+    if isinstance(node, list):
+        for item in node:
+            _portable(item)
+        return
+    if not isinstance(node, dict):
+        return
+    config = node.get("config")
+    if node.get("class_name") == "SeparableConv2D" and isinstance(config, dict):
+        # tf_keras inherits unused kernel_* settings from Conv; TF.js rejects them.
+        for key in ("kernel_initializer", "kernel_regularizer", "kernel_constraint"):
+            config.pop(key, None)
+    for key, value in list(node.items()):
+        if key.endswith("_initializer") and isinstance(value, dict):
+            cls = value.get("class_name")
+            cls = _KERAS_TO_TFJS_INITIALIZER.get(cls, cls)
+            if cls in _TFJS_INITIALIZERS:
+                value["class_name"] = cls
+            else:
+                # Overwritten by the loaded weights anyway.
+                node[key] = {"class_name": "Zeros", "config": {}}
+        elif key.endswith("_regularizer") and isinstance(value, dict):
+            node[key] = _portable_regularizer(value)
+        elif key.endswith("_constraint") and isinstance(value, dict):
+            if value.get("class_name") not in _TFJS_CONSTRAINTS:
+                logger.warning(
+                    "TF.js has no %s constraint; %s is dropped from the exported topology "
+                    "(it only matters when training in the browser).",
+                    value.get("class_name"),
+                    key,
+                )
+                node[key] = None
+        elif key == "dtype" and isinstance(value, dict):
+            # A mixed-precision Policy: variables are float32 in either case.
+            node[key] = "float32"
+        elif key == "dtype" and value in ("float16", "bfloat16", "float64"):
+            node[key] = "float32"
+        else:
+            _portable(value)
+
+
+def _portable_regularizer(value: dict[str, Any]) -> dict[str, Any] | None:
+    cls = value.get("class_name")
+    cfg = value.get("config") or {}
+    if cls in ("L1L2", "L1", "L2"):  # TF.js only knows L1L2, which covers the others
+        l1l2 = {k: float(cfg.get(k, 0.0)) for k in ("l1", "l2")}
+        return {"class_name": "L1L2", "config": l1l2}
+    logger.warning(
+        "TF.js has no %s regularizer; it is dropped from the exported topology "
+        "(it only matters when training in the browser).",
+        cls,
+    )
+    return None
+
+
+# ------------------------------------------------------------------------- weights
+
+
+def _named_weights(model: Any) -> list[tuple[str, Any]]:
+    """Every weight variable with the name TF.js gives it when it rebuilds the model.
+
+    TF.js names a variable ``<layer>/<weight>``: the scope of the layer that owns it,
+    without the ``:0`` output slot and without the names of enclosing models (a nested
+    model's layers are built inside their own model, not the outer one). That is what
+    Keras names them too, except for layers renamed after they were built, so the
+    layer's current name is used for the first part.
+    """
+    named: list[tuple[str, Any]] = []
+    seen: set[int] = set()
+
+    def visit(container: Any) -> None:
+        for layer in container.layers:
+            if type(layer).__name__ in ("Functional", "Sequential"):
+                visit(layer)
+                continue
+            for var in layer.weights:
+                if id(var) in seen:
+                    continue  # a shared layer: its variables are stored once
+                seen.add(id(var))
+                named.append((_tfjs_weight_name(layer.name, var.name), var))
+
+    visit(model)
+    counts = collections.Counter(name for name, _ in named)
+    dupes = sorted(n for n, c in counts.items() if c > 1)
+    if dupes:
+        raise ExportError(
+            f"Model {model.name!r} has layers with the same name in different sub-models, "
+            f"so TF.js cannot tell their weights apart: {', '.join(dupes)}. Give the "
+            "layers unique names (e.g. build the second copy with a name prefix), then "
+            "export again.",
+            layer=dupes[0].split("/")[0],
+            problems=[f"duplicate weight name {d}" for d in dupes],
+        )
+    return named
+
+
+def _tfjs_weight_name(layer_name: str, var_name: str) -> str:
+    name = var_name[:-2] if var_name.endswith(":0") else var_name
+    parts = name.split("/")
+    if layer_name in parts:
+        return "/".join(parts[parts.index(layer_name) :])
+    return f"{layer_name}/{parts[-1]}"
+
+
+# TF.js weight dtype -> (bytes per element, little-endian numpy storage type)
+_STORAGE = {"float32": (4, "<f4"), "float16": (2, "<f2"), "int32": (4, "<i4")}
+
+
+def _manifest_entry(name: str, var: Any, dtype: str) -> dict[str, Any]:
+    """The weightsManifest entry for one variable (its bytes are written later)."""
+    entry: dict[str, Any] = {"name": name, "shape": [int(d) for d in var.shape]}
+    if not var.dtype.is_floating:  # every layer TF.js supports has float weights only
+        entry["dtype"] = "int32"
+    else:
+        entry["dtype"] = "float32"  # float64 / bfloat16 weights are stored as float32
+        if dtype == "float16":
+            # TF.js reads 2-byte halves and hands float32 to the model.
+            entry["quantization"] = {"dtype": "float16", "original_dtype": "float32"}
+    return entry
+
+
+def _stored_dtype(entry: dict[str, Any]) -> str:
+    return entry.get("quantization", {}).get("dtype", entry["dtype"])
+
+
+def _nbytes(entry: dict[str, Any]) -> int:
+    return math.prod(entry["shape"]) * _STORAGE[_stored_dtype(entry)][0]
+
+
+def _weight_bytes(var: Any, entry: dict[str, Any]) -> bytes:
+    """The little-endian bytes stored for one variable, as described by ``entry``."""
+    stored = _stored_dtype(entry)
+    value = np.asarray(var.numpy())
+    if stored == "float16":
+        peak = float(np.max(np.abs(value.astype(np.float32)))) if value.size else 0.0
+        if not math.isfinite(peak) or peak > _FLOAT16_MAX:
+            raise UsageError(
+                f"Weight {entry['name']!r} holds values up to {peak:g}, beyond float16's "
+                f"range (±{_FLOAT16_MAX:g}). Export with dtype='float32'."
+            )
+    return np.ascontiguousarray(value.astype(_STORAGE[stored][1])).tobytes()
+
+
+class _ShardWriter:
+    """Writes a byte stream into ``group1-shard{i}of{n}.bin`` files of bounded size."""
+
+    def __init__(self, folder: Path, total: int, shard_size: int):
+        self.folder = folder
+        self.shard_size = shard_size
+        self.count = max(1, math.ceil(total / shard_size)) if total else 0
+        self.paths: list[Path] = []
+        self._file = None
+        self._room = 0
+
+    def write(self, data: bytes | memoryview) -> None:
+        view = memoryview(data).cast("B")
+        while len(view):
+            if self._room == 0:
+                self._next()
+            n = min(self._room, len(view))
+            self._file.write(view[:n])
+            self._room -= n
+            view = view[n:]
+
+    def _next(self) -> None:
+        self.close()
+        path = self.folder / f"group1-shard{len(self.paths) + 1}of{self.count}.bin"
+        self.paths.append(path)
+        self._file = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self._room = self.shard_size
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+# -------------------------------------------------------------------------- export
+
+
+def export_tfjs(
+    model: Any,
+    out_dir: str | os.PathLike[str],
+    *,
+    shard_size: int = 4 * 1024 * 1024,
+    dtype: str = "float32",
+    labels: Sequence[str] | None = None,
+    preprocessing: str | None = None,
+    with_demo: bool = False,
+    tfjs_url: str | None = None,
+) -> ExportResult:
+    """Write ``model`` in the TensorFlow.js layers format, ready for ``tf.loadLayersModel``.
+
+    Args:
+        model: a built tf_keras Functional or Sequential model (nested models, sliced
+            models and models from ``attach_head`` included).
+        out_dir: folder to write; created if missing. Existing export files in it are
+            replaced (stale weight shards are removed); other files are left alone.
+        shard_size: maximum bytes per weight file (default 4 MiB, which browsers cache well).
+        dtype: ``"float32"`` (exact) or ``"float16"`` (half the size; TF.js converts the
+            weights back to float32 when it loads them).
+        labels: class names, one per output unit; written to ``labels.json``.
+        preprocessing: what the demo page does to 0-255 RGB pixels before predicting:
+            ``"tf"``, ``"caffe"``, ``"torch"``, ``"none"``, or ``"baked"`` (the model does
+            it itself; ``"builtin"`` is accepted too). Written to ``preprocessing.json``.
+        with_demo: also write ``index.html``, a page that classifies an image from a
+            file, a drop or the webcam. Serve the folder over HTTP to use it (e.g.
+            ``python -m http.server -d out_dir``).
+        tfjs_url: where the demo page loads TF.js from when there is no ``tfjs.min.js``
+            beside it (default: :data:`TFJS_CDN_URL`). To work offline, copy
+            ``@tensorflow/tfjs/dist/tf.min.js`` into ``out_dir`` as ``tfjs.min.js``.
+
+    Returns:
+        An :class:`ExportResult` describing the files written.
+
+    Raises:
+        UsageError: an argument is invalid (dtype, shard_size, labels, preprocessing...).
+        ExportError: the model holds something TF.js cannot run (see :func:`check_tfjs`).
+    """
+    if dtype not in ("float32", "float16"):
+        raise UsageError(
+            f"Unsupported export dtype. Received: dtype={dtype!r}. Valid: 'float32', 'float16'."
+        )
+    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size <= 0:
+        raise UsageError(
+            f"shard_size must be a positive number of bytes. Received: shard_size={shard_size!r}."
+        )
+    out = Path(out_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"Export target {out} exists and is not a folder. Choose a folder path.")
+    mode = _preprocessing_mode(preprocessing)
+    if tfjs_url is not None and not with_demo:
+        logger.warning("tfjs_url=%r is only used by the demo page; pass with_demo=True.", tfjs_url)
+    page = _demo_page(TFJS_CDN_URL if tfjs_url is None else tfjs_url) if with_demo else None
+    topology = _checked_topology(model)
+    label_list = _check_labels(model, labels)
+    image_input = _image_input(model)
+    if with_demo and image_input is None:
+        raise UsageError(
+            f"The demo page needs a model with one image input (batch, height, width, "
+            f"channels with 1 or 3 channels). Received input shape(s): {model.input_shape}. "
+            "Export without with_demo."
+        )
+    if with_demo and mode is None:
+        logger.warning(
+            "No preprocessing given: the demo page will feed raw 0-255 pixels to the model. "
+            "Pass preprocessing='tf'|'caffe'|'torch' (see the model's manifest) or 'baked'."
+        )
+        mode = "none"
+
+    from . import __version__
+
+    _portable(topology)
+    named = _named_weights(model)
+    entries = [_manifest_entry(name, var, dtype) for name, var in named]
+    total = sum(_nbytes(e) for e in entries)
+
+    # A plain mkdir (not mkdtemp's 0700) so the published folder gets the usual mode.
+    tmp = out.parent / f".{out.name}.{uuid.uuid4().hex[:12]}.partial"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+        writer = _ShardWriter(tmp, total, shard_size)
+        try:
+            for (_, var), entry in zip(named, entries, strict=True):
+                writer.write(_weight_bytes(var, entry))  # one weight in memory at a time
+        finally:
+            writer.close()
+        model_json = {
+            "format": "layers-model",
+            "generatedBy": f"modelzoo {__version__}",
+            "convertedBy": "modelzoo",
+            "modelTopology": topology,
+            "weightsManifest": [{"paths": [p.name for p in writer.paths], "weights": entries}],
+        }
+        written = [p.name for p in writer.paths]
+        if label_list is not None:
+            _write_json(tmp / "labels.json", label_list)
+            written.append("labels.json")
+        if mode is not None:
+            _write_json(tmp / "preprocessing.json", _preprocessing_spec(mode, image_input))
+            written.append("preprocessing.json")
+        if page is not None:
+            (tmp / "index.html").write_text(page, "utf-8")
+            written.append("index.html")
+        _write_json(tmp / "model.json", model_json)
+        written.append("model.json")  # last: a reader never sees it before its shards
+        _move_into_place(tmp, out, written)
+    except OSError as exc:
+        raise ExportError(
+            f"Could not write the export to {out}: {exc}. Check that the path is a writable "
+            "folder on a disk with free space, then export again."
+        ) from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    result = ExportResult(
+        out_dir=out,
+        model_json=out / "model.json",
+        shards=tuple(out / p.name for p in writer.paths),
+        total_bytes=total,
+        n_weights=len(entries),
+        dtype=dtype,
+        labels_json=out / "labels.json" if label_list is not None else None,
+        preprocessing_json=out / "preprocessing.json" if mode is not None else None,
+        index_html=out / "index.html" if page is not None else None,
+    )
+    logger.info(
+        "Exported %s to TF.js: %s (%d weights, %d bytes in %d shard(s), %s)",
+        model.name,
+        out,
+        result.n_weights,
+        total,
+        len(result.shards),
+        dtype,
+    )
+    return result
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, ensure_ascii=False, allow_nan=False)
+
+
+def _move_into_place(tmp: Path, out: Path, names: list[str]) -> None:
+    """Publish the files written in ``tmp`` to ``out`` (in ``names`` order)."""
+    if not out.exists():
+        try:
+            os.replace(tmp, out)  # one rename: the folder appears complete
+            return
+        except OSError:
+            if not out.is_dir():  # not a lost race with another exporter
+                raise
+    for name in names:
+        os.replace(tmp / name, out / name)
+    for stale in out.iterdir():
+        if _SHARD_RE.match(stale.name) and stale.name not in names:
+            stale.unlink()
+
+
+def _check_labels(model: Any, labels: Sequence[str] | None) -> list[str] | None:
+    if labels is None:
+        return None
+    if (
+        not isinstance(labels, Sequence)
+        or isinstance(labels, str)
+        or not all(isinstance(x, str) for x in labels)
+    ):
+        raise UsageError(
+            f"labels must be a list of class names (strings). Received: {labels!r:.80}."
+        )
+    label_list = list(labels)
+    shape = model.output_shape
+    units = shape[-1] if isinstance(shape, tuple) and len(shape) == 2 else None
+    if units is not None and units != len(label_list):
+        raise UsageError(
+            f"The model has {units} output units but {len(label_list)} labels were given. "
+            "Pass one label per output unit, in output order."
+        )
+    return label_list
+
+
+def _image_input(model: Any) -> tuple[int | None, int | None, int] | None:
+    """(height, width, channels) when the model has a single image-like input."""
+    shape = model.input_shape
+    if not isinstance(shape, tuple) or len(shape) != 4 or shape[-1] not in (1, 3):
+        return None
+    return shape[1], shape[2], shape[3]
+
+
+def _preprocessing_mode(preprocessing: str | None) -> str | None:
+    if preprocessing is None:
+        return None
+    mode = _PREPROCESSING_ALIASES.get(preprocessing, preprocessing)
+    if mode not in PREPROCESSING_MODES:
+        raise UsageError(
+            f"Unknown preprocessing mode. Received: preprocessing={preprocessing!r}. "
+            f"Valid: {', '.join(PREPROCESSING_MODES)} (or 'builtin', same as 'baked'); the "
+            "model's manifest names its mode under input.preprocessing."
+        )
+    return mode
+
+
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+_CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
+_DEFAULT_DEMO_SIZE = 224
+
+
+def _preprocessing_spec(mode: str, image_input: tuple | None) -> dict[str, Any]:
+    """``preprocessing.json``: y[c] = (pixel[order[c]] - mean[c]) / std[c] on 0-255 input."""
+    order, mean, std = "rgb", [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
+    if mode == "tf":  # [-1, 1]
+        mean, std = [127.5] * 3, [127.5] * 3
+    elif mode == "torch":  # [0, 1], then ImageNet mean / std
+        mean = [255.0 * m for m in _IMAGENET_MEAN]
+        std = [255.0 * s for s in _IMAGENET_STD]
+    elif mode == "caffe":  # BGR, ImageNet means subtracted, no scaling
+        order, mean = "bgr", list(_CAFFE_BGR_MEAN)
+    spec: dict[str, Any] = {"mode": mode, "channel_order": order, "mean": mean, "std": std}
+    if image_input is not None:
+        height, width, channels = image_input
+        if height is None or width is None:
+            logger.warning(
+                "The model accepts any image size; the demo page will resize to %dx%d.",
+                _DEFAULT_DEMO_SIZE,
+                _DEFAULT_DEMO_SIZE,
+            )
+        spec["input_size"] = [height or _DEFAULT_DEMO_SIZE, width or _DEFAULT_DEMO_SIZE]
+        spec["channels"] = channels
+        if channels == 1:
+            # Grayscale models: the page converts to luma first; one mean / std.
+            spec["mean"], spec["std"] = spec["mean"][:1], spec["std"][:1]
+    return spec
+
+
+def _demo_page(tfjs_url: str) -> str:
+    if not isinstance(tfjs_url, str) or not tfjs_url.strip():
+        raise UsageError(f"tfjs_url must be a URL string. Received: tfjs_url={tfjs_url!r}.")
+    template = resources.files("modelzoo").joinpath("_web/index.html").read_text("utf-8")
+    # A JSON string is a valid JS string literal; escaping "<" keeps "</script>" inert.
+    literal = json.dumps(tfjs_url).replace("<", "\\u003c")
+    return template.replace('"{{TFJS_URL}}"', literal)
