@@ -1,0 +1,478 @@
+"""Tests for modelzoo.distribute: choosing strategies, clusters, worker saving.
+
+Anything that needs logical devices or a cluster runs in a fresh interpreter
+(tests/_workers.py) with a timeout and is SIGKILLed in a ``finally``: TensorFlow ignores
+SIGTERM in multi-worker processes, and a hang must end the test, not the run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from modelzoo import distribute
+from modelzoo.errors import StrategyError, UsageError
+
+sys.path.insert(0, str(Path(__file__).parent))
+import _workers  # noqa: E402
+
+WORKERS = Path(__file__).parent / "_workers.py"
+# Generous: on a busy 2-core machine importing TensorFlow alone can take a minute.
+SUBPROCESS_TIMEOUT = 300.0
+
+
+def _closed_port() -> int:
+    return _workers.free_ports(1)[0]
+
+
+def _run(jobs: list[tuple[list[str], dict[str, str]]], timeout: float = SUBPROCESS_TIMEOUT):
+    """Run ``tests/_workers.py ARGS`` once per job, concurrently; return their JSON results.
+
+    Every process is SIGKILLed in the ``finally`` if it is still alive (timeout or error).
+    """
+    procs = []
+    try:
+        for args, extra_env in jobs:
+            env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **extra_env}
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, str(WORKERS), *args],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    env=env,
+                )
+            )
+        deadline = time.monotonic() + timeout
+        outputs = []
+        for proc in procs:
+            try:
+                out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"{proc.args[2:]} still running after {timeout:g}s (killed)")
+            outputs.append((proc.returncode, out, err))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    results = []
+    for code, out, err in outputs:
+        lines = [line for line in out.splitlines() if line.startswith("{")]
+        assert code == 0 and lines, f"worker exit {code}\n{out[-2000:]}\n{err[-4000:]}"
+        results.append(json.loads(lines[-1]))
+    return results
+
+
+# ----------------------------------------------------------------------------- TF_CONFIG
+
+GOOD = {
+    "cluster": {"chief": ["10.0.0.1:2222"], "worker": ["10.0.0.2:2222", "10.0.0.3:2222"]},
+    "task": {"type": "worker", "index": 1},
+}
+
+
+def test_parse_tf_config_reads_cluster_and_task():
+    config = distribute.parse_tf_config(json.dumps(GOOD))
+    assert config.num_workers == 3
+    assert (config.task_type, config.task_index) == ("worker", 1)
+    assert config.address == "10.0.0.3:2222"
+    assert config.leader == "/job:chief/replica:0/task:0"
+    assert not config.is_chief
+    assert distribute.parse_tf_config({**GOOD, "task": {"type": "chief", "index": 0}}).is_chief
+
+
+def test_parse_tf_config_without_chief_makes_worker_0_chief_and_leader():
+    cluster = {"worker": ["a:1", "b:2"]}
+    first = distribute.parse_tf_config({"cluster": cluster, "task": {"type": "worker", "index": 0}})
+    second = distribute.parse_tf_config(
+        {"cluster": cluster, "task": {"type": "worker", "index": 1}}
+    )
+    assert first.is_chief and not second.is_chief
+    assert first.leader == "/job:worker/replica:0/task:0"
+
+
+def test_parse_tf_config_reads_environment(monkeypatch):
+    assert distribute.parse_tf_config() is None
+    monkeypatch.setenv("TF_CONFIG", "  ")
+    assert distribute.parse_tf_config() is None
+    monkeypatch.setenv("TF_CONFIG", json.dumps(GOOD))
+    assert distribute.parse_tf_config().num_workers == 3
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "must be a JSON object"),
+        ({**GOOD, "clusterr": {}}, "unknown keys ['clusterr']"),
+        ({**GOOD, "rpc_layer": "grpc+verbs"}, "rpc_layer"),
+        ({"task": GOOD["task"]}, '"cluster" object'),
+        ({**GOOD, "cluster": {"worker": ["a:1"], "ps": ["b:2"]}}, "parameter-server"),
+        ({**GOOD, "cluster": {"worker": []}}, 'cluster["worker"] must be a list'),
+        ({**GOOD, "cluster": {"worker": "a:1"}}, 'cluster["worker"] must be a list'),
+        ({**GOOD, "cluster": {"chief": ["a:1", "b:2"], "worker": ["c:3"]}}, "list of one"),
+        ({**GOOD, "cluster": {"worker": ["a:1", "hostonly"]}}, "'hostonly'"),
+        ({**GOOD, "cluster": {"worker": ["a:1", "b:99999"]}}, "'b:99999'"),
+        ({**GOOD, "cluster": {"worker": ["a:1", 7]}}, "Received: 7"),
+        ({**GOOD, "cluster": {"worker": ["a:1", "a:1"]}}, "twice"),
+        ({"cluster": GOOD["cluster"]}, '"task"'),
+        ({**GOOD, "task": {"type": "ps", "index": 0}}, "'ps'"),
+        ({**GOOD, "task": {"type": "worker", "index": 2}}, "from 0 to 1"),
+        ({**GOOD, "task": {"type": "worker", "index": "0"}}, "Received: '0'"),
+        ({**GOOD, "task": {"type": "worker", "index": True}}, "Received: True"),
+        ({**GOOD, "task": {"type": "worker"}}, "Received: None"),
+    ],
+)
+def test_parse_tf_config_errors_say_what_is_wrong(value, expected):
+    with pytest.raises(StrategyError) as info:
+        distribute.parse_tf_config(value if isinstance(value, str) else json.dumps(value))
+    message = str(info.value)
+    assert message.startswith("TF_CONFIG ")
+    assert expected in message
+    assert '"task": {"type": "worker", "index": 0}' in message  # shows a valid example
+
+
+# ----------------------------------------------------------------------------- chief saving
+
+
+def test_is_chief_outside_a_cluster_and_from_config(monkeypatch):
+    assert distribute.is_chief() is True
+    worker1 = {"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}
+    assert distribute.is_chief(json.dumps(worker1)) is False
+    assert distribute.is_chief(worker1) is False
+    assert distribute.is_chief(distribute.parse_tf_config(GOOD)) is False
+    monkeypatch.setenv("TF_CONFIG", json.dumps({**worker1, "task": {"type": "worker", "index": 0}}))
+    assert distribute.is_chief() is True
+
+
+def test_non_chief_saves_to_a_worker_folder_that_is_removed(tmp_path, monkeypatch):
+    worker1 = {"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(worker1))
+    real = tmp_path / "out" / "model.keras"
+    target = distribute.worker_temp_dir(real)
+    assert target != real and target.name == "model.keras"
+    assert target.parent.is_dir() and target.parent.parent == real.parent
+    target.write_bytes(b"weights")
+    distribute.remove_worker_temp(real)
+    assert not target.parent.exists()
+    assert sorted(p.name for p in real.parent.iterdir()) == []
+    with distribute.saving_path(real) as target:
+        target.write_bytes(b"weights")
+    assert not target.exists() and not real.exists()
+
+
+def test_chief_saves_to_the_real_path_and_keeps_it(tmp_path, monkeypatch):
+    chief = {"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 0}}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(chief))
+    real = tmp_path / "model.keras"
+    assert distribute.worker_temp_dir(real) == real
+    with distribute.saving_path(real) as target:
+        target.write_bytes(b"weights")
+    assert real.read_bytes() == b"weights"
+    distribute.remove_worker_temp(real)  # never deletes the chief's output
+    assert real.exists()
+
+
+def test_different_workers_get_different_folders(tmp_path):
+    def config(index):
+        cluster = {"worker": ["a:1", "b:2", "c:3"]}
+        return {"cluster": cluster, "task": {"type": "worker", "index": index}}
+
+    first = distribute.worker_temp_dir(tmp_path / "m", config(1))
+    second = distribute.worker_temp_dir(tmp_path / "m", config(2))
+    assert first != second
+
+
+# ----------------------------------------------------------------------------- specs (in process)
+
+
+@pytest.mark.tf
+def test_auto_on_this_machine_is_the_default_cpu_strategy(caplog):
+    choice = distribute.choose_strategy("auto")
+    assert choice.kind == "cpu" and choice.replicas == 1 and choice.devices == ("/cpu:0",)
+    assert choice.spec == "auto"
+    assert "0 GPUs" in choice.reason and "TF_CONFIG absent" in choice.reason
+    assert "TPU_NAME unset" in choice.reason
+    with caplog.at_level(logging.INFO, logger="modelzoo"):
+        strategy = distribute.make_strategy()
+    assert strategy is choice.strategy
+    assert any("0 GPUs" in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.tf
+def test_cpu_default_and_none_on_a_cpu_machine():
+    tf = pytest.importorskip("tensorflow")
+    cpu = distribute.choose_strategy("cpu")
+    none = distribute.choose_strategy(None)
+    assert cpu.kind == none.kind == "cpu"
+    assert cpu.strategy is none.strategy is tf.distribute.get_strategy()
+    assert none.spec == "default"
+    assert distribute.choose_strategy("default").strategy is none.strategy
+
+
+@pytest.mark.tf
+def test_ready_made_strategies_pass_through():
+    tf = pytest.importorskip("tensorflow")
+    one = tf.distribute.OneDeviceStrategy("/cpu:0")
+    assert distribute.make_strategy(one) is one
+    choice = distribute.choose_strategy(one)
+    assert choice.kind == "cpu" and choice.replicas == 1 and "ready-made" in choice.reason
+    assert distribute.choose_strategy(choice) is choice
+    assert distribute.make_strategy(choice) is one
+    mirrored = distribute.choose_strategy(tf.distribute.MirroredStrategy(["/cpu:0"]))
+    assert mirrored.kind == "mirrored"
+
+
+@pytest.mark.tf
+def test_auto_with_one_worker_tf_config_stays_local(monkeypatch):
+    monkeypatch.setenv(
+        "TF_CONFIG",
+        json.dumps({"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}),
+    )
+    choice = distribute.choose_strategy("auto")
+    assert choice.kind == "cpu" and "TF_CONFIG names 1 worker" in choice.reason
+
+
+@pytest.mark.tf
+def test_auto_with_a_broken_tf_config_fails(monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", "{oops")
+    with pytest.raises(StrategyError, match="not valid JSON"):
+        distribute.choose_strategy("auto")
+
+
+@pytest.mark.tf
+def test_auto_with_tpu_name_pointing_nowhere_fails_fast(monkeypatch):
+    port = _closed_port()
+    monkeypatch.setenv("TPU_NAME", f"grpc://127.0.0.1:{port}")
+    with pytest.raises(StrategyError, match=f"nothing answers at 127.0.0.1:{port}") as info:
+        distribute.make_strategy("auto", tpu_timeout=2)
+    assert isinstance(info.value.__cause__, OSError)
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("bogus", "Valid specs: auto, cpu, gpu"),
+        ("gpus", "Did you mean 'gpu'?"),
+        ("cpu:1", "bad ':' part"),
+        ("auto:x", "bad ':' part"),
+        ("tpu:", "bad ':' part"),
+        ("gpu:x", "GPU index"),
+        ("mirrored:/cpu:0,/cpu:0", "twice"),
+        ("mirrored:/cpu:0,/gpu:0", "mixes device types"),
+        ("mirrored:/job:worker/task:1/cpu:0", "not a local device"),
+        ("mirrored:???", "not a device"),
+    ],
+)
+def test_bad_specs_are_usage_errors(spec, expected):
+    with pytest.raises(UsageError) as info:
+        distribute.make_strategy(spec)
+    assert expected in str(info.value)
+    assert repr(spec) in str(info.value)  # says what it received
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"spec": 3}, "Received: 3 (int)"),
+        ({"tpu_timeout": 0}, "tpu_timeout must be a positive"),
+        ({"register_timeout": -1}, "register_timeout must be a positive"),
+        ({"register_timeout": True}, "register_timeout must be a positive"),
+    ],
+)
+def test_bad_arguments_are_usage_errors(kwargs, expected):
+    with pytest.raises(UsageError) as info:
+        distribute.make_strategy(**kwargs)
+    assert expected in str(info.value)
+
+
+# ----------------------------------------------------------------------------- data helpers
+
+
+@pytest.mark.tf
+def test_dataset_helpers_under_the_default_strategy():
+    tf = pytest.importorskip("tensorflow")
+    assert distribute.global_batch_size(32) == 32
+    assert distribute.global_batch_size(8, distribute.choose_strategy("cpu")) == 8
+    assert distribute.steps_per_execution_for() == 1
+    dataset = tf.data.Dataset.range(10).batch(4)
+    assert distribute.prepare_dataset(dataset) is dataset
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0"])
+    assert distribute.prepare_dataset(dataset, mirrored) is dataset
+    assert distribute.steps_per_execution_for(mirrored) == 1
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [
+        (lambda: distribute.global_batch_size(0), "per_replica must be a positive integer"),
+        (lambda: distribute.global_batch_size(2.5), "Received: 2.5"),
+        (lambda: distribute.global_batch_size(8, "auto"), "Build one with make_strategy()"),
+        (lambda: distribute.prepare_dataset([1, 2, 3]), "needs a tf.data.Dataset"),
+        (lambda: distribute.steps_per_execution_for(object()), "Expected a tf.distribute"),
+    ],
+)
+def test_dataset_helpers_reject_bad_arguments(call, expected):
+    with pytest.raises(UsageError) as info:
+        call()
+    assert expected in str(info.value)
+
+
+@pytest.mark.tf
+def test_describe_devices_reports_devices_and_the_auto_plan():
+    info = distribute.describe_devices()
+    assert set(info) == {
+        "tensorflow",
+        "tf_keras",
+        "physical",
+        "logical",
+        "tf_config",
+        "tpu_name",
+        "tpu_device_files",
+        "auto",
+    }
+    assert info["tensorflow"].startswith("2.") and info["tf_keras"].startswith("2.")
+    assert len(info["physical"]["CPU"]) >= 1 and info["logical"]["CPU"]
+    assert info["tf_config"] is None and info["tpu_name"] is None
+    assert info["auto"]["kind"] == "cpu" and "0 GPUs" in info["auto"]["reason"]
+    json.dumps(info)  # the doctor command prints it as JSON
+
+
+@pytest.mark.tf
+def test_describe_devices_plans_without_building(monkeypatch):
+    # A 2-worker cluster whose peers do not exist: building would wait; planning must not.
+    monkeypatch.setenv("TF_CONFIG", json.dumps(GOOD))
+    info = distribute.describe_devices()
+    assert info["tf_config"] == {"task": "worker:1", "workers": 3, "error": None}
+    assert info["auto"]["kind"] == "multi-worker"
+    monkeypatch.setenv("TF_CONFIG", "[]")
+    info = distribute.describe_devices()
+    assert "must be a JSON object" in info["tf_config"]["error"]
+    assert "must be a JSON object" in info["auto"]["error"]
+    monkeypatch.setenv("TF_CONFIG", json.dumps(GOOD))
+    monkeypatch.setenv("TPU_NAME", "grpc://127.0.0.1:1")
+    info = distribute.describe_devices()
+    assert info["tpu_name"] == "grpc://127.0.0.1:1" and info["auto"]["kind"] == "tpu"
+
+
+# ----------------------------------------------------------------------------- subprocesses
+
+MISSING = [
+    "gpu",
+    "gpu:1",
+    "tpu",
+    "mirrored",
+    "mirrored:/gpu:0,/gpu:1",
+    "mirrored:/cpu:0,/cpu:1",
+    "multi-worker",
+    "tpu:no-such-tpu-here",
+    "tpu:local",  # last: it starts the TensorFlow runtime
+]
+
+
+@pytest.fixture(scope="module")
+def missing_hardware():
+    """Ask a fresh interpreter for every kind of hardware this machine lacks."""
+    closed = f"tpu:grpc://127.0.0.1:{_closed_port()}"
+    (results,) = _run([(["specs", closed, *MISSING], {})])
+    results["tpu:grpc://closed"] = results.pop(closed)
+    return results
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("gpu", "asks for GPU 0, but TensorFlow sees 0 GPUs, 1 CPU"),
+        ("gpu:1", "asks for GPU 1, but TensorFlow sees 0 GPUs, 1 CPU"),
+        ("tpu", "TPU_NAME is unset"),
+        ("mirrored", "needs GPUs or two or more logical CPU devices"),
+        ("mirrored:/gpu:0,/gpu:1", "asks for /gpu:0, /gpu:1"),
+        ("mirrored:/cpu:0,/cpu:1", "asks for /cpu:1"),
+        ("multi-worker", "needs the TF_CONFIG environment variable"),
+        ("tpu:no-such-tpu-here", "Could not start TPU 'no-such-tpu-here'"),
+        ("tpu:grpc://closed", "nothing answers at 127.0.0.1:"),
+        ("tpu:local", "Could not start the local TPU: NotFoundError"),
+    ],
+)
+def test_missing_hardware_fails_fast_with_strategy_error(missing_hardware, spec, expected):
+    result = missing_hardware[spec]
+    assert result.get("error") == "StrategyError", result
+    assert expected in result["message"]
+    assert "Traceback" not in result["message"]
+
+
+@pytest.mark.tf
+def test_mirrored_over_two_logical_cpus_matches_the_default_strategy():
+    (result,) = _run([(["mirrored"], {})])
+    assert result["kind"] == "mirrored" and result["replicas"] == 2
+    assert result["devices"] == ["/cpu:0", "/cpu:1"] and result["explicit_replicas"] == 2
+    assert result["global_batch"] == 2 * _workers.PER_REPLICA
+    losses = result["mirrored_loss"]
+    assert losses[-1] < 0.5 * losses[0]  # it learns
+    assert result["default_loss"] == pytest.approx(losses, rel=1e-4)
+    assert result["max_weight_gap"] < 1e-4
+    assert result["describe_logical_cpus"] == 2
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_two_worker_cluster_trains_and_only_the_chief_saves(tmp_path):
+    ports = _workers.free_ports(2)
+    out = tmp_path / "saved" / "model.keras"
+    out.parent.mkdir()
+    chief, worker = _run(
+        [
+            (["worker", str(out), "90"], {"TF_CONFIG": _workers.tf_config(ports, index)})
+            for index in (0, 1)
+        ]
+    )
+    assert chief["kind"] == worker["kind"] == "multi-worker"
+    assert chief["replicas"] == worker["replicas"] == 2
+    assert chief["global_batch"] == 2 * _workers.PER_REPLICA
+    assert (chief["chief"], chief["chief_from_env"]) == (True, True)
+    assert (worker["chief"], worker["chief_from_env"]) == (False, False)
+    assert chief["loss"][-1] < 0.5 * chief["loss"][0]
+    assert chief["loss"] == pytest.approx(worker["loss"])  # one model, kept in sync
+    assert chief["wrote"] == str(out) and chief["reloaded_layers"] == 3
+    assert worker["wrote"] != str(out) and worker["wrote_existed"]
+    assert not worker["temp_left"]
+    assert chief["same_again"] and worker["same_again"]  # built once per process
+    assert [p.name for p in out.parent.iterdir()] == ["model.keras"]
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_worker_whose_peer_never_starts_fails_with_strategy_error():
+    # Lone workers of three 2-worker clusters, run at once: the leader waiting for its
+    # peer, a worker whose leader is not there (both must give up after register_timeout),
+    # and a worker that ran TensorFlow ops before asking (fails at once).
+    ports = _workers.free_ports(6)
+    leader, follower, late = _run(
+        [
+            (["spec", "multi-worker", "3"], {"TF_CONFIG": _workers.tf_config(ports[:2], 0)}),
+            (["spec", "auto", "3"], {"TF_CONFIG": _workers.tf_config(ports[2:4], 1)}),
+            (["late", "multi-worker", "3"], {"TF_CONFIG": _workers.tf_config(ports[4:], 0)}),
+        ]
+    )
+    for result in (leader, follower):
+        assert result["error"] == "StrategyError", result
+        assert "not all 2 workers joined within 3s" in result["message"]
+        assert "DeadlineExceededError" in result["message"]
+        assert "restart this process" in result["message"]
+        assert "TensorFlow cannot join a cluster twice" in result["again"]
+    assert "worker:0" in leader["message"] and "worker:1" in follower["message"]
+    assert late["error"] == "StrategyError", late
+    assert "TensorFlow was already running" in late["message"]
+    assert "Build the strategy before any other TensorFlow work" in late["message"]
