@@ -17,6 +17,8 @@ variable                        meaning
 ``MODELZOO_DEBUG``              ``1``: the CLI shows full tracebacks
 ``MODELZOO_TIMEOUT``            connect/read timeout in seconds (default 10/60)
 ``MODELZOO_MAX_RETRIES``        retries per URL on connection errors and 5xx (default 3)
+``MODELZOO_PROJECT``            the project folder (or its ``modelzoo.toml``); default: found
+                                by walking up from the current directory
 ==============================  ==========================================================
 """
 
@@ -39,6 +41,7 @@ __all__ = [
     "timeouts",
     "max_retries",
     "env_flag",
+    "project",
 ]
 
 #: The manifest / index schema this version of modelzoo reads and writes.
@@ -127,3 +130,11 @@ def max_retries() -> int:
     if raw.isdigit():
         return int(raw)
     return _DEFAULT_MAX_RETRIES
+
+
+def project(value: str | os.PathLike[str] | None = None) -> Path | None:
+    """The project folder or file: ``value`` > ``MODELZOO_PROJECT`` > None (search from CWD)."""
+    if value is not None:
+        return Path(value).expanduser()
+    env = os.environ.get("MODELZOO_PROJECT", "").strip()
+    return Path(env).expanduser() if env else None

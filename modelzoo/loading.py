@@ -154,10 +154,10 @@ def choose_variant(
         del notop
 
 
-def _load_file(path: Path, *, trust_remote_code: bool):
+def _load_file(path: Path, *, trust_remote_code: bool, fmt: str | None = None):
     from .safety import load_model_file
 
-    fmt = "keras" if path.suffix == ".keras" else "h5"
+    fmt = fmt or ("keras" if path.suffix == ".keras" else "h5")
     return load_model_file(path, expected_format=fmt, trust_remote_code=trust_remote_code)
 
 
@@ -203,9 +203,11 @@ def load(
         model = _load_file(path, trust_remote_code=trust_remote_code)
     else:
         from .installer import ensure_installed
-        from .registry import resolve
+        from .project import resolve_in_context
 
-        resolved = resolve(str(name), version=version)
+        # inside a project: the locked version and the project's registries; a model no
+        # registry provides (unpacked from a bundle, or offline) loads from the cache
+        resolved = resolve_in_context(str(name), version=version)
         manifest = resolved.manifest
         variant = choose_variant(manifest, cut, include_top=include_top, input_shape=input_shape)
         record = ensure_installed(resolved, variant)
@@ -223,7 +225,11 @@ def load(
                     f"{manifest.spec} is a whole saved model; its input shape is fixed. "
                     f"Received: input_shape={tuple(input_shape)}."
                 )
-            model = _load_file(Path(record.path), trust_remote_code=trust_remote_code)
+            model = _load_file(
+                Path(record.path),
+                trust_remote_code=trust_remote_code,
+                fmt=manifest.artifact(variant).format,
+            )
     if cut is not None:
         model = slice(model, cut)
     if not trainable:

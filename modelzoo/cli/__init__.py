@@ -49,9 +49,9 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from . import cache, demo, doctor, models, packages, registry
+    from . import cache, demo, doctor, models, packages, project, registry, viz
 
-    for module in (packages, models, demo, doctor):
+    for module in (packages, project, models, viz, demo, doctor):
         module.register(app)
     app.add_typer(cache.app, name="cache")
     app.add_typer(registry.app, name="registry")

@@ -5,9 +5,12 @@ None of these import TensorFlow.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from ._output import emit_json, human_size, out, table
+from .project import print_project_install, project_option
 
 __all__ = ["register"]
 
@@ -112,18 +115,45 @@ def info_cmd(
 
 
 def install_cmd(
-    specs: list[str] = typer.Argument(..., help="name or name@version (several allowed)."),
+    specs: list[str] = typer.Argument(
+        None, help="name or name@version (several allowed); none: the project's models."
+    ),
     variant: str = typer.Option(None, "--variant", help="full | notop | all (default: full)."),
     force: bool = typer.Option(False, "--force", help="Download again even if installed."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be fetched."),
     require_hashes: bool = typer.Option(
         None, "--require-hashes", help="Refuse artifacts without a published hash."
     ),
+    frozen: bool = typer.Option(
+        False,
+        "--frozen",
+        help="Install exactly what modelzoo.lock pins; fail if it disagrees with modelzoo.toml.",
+    ),
+    project: Path = project_option(),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Download, verify and cache models (atomic; resumes interrupted downloads)."""
+    """Download, verify and cache models (atomic; resumes interrupted downloads).
+
+    Without names, install every model in the project's modelzoo.toml and write
+    modelzoo.lock; with --frozen, install exactly what modelzoo.lock pins (like npm ci).
+    Named models go to the cache only (use `modelzoo add` to put them in the project).
+    """
     from ..installer import install
 
+    if not specs or frozen:
+        from ..errors import UsageError
+        from ..project import install_project
+
+        if specs or variant or force or dry_run:
+            given = " ".join(specs or []) or "--variant/--force/--dry-run"
+            raise UsageError(
+                "A project install (no model names, or --frozen) follows modelzoo.toml and "
+                f"modelzoo.lock; it takes no {given}. Name models without --frozen to install "
+                "them into the cache only."
+            )
+        result = install_project(project, frozen=frozen)
+        print_project_install(result, json_out=json_out)
+        return
     results = []
     for spec in specs:
         results.append(
@@ -204,15 +234,39 @@ def list_cmd(
 def remove_cmd(
     spec: str = typer.Argument(..., help="name or name@version"),
     variant: str = typer.Option(None, "--variant", help="Only this artifact."),
+    keep_cache: bool = typer.Option(
+        False, "--keep-cache", help="In a project: only edit modelzoo.toml and modelzoo.lock."
+    ),
+    project: Path = project_option(),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Remove an installed model (unreferenced files are freed by `cache prune`)."""
-    from ..cache import remove
+    """Uninstall a model from the cache.
 
-    removed = remove(spec, variant=variant)
-    if json_out:
+    Inside a project whose modelzoo.toml lists NAME (given without @version or
+    --variant), also drop it from modelzoo.toml and modelzoo.lock; --keep-cache leaves
+    the cached files for other projects.
+    """
+    from ..cache import remove
+    from ..errors import NotInstalledError
+    from ..project import remove_from_project
+    from ..versions import split_spec
+
+    name, version = split_spec(spec)
+    in_project = False
+    if version is None and variant is None:
+        in_project = remove_from_project(name, project=project)
+    removed = []
+    if not keep_cache:
+        try:
+            removed = remove(spec, variant=variant)
+        except NotInstalledError:
+            if not in_project:
+                raise
+    if json_out:  # the same list as outside a project; modelzoo.toml shows the rest
         emit_json([r.to_dict() for r in removed])
         return
+    if in_project:
+        out().print(f"removed {name} from modelzoo.toml and modelzoo.lock", markup=False)
     for r in removed:
         out().print(f"removed {r.spec} [{r.variant}]", markup=False)
 

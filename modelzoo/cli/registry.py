@@ -1,4 +1,4 @@
-"""``modelzoo registry list|add|remove|index``."""
+"""``modelzoo registry list|add|remove|index|verify``."""
 
 from __future__ import annotations
 
@@ -80,3 +80,48 @@ def index_cmd(
         emit_json({"index": path, "models": len(index["models"])})
     else:
         out().print(f"wrote {path}: {len(index['models'])} model version(s)", markup=False)
+
+
+@app.command("verify")
+def verify_cmd(
+    folder: Path = typer.Argument(..., help="Registry folder (with models/<name>/<version>/)."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Re-hash every artifact stored in a registry folder against its manifest (exit 1 on
+    problems) and check that index.json is up to date."""
+    from ..publish import verify_registry
+
+    report = verify_registry(folder)
+    if json_out:
+        emit_json(
+            {
+                "ok": report.ok,
+                "index": report.index,
+                "index_message": report.index_message,
+                "artifacts": [
+                    {
+                        "model": f"{c.name}@{c.version}",
+                        "variant": c.variant,
+                        "status": c.status,
+                        "path": c.path,
+                        "expected": c.expected,
+                        "actual": c.actual,
+                        "message": c.message,
+                    }
+                    for c in report.checks
+                ],
+            }
+        )
+    else:
+        console = out()
+        for c in report.checks:
+            console.print(f"{c.status:<17}{c.message}", markup=False)
+        console.print(f"{'index ' + report.index:<17}{report.index_message}", markup=False)
+        bad = sum(not c.ok for c in report.checks) + (report.index != "ok")
+        console.print(
+            f"{len(report.checks)} artifact(s) checked: "
+            + ("no problems" if report.ok else f"{bad} problem(s)"),
+            markup=False,
+        )
+    if not report.ok:
+        raise typer.Exit(1)

@@ -1,0 +1,231 @@
+"""Project and distribution commands: ``add``, ``outdated``, ``pack``, ``unpack``, ``publish``.
+
+``install`` (no names / ``--frozen``) and ``remove`` live in :mod:`.packages`; only
+``publish`` imports TensorFlow (it loads the model to check and describe it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ._output import emit_json, human_size, out, table
+
+__all__ = ["register", "project_option", "print_project_install"]
+
+
+def project_option():
+    return typer.Option(
+        None,
+        "--project",
+        help="Project folder (default: MODELZOO_PROJECT, else the nearest modelzoo.toml "
+        "above the current folder).",
+    )
+
+
+def _install_dict(result) -> dict:
+    return {
+        "project": result.project.path,
+        "lock": result.project.lock_path,
+        "frozen": result.frozen,
+        "lock_changed": result.lock_changed,
+        "installed": list(result.installed),
+        "models": [
+            {
+                "name": m.name,
+                "version": m.version,
+                "constraint": m.constraint,
+                "variants": [a.variant for a in m.artifacts],
+                "registry": m.registry,
+            }
+            for m in result.lock.models
+        ],
+    }
+
+
+def print_project_install(result, *, json_out: bool) -> None:
+    """Show what a project install did (shared with ``install``)."""
+    if json_out:
+        emit_json(_install_dict(result))
+        return
+    console = out()
+    for spec in result.installed:
+        console.print(f"installed {spec}", markup=False)
+    for m in result.lock.models:
+        variants = ", ".join(a.variant for a in m.artifacts)
+        console.print(f"  {m.name}@{m.version} [{variants}] from {m.registry}", markup=False)
+    if result.frozen:
+        console.print(
+            f"{len(result.lock.models)} model(s) match {result.project.lock_path}", markup=False
+        )
+    elif result.lock_changed:
+        console.print(f"wrote {result.project.lock_path}", markup=False)
+    else:
+        console.print(f"{result.project.lock_path} is up to date", markup=False)
+
+
+def add_cmd(
+    spec: str = typer.Argument(..., help="NAME or NAME@CONSTRAINT (e.g. resnet50@^1.0)."),
+    variant: str = typer.Option(None, "--variant", help="full | notop | all (default: full)."),
+    project: Path = project_option(),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Add a model to modelzoo.toml (created if missing), install it, update modelzoo.lock."""
+    from ..project import add
+
+    print_project_install(add(spec, variant=variant, project=project), json_out=json_out)
+
+
+def outdated_cmd(
+    project: Path = project_option(),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Show newer versions: locked (or installed), wanted by the constraint, latest."""
+    from ..project import outdated
+
+    rows = outdated(project)
+    if json_out:
+        emit_json(
+            [
+                {
+                    "name": r.name,
+                    "current": r.current,
+                    "wanted": r.wanted,
+                    "latest": r.latest,
+                    "constraint": r.constraint,
+                    "registry": r.registry,
+                    "outdated": r.is_outdated,
+                }
+                for r in rows
+            ]
+        )
+        return
+    if not rows:
+        out().print("No models: nothing is locked or installed.")
+        return
+    table(
+        ["model", "current", "wanted", "latest", "constraint", "registry"],
+        [
+            (
+                r.name,
+                r.current or "-",
+                r.wanted or "-",
+                r.latest or "(in no registry)",
+                r.constraint,
+                r.registry or "",
+            )
+            for r in rows
+        ],
+    )
+
+
+def pack_cmd(
+    specs: list[str] = typer.Argument(None, help="NAME or NAME@VERSION to pack."),
+    lock: Path = typer.Option(None, "--lock", help="Pack exactly what a modelzoo.lock pins."),
+    output: Path = typer.Option(..., "--output", "-o", help="bundle.tar or bundle.tar.gz"),
+    variant: str = typer.Option(None, "--variant", help="full | notop | all (default: full)."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Write models (installing them first) into one archive for air-gapped machines."""
+    from ..bundle import pack
+
+    result = pack(specs or (), output=output, lock=lock, variant=variant)
+    if json_out:
+        emit_json(result)
+        return
+    out().print(
+        f"packed {', '.join(result.models)} ({result.artifacts} artifact(s)) into "
+        f"{result.path}: {human_size(result.size)}, sha256:{result.sha256}",
+        markup=False,
+    )
+
+
+def unpack_cmd(
+    bundle: Path = typer.Argument(..., help="A bundle written by `modelzoo pack`."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Verify a bundle completely, then install its models into the cache (no network)."""
+    from ..bundle import unpack
+
+    result = unpack(bundle)
+    if json_out:
+        emit_json(result)
+        return
+    console = out()
+    for spec in result.installed:
+        console.print(f"installed {spec} from {result.registry}", markup=False)
+    for spec in result.already:
+        console.print(f"already installed {spec}", markup=False)
+
+
+def publish_cmd(
+    model_file: Path = typer.Argument(..., help="A saved model: .keras (preferred) or .h5."),
+    name: str = typer.Option(..., "--name", help="Model name (a-z, 0-9, '.', '_', '-')."),
+    version: str = typer.Option(..., "--version", help="Semantic version, e.g. 1.0.0."),
+    registry: Path = typer.Option(
+        None, "--registry", help="Registry folder (default: the current folder if it is one)."
+    ),
+    summary: str = typer.Option(None, "--summary", help="One line for search results."),
+    license: str = typer.Option("unknown", "--license", help="e.g. Apache-2.0."),
+    family: str = typer.Option("", "--family"),
+    task: str = typer.Option("image-classification", "--task"),
+    tag: list[str] = typer.Option(None, "--tag", help="Search tag (repeatable)."),
+    cut_point: list[str] = typer.Option(None, "--cut-point", help="Layer to cut at (repeatable)."),
+    labels: Path = typer.Option(None, "--labels", help='JSON list of class names: ["a", "b"].'),
+    preprocessing: str = typer.Option("none", "--preprocessing", help="none|tf|caffe|torch."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Publish a saved model into a registry folder (serve it with any static web server)."""
+    from ..errors import UsageError
+    from ..publish import publish, read_labels
+
+    if registry is None:
+        here = Path.cwd()
+        if not ((here / "index.json").is_file() or (here / "models").is_dir()):
+            raise UsageError(
+                f"{here} is not a registry folder (no index.json or models/). Pass "
+                "--registry DIR (it is created if missing)."
+            )
+        registry = here
+    result = publish(
+        model_file,
+        name=name,
+        version=version,
+        registry=registry,
+        summary=summary,
+        license=license,
+        family=family,
+        task=task,
+        tags=tag or (),
+        cut_points=cut_point or (),
+        labels=read_labels(labels) if labels is not None else None,
+        preprocessing=preprocessing,
+    )
+    if json_out:
+        emit_json(
+            {
+                "model": result.manifest.spec,
+                "manifest": result.manifest_path,
+                "artifact": result.artifact_path,
+                "sha256": result.sha256,
+                "size": result.size,
+                "index": result.index_path,
+                "cut_points": result.manifest.cut_points,
+            }
+        )
+        return
+    out().print(
+        f"published {result.manifest.spec}: {result.artifact_path} "
+        f"({human_size(result.size)}, sha256:{result.sha256})\n  index: {result.index_path}",
+        markup=False,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add the project and distribution commands to ``app``."""
+    app.command("add")(add_cmd)
+    app.command("outdated")(outdated_cmd)
+    app.command("pack")(pack_cmd)
+    app.command("unpack")(unpack_cmd)
+    app.command("publish")(publish_cmd)

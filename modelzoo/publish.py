@@ -1,0 +1,423 @@
+"""Publishing models into a registry folder, and checking a registry folder's files.
+
+:func:`publish` takes a saved ``.keras`` / ``.h5`` model and writes it into
+``<registry>/models/<name>/<version>/`` beside a generated manifest, then rebuilds the
+registry's ``index.json``. The folder can be served by any static web server (``python
+-m http.server`` is enough) and added with ``modelzoo registry add URL``; the artifact
+URL in the manifest is relative, so the same folder works on disk and over HTTP.
+
+Publishing is all-or-nothing: the model is copied into a staging folder inside the
+registry, loaded through the same safety scan as any download, hashed, described, and
+only then renamed into place in one step; if rebuilding the index fails the version
+folder is removed again. Published versions are immutable.
+
+:func:`verify_registry` re-hashes every artifact stored in a registry folder against its
+manifest (``modelzoo registry verify DIR``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import secrets
+import shutil
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from .constants import SCHEMA_VERSION
+from .errors import ManifestError, RegistryError, UsageError, VersionExistsError
+from .hashes import file_digests
+from .manifest import NAME_RE, PREPROCESSING_MODES, Manifest, load_manifest, parse_manifest
+from .versions import is_version
+
+__all__ = [
+    "PublishResult",
+    "ArtifactCheck",
+    "RegistryReport",
+    "publish",
+    "read_labels",
+    "verify_registry",
+]
+
+logger = logging.getLogger("modelzoo")
+
+_FORMATS = {".keras": ("keras", ".keras"), ".h5": ("h5", ".h5"), ".hdf5": ("h5", ".h5")}
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """What :func:`publish` wrote.
+
+    Attributes:
+        manifest: the validated manifest.
+        manifest_path: ``<registry>/models/<name>/<version>/manifest.json``.
+        artifact_path: the model file beside it.
+        sha256: hex sha256 of the artifact.
+        size: its size in bytes.
+        index_path: the rebuilt ``index.json``.
+    """
+
+    manifest: Manifest
+    manifest_path: Path
+    artifact_path: Path
+    sha256: str
+    size: int
+    index_path: Path
+
+
+@dataclass(frozen=True)
+class ArtifactCheck:
+    """One artifact (or unreadable manifest) checked by :func:`verify_registry`.
+
+    Attributes:
+        status: ``ok``; ``unhashed`` (no published hash: only the size could be checked)
+            and ``remote`` (stored elsewhere, not checked) are warnings; ``missing``,
+            ``size-mismatch``, ``hash-mismatch`` and ``invalid-manifest`` are problems.
+        variant: the artifact variant ("" for an invalid manifest).
+        path: the file checked (or the manifest that could not be read).
+    """
+
+    name: str
+    version: str
+    variant: str
+    status: str
+    path: Path | None
+    expected: str | None
+    actual: str | None
+    message: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("ok", "unhashed", "remote")
+
+
+@dataclass(frozen=True)
+class RegistryReport:
+    """The result of :func:`verify_registry`.
+
+    Attributes:
+        checks: one per artifact, sorted by model, version and variant.
+        index: ``ok``, ``missing``, ``stale`` (differs from a fresh build) or ``unbuilt``
+            (the manifests are invalid, so no index can be built).
+        index_message: one line about the index, with the next step when not ok.
+    """
+
+    root: Path
+    checks: tuple[ArtifactCheck, ...]
+    index: str
+    index_message: str
+
+    @property
+    def ok(self) -> bool:
+        return self.index == "ok" and all(c.ok for c in self.checks)
+
+
+# --------------------------------------------------------------------------- publishing
+
+
+def read_labels(path: str | os.PathLike[str]) -> list[str]:
+    """Read a labels file: a JSON list of class names (``["cat", "dog"]``).
+
+    Raises:
+        UsageError: unreadable, not JSON, or not a list of strings.
+    """
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UsageError(f"Cannot read labels from {path}: {exc}.") from None
+    if not isinstance(data, list) or not data or not all(isinstance(x, str) for x in data):
+        raise UsageError(
+            f'{path}: expected a JSON list of class names like ["cat", "dog"], got '
+            f"{type(data).__name__}."
+        )
+    return data
+
+
+def _check_args(name: str, version: str, model_file: Path, preprocessing: str):
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise UsageError(
+            f"Invalid model name {name!r}: use 1-100 characters of a-z, 0-9, '.', '_', '-', "
+            "starting with a letter or digit (e.g. pacman_detector)."
+        )
+    if not isinstance(version, str) or not is_version(version):
+        raise UsageError(f"Invalid version {version!r}: use a semantic version such as 1.0.0.")
+    if preprocessing not in PREPROCESSING_MODES:
+        raise UsageError(
+            f"Invalid preprocessing {preprocessing!r}; valid: {', '.join(PREPROCESSING_MODES)}."
+        )
+    fmt = _FORMATS.get(model_file.suffix.lower())
+    if fmt is None:
+        raise UsageError(
+            f"{model_file}: publish takes a whole saved model ending in .keras (preferred) or "
+            f".h5; received {model_file.suffix or 'no suffix'}. Save it with model.save(...)."
+        )
+    if not model_file.is_file():
+        raise UsageError(f"{model_file} does not exist or is not a file.")
+    return fmt
+
+
+def _shape(shape) -> list[int | None] | None:
+    dims = list(shape)[1:]  # drop the batch dimension
+    ok = dims and all(d is None or (isinstance(d, int) and d > 0) for d in dims)
+    return dims if ok else None
+
+
+def _describe(model, cut_points: Sequence[str], labels) -> dict[str, Any]:
+    """Input shape, dtype, cut point shapes and a summary, read from the loaded model."""
+    from .slicing import find_layer, layers
+
+    if len(model.inputs) != 1:
+        raise UsageError(
+            f"publish needs a single-input model; {model.name!r} has {len(model.inputs)} inputs."
+        )
+    tensor = model.inputs[0]
+    shape = _shape(tensor.shape.as_list())
+    if shape is None:
+        raise UsageError(f"Cannot describe the input shape {tensor.shape} of {model.name!r}.")
+    if isinstance(labels, list) and len(model.outputs) == 1:
+        classes = model.outputs[0].shape.as_list()[-1]
+        if isinstance(classes, int) and classes != len(labels):
+            raise UsageError(
+                f"{len(labels)} labels given but the model's output has {classes} classes; "
+                "give one label per output unit."
+            )
+    by_name = {info.name: info for info in layers(model)}
+    cuts = []
+    for layer in dict.fromkeys(cut_points):
+        find_layer(model, layer)  # LayerNotFoundError with the nearest names
+        out = by_name[layer].output_shape if layer in by_name else None
+        cut: dict[str, Any] = {"layer": layer}
+        if isinstance(out, tuple) and _shape(out) is not None:
+            cut["shape"] = _shape(out)
+        cut["variant"] = "full"
+        cuts.append(cut)
+    return {
+        "shape": shape,
+        "dtype": tensor.dtype.name,
+        "cut_points": cuts,
+        "summary": f"{model.name}: {len(model.layers)} layers, {model.count_params():,} parameters",
+    }
+
+
+def _registry_lock(root: Path):
+    """Serialise publishes into one registry folder (across processes on this machine)."""
+    from .cache import Cache
+
+    key = "publish-" + hashlib.sha256(str(root).encode("utf-8")).hexdigest()[:32]
+    return Cache().lock(key, timeout=120)
+
+
+def publish(
+    model_file: str | os.PathLike[str],
+    *,
+    name: str,
+    version: str,
+    registry: str | os.PathLike[str],
+    summary: str | None = None,
+    license: str = "unknown",
+    family: str = "",
+    task: str = "image-classification",
+    tags: Iterable[str] = (),
+    cut_points: Sequence[str] = (),
+    labels: list[str] | str | None = None,
+    preprocessing: str = "none",
+    homepage: str | None = None,
+    paper: str | None = None,
+    notes: str | None = None,
+) -> PublishResult:
+    """Publish a saved model as ``name@version`` into the registry folder ``registry``.
+
+    Args:
+        model_file: a whole saved model, ``.keras`` (preferred) or legacy ``.h5``.
+        name: the model name (a-z, 0-9, ``.``, ``_``, ``-``).
+        version: a semantic version; an existing version is never overwritten.
+        registry: the registry folder (created if missing).
+        summary: one line for search results (default: derived from the model).
+        license, family, task, tags, homepage, paper, notes: manifest metadata.
+        cut_points: layer names worth slicing at; each must exist, its output shape is
+            recorded.
+        labels: class names (one per output unit), ``"imagenet"`` or None.
+        preprocessing: ``none``, ``tf``, ``caffe``, ``torch`` or ``builtin``.
+
+    Returns:
+        A :class:`PublishResult`.
+
+    Raises:
+        UsageError: bad name, version, file, labels or preprocessing.
+        VersionExistsError: ``name@version`` is already in the registry.
+        UnsafeModelError, ModelFileError: the model fails the safety scan or cannot load.
+        LayerNotFoundError: a cut point is not a layer of the model.
+        ManifestError, RegistryError: another manifest in the registry is invalid (the
+            index cannot be rebuilt); nothing is published then.
+    """
+    from ._index import write_index
+    from .safety import load_model_file
+
+    model_file = Path(model_file)
+    fmt, suffix = _check_args(name, version, model_file, preprocessing)
+    root = Path(registry).expanduser().absolute()
+    created_root = not root.exists()
+    if not created_root and not root.is_dir():
+        raise UsageError(f"Registry {root} is not a folder.")
+    target = root / "models" / name / version
+    file_name = f"{name}{suffix}"
+    root.mkdir(parents=True, exist_ok=True)
+    staging = root / f".publish-{secrets.token_hex(8)}"
+    made: list[Path] = []
+    try:
+        with _registry_lock(root):
+            if target.exists():
+                raise VersionExistsError(name, version, path=str(target))
+            staging.mkdir()
+            artifact = staging / file_name
+            shutil.copyfile(model_file, artifact)
+            # load the staged copy: the bytes scanned are the bytes published
+            model = load_model_file(artifact, expected_format=fmt)
+            facts = _describe(model, cut_points, labels)
+            digests = file_digests(artifact, ("sha256",))
+            size = artifact.stat().st_size
+            doc: dict[str, Any] = {
+                "schema_version": SCHEMA_VERSION,
+                "name": name,
+                "version": version,
+                "family": family,
+                "summary": summary or facts["summary"],
+                "task": task,
+                "license": license,
+                "tags": list(tags),
+                "input": {
+                    "shape": facts["shape"],
+                    "dtype": facts["dtype"],
+                    "preprocessing": preprocessing,
+                },
+                "labels": labels,
+                "build": {"kind": "keras-model"},
+                "artifacts": {
+                    "full": {
+                        "url": file_name,
+                        "hash": f"sha256:{digests['sha256']}",
+                        "size": size,
+                        "format": fmt,
+                        "file_name": file_name,
+                    }
+                },
+                "cut_points": facts["cut_points"],
+            }
+            for key, value in (("homepage", homepage), ("paper", paper), ("notes", notes)):
+                if value:
+                    doc[key] = value
+            manifest = parse_manifest(doc, source=f"{name}@{version}")
+            text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+            (staging / "manifest.json").write_text(text, encoding="utf-8")
+            for folder in (root / "models", root / "models" / name):
+                if not folder.exists():
+                    folder.mkdir()
+                    made.append(folder)
+            os.rename(staging, target)  # one step: readers never see half a version
+            try:
+                index = write_index(root)
+            except BaseException:
+                shutil.rmtree(target, ignore_errors=True)
+                raise
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        if created_root:
+            shutil.rmtree(root, ignore_errors=True)
+        raise
+    logger.info("published %s to %s", manifest.spec, target)
+    return PublishResult(
+        manifest, target / "manifest.json", target / file_name, digests["sha256"], size, index
+    )
+
+
+# --------------------------------------------------------------------------- verifying
+
+
+def _check_artifact(manifest: Manifest, variant: str, folder: Path) -> ArtifactCheck:
+    art = manifest.artifacts[variant]
+
+    def result(status, path, expected, actual, message):
+        return ArtifactCheck(
+            manifest.name, manifest.version, variant, status, path, expected, actual, message
+        )
+
+    what = f"{manifest.spec} ({variant})"
+    if urlsplit(art.url).scheme:
+        return result("remote", None, None, None, f"{what}: stored at {art.url}, not checked")
+    path = folder / unquote(urlsplit(art.url).path)
+    if not path.is_file():
+        return result("missing", path, None, None, f"{what}: {path} is missing")
+    size = path.stat().st_size
+    if art.size is not None and size != art.size:
+        return result(
+            "size-mismatch",
+            path,
+            str(art.size),
+            str(size),
+            f"{what}: {path} has {size} bytes, the manifest says {art.size}",
+        )
+    if art.hash is None:
+        message = f"{what}: no published hash (consumers trust it on first use)"
+        return result("unhashed", path, None, None, message)
+    actual = file_digests(path, (art.hash.algorithm,))[art.hash.algorithm]
+    if actual != art.hash.hex:
+        return result(
+            "hash-mismatch",
+            path,
+            str(art.hash),
+            f"{art.hash.algorithm}:{actual}",
+            f"{what}: {path} hashes to {art.hash.algorithm}:{actual}, the manifest says "
+            f"{art.hash}; the file was modified or damaged",
+        )
+    return result("ok", path, str(art.hash), str(art.hash), f"{what}: ok ({art.hash})")
+
+
+def verify_registry(root: str | os.PathLike[str]) -> RegistryReport:
+    """Check every artifact stored in a registry folder against its manifest.
+
+    Artifacts with absolute URLs live elsewhere and are reported as ``remote``. The
+    index is compared with a fresh build of the folder.
+
+    Raises:
+        RegistryError: ``root`` is not a folder.
+    """
+    from ._index import INDEX_FILE, build_index, dumps_index
+
+    root = Path(root)
+    if not root.is_dir():
+        raise RegistryError(f"Registry folder {root} does not exist.")
+    checks: list[ArtifactCheck] = []
+    for path in sorted((root / "models").glob("*/*/manifest.json")):
+        try:
+            manifest = load_manifest(path)
+        except ManifestError as exc:
+            name, version = path.parent.parent.name, path.parent.name
+            checks.append(
+                ArtifactCheck(name, version, "", "invalid-manifest", path, None, None, str(exc))
+            )
+            continue
+        for variant in sorted(manifest.artifacts):
+            checks.append(_check_artifact(manifest, variant, path.parent))
+    index_path = root / INDEX_FILE
+    hint = f"Rebuild it with `modelzoo registry index {root}`."
+    try:
+        fresh = dumps_index(build_index(root))
+    except (ManifestError, RegistryError) as exc:
+        status, message = "unbuilt", f"cannot build the index: {exc}"
+    else:
+        if not index_path.is_file():
+            status, message = "missing", f"{index_path} is missing. {hint}"
+        elif index_path.read_bytes() != fresh:
+            status, message = "stale", f"{index_path} does not match the manifests. {hint}"
+        else:
+            status, message = "ok", f"{index_path}: up to date"
+    return RegistryReport(root, tuple(checks), status, message)
