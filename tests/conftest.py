@@ -14,6 +14,7 @@ _ENV = (
     "MODELZOO_DEBUG",
     "MODELZOO_TIMEOUT",
     "MODELZOO_MAX_RETRIES",
+    "MODELZOO_PROJECT",
     "TF_CONFIG",
     "TPU_NAME",
 )
@@ -29,3 +30,14 @@ def _isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("MODELZOO_DISABLE_PROGRESS_BARS", "1")
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
     return home
+
+
+@pytest.fixture
+def local_server(tmp_path):
+    """A real HTTP server on 127.0.0.1 serving ``tmp_path / "served"`` (see tests/_server.py)."""
+    from _server import LocalServer
+
+    root = tmp_path / "served"
+    root.mkdir()
+    with LocalServer(root) as server:
+        yield server
