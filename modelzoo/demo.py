@@ -94,6 +94,7 @@ def run_demo(
     epochs: int = 60,
     hidden: Sequence[int] = (100,),
     out_dir: str | Path | None = "modelzoo-demo",
+    cut: str = DEMO_CUT,
     on_event: Callable[[str], None] | None = None,
 ) -> DemoResult:
     """Run the transfer-learning demo on the bundled digits model.
@@ -103,7 +104,9 @@ def run_demo(
         shots: training examples per new class (digits 5–9).
         epochs: epochs for both the transfer head and the from-scratch model.
         hidden: hidden layer sizes of the head.
-        out_dir: where the trained transfer model is saved (None: don't save).
+        out_dir: where the trained transfer model and its browser export are written
+            (None: write nothing).
+        cut: the layer to cut the pretrained base at.
         on_event: called with a short message at each step (the CLI prints them).
 
     Returns:
@@ -136,13 +139,13 @@ def run_demo(
         k.utils.set_random_seed(seed)
         t0 = time.perf_counter()
         learner = TransferLearner(
-            DEMO_MODEL, DEMO_CUT, num_classes=len(labels), labels=labels, hidden=hidden
+            DEMO_MODEL, cut, num_classes=len(labels), labels=labels, hidden=hidden
         )
         learner.fit(x, y, epochs=epochs, batch_size=16, verbose=0)
         transfer_acc = learner.evaluate(x_test, y_test)["accuracy"]
         t1 = time.perf_counter()
         k.utils.set_random_seed(seed)
-        scratch = _scratch_model(manifest, DEMO_CUT, len(labels), hidden)
+        scratch = _scratch_model(manifest, cut, len(labels), hidden)
         scratch.fit(x, y, epochs=epochs, batch_size=16, verbose=0, shuffle=True)
         scratch_acc = float(
             scratch.evaluate(x_test, y_test, verbose=0, return_dict=True)["accuracy"]
@@ -156,6 +159,7 @@ def run_demo(
         if keep is None:
             keep = learner
     saved = None
+    extras: dict = {}
     predictions: list[tuple[int, str, float]] = []
     if keep is not None:
         probs = keep.predict(x_test[:: max(1, len(x_test) // 5)][:5])
@@ -167,12 +171,25 @@ def run_demo(
         if out_dir is not None:
             saved = str(keep.save(Path(out_dir) / "digits_5_9.keras"))
             say(f"saved the transfer model to {saved}")
+            from .tfjs import export_tfjs
+
+            web = export_tfjs(
+                keep.model,
+                Path(out_dir) / "web",
+                labels=labels,
+                preprocessing="baked",
+                with_demo=True,
+            )
+            extras["web"] = str(web.out_dir)
+            extras["web_bytes"] = web.total_bytes
+            say(f"exported it for the browser (TensorFlow.js) to {web.out_dir}")
     return DemoResult(
         model=manifest.spec,
-        cut=DEMO_CUT,
+        cut=cut,
         shots=shots,
         test_examples=int(len(y_test)),
         seeds=tuple(rows),
         saved_model=saved,
         predictions=tuple(predictions),
+        extras=extras,
     )

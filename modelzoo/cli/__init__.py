@@ -26,9 +26,11 @@ class _Group(TyperGroup):
         except ModelZooError as exc:
             if constants.debug():
                 raise
+            from rich.markup import escape
+
             from ._output import err
 
-            err().print(f"[bold red]error:[/] {exc}", markup=True)
+            err().print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
             ctx.exit(1)
         except KeyboardInterrupt:
             from ._output import err
@@ -49,9 +51,9 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from . import cache, demo, doctor, models, packages, project, registry, viz
+    from . import cache, demo, doctor, export, models, packages, project, registry, viz
 
-    for module in (packages, project, models, viz, demo, doctor):
+    for module in (packages, project, models, viz, export, demo, doctor):
         module.register(app)
     app.add_typer(cache.app, name="cache")
     app.add_typer(registry.app, name="registry")

@@ -81,5 +81,7 @@ def fail(message: str, code: int = 1):
     """Print ``error: message`` on stderr and exit with ``code``."""
     import typer
 
-    err().print(f"[bold red]error:[/] {message}", markup=True)
+    from rich.markup import escape
+
+    err().print(f"[bold red]error:[/] {escape(message)}", markup=True)
     raise typer.Exit(code)

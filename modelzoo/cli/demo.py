@@ -16,6 +16,7 @@ def demo_cmd(
     shots: int = typer.Option(10, "--shots", help="Training examples per new class."),
     epochs: int = typer.Option(60, "--epochs"),
     out_dir: Path = typer.Option(Path("modelzoo-demo"), "--out", help="Where to save results."),
+    cut: str = typer.Option("conv_pw_13_relu", "--cut", help="Layer to cut the base at."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Learn digits 5-9 from a few examples with a base pretrained on 0-4 (offline)."""
@@ -24,7 +25,12 @@ def demo_cmd(
     console = out()
     say = (lambda msg: None) if json_out else (lambda msg: console.print(f"- {msg}"))
     result = run_demo(
-        seeds=tuple(range(seeds)), shots=shots, epochs=epochs, out_dir=out_dir, on_event=say
+        seeds=tuple(range(seeds)),
+        shots=shots,
+        epochs=epochs,
+        out_dir=out_dir,
+        cut=cut,
+        on_event=say,
     )
     if json_out:
         data = {
@@ -36,6 +42,7 @@ def demo_cmd(
             "transfer_mean": result.transfer_mean,
             "scratch_mean": result.scratch_mean,
             "saved_model": result.saved_model,
+            "web": result.extras.get("web"),
             "predictions": [
                 {"true": t, "predicted": p, "confidence": c} for t, p, c in result.predictions
             ],
@@ -63,6 +70,12 @@ def demo_cmd(
         )
     if result.saved_model:
         console.print(f"try it: modelzoo predict {result.saved_model} IMAGE.png")
+    if result.extras.get("web"):
+        web = result.extras["web"]
+        console.print(
+            f"in the browser: python -m http.server --directory {web} 8000, "
+            "then open http://127.0.0.1:8000/"
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
 
 import typer
@@ -29,11 +31,27 @@ def _architecture(name: str, trust_remote_code: bool):
     return load(name, trust_remote_code=trust_remote_code, trainable=True), manifest
 
 
+def _print_tree(model, name: str, cuts: list, keep: set[str], *, json_out: bool) -> None:
+    """The layer map: nesting, output shapes, cut points and where the resolution drops."""
+    from ..viz import format_layer_map, layer_map, layer_map_tree
+
+    # Resolution drops are found on the whole model; --filter only hides rows.
+    rows = [r for r in layer_map(model, cut_points=cuts) if r.path in keep]
+    if json_out:
+        emit_json({"model": name, "cut_points": cuts, "tree": layer_map_tree(rows)})
+        return
+    params = f"{model.count_params():,}"
+    title = f"{name}: {model.name}, {params} params, input {model.input_shape[1:]}"
+    typer.echo(format_layer_map(rows, title=title))
+
+
 def layers_cmd(
     name: str = typer.Argument(..., help="Registry model (name[@version]) or a .keras/.h5 file."),
     filter: str = typer.Option(None, "--filter", "-f", help="Glob on layer names, e.g. '*relu'."),
     cut_points: bool = typer.Option(False, "--cut-points", help="Show the manifest's cut points."),
-    tree: bool = typer.Option(False, "--tree", help="Nested models as an indented tree."),
+    tree: bool = typer.Option(
+        False, "--tree", help="Indented tree: shapes, resolution drops, cut points."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
 ) -> None:
@@ -43,6 +61,9 @@ def layers_cmd(
     model, manifest = _architecture(name, trust_remote_code)
     infos = layers(model, filter=filter)
     cuts = list(manifest.cut_points) if manifest is not None else []
+    if tree:
+        _print_tree(model, name, cuts, {i.name for i in infos}, json_out=json_out)
+        return
     if json_out:
         emit_json({"model": name, "cut_points": cuts, "layers": infos})
         return
@@ -57,15 +78,6 @@ def layers_cmd(
             out().print("No cut points listed in the manifest.")
         if not filter:
             return
-    if tree:
-        marks = {c.layer for c in cuts}
-        console = out()
-        for info in infos:
-            indent = "  " * info.depth
-            leaf = info.name.rsplit("/", 1)[-1]
-            star = "  <- cut point" if info.name in marks or leaf in marks else ""
-            console.print(f"{indent}{leaf} ({info.type}) {info.output_shape}{star}")
-        return
     table(
         ["#", "name", "type", "output shape", "params", "trainable"],
         [(i.index, i.name, i.type, i.output_shape, f"{i.params:,}", i.trainable) for i in infos],
@@ -104,12 +116,14 @@ def train_cmd(
     k = keras()
     k.utils.set_random_seed(seed)
     common = dict(image_size=(h, w), batch_size=None, seed=seed, label_mode="int")
-    if 0.0 < val_split < 1.0:
-        train_ds, val_ds = k.utils.image_dataset_from_directory(
-            data, validation_split=val_split, subset="both", **common
-        )
-    else:
-        train_ds, val_ds = k.utils.image_dataset_from_directory(data, **common), None
+    # Keras prints "Found N files" on stdout: keep stdout pure JSON for --json.
+    with contextlib.redirect_stdout(sys.stderr if json_out else sys.stdout):
+        if 0.0 < val_split < 1.0:
+            train_ds, val_ds = k.utils.image_dataset_from_directory(
+                data, validation_split=val_split, subset="both", **common
+            )
+        else:
+            train_ds, val_ds = k.utils.image_dataset_from_directory(data, **common), None
     labels = list(train_ds.class_names)
     if len(labels) < 2:
         raise UsageError(f"Need at least 2 class folders in {data}; found {labels}.")
@@ -130,7 +144,9 @@ def train_cmd(
         )
     callbacks = []
     if tensorboard is not None:
-        callbacks.append(k.callbacks.TensorBoard(log_dir=str(tensorboard)))
+        from ..viz import tensorboard_callback
+
+        callbacks.append(tensorboard_callback(tensorboard))
     learner.fit(
         train_ds,
         epochs=epochs,

@@ -1,0 +1,62 @@
+"""``modelzoo export``: a trained or registry model as a TensorFlow.js layers model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ._output import emit_json, human_size, out
+
+__all__ = ["register"]
+
+
+def export_cmd(
+    model: str = typer.Argument(..., help="A trained .keras file, or a registry model name."),
+    out_dir: Path = typer.Option(..., "--out", help="Folder to write model.json and shards."),
+    fmt: str = typer.Option("tfjs", "--format", help="Export format (tfjs)."),
+    float16: bool = typer.Option(False, "--float16", help="Store weights as float16 (half size)."),
+    with_demo: bool = typer.Option(False, "--with-demo", help="Also write a demo index.html."),
+    tfjs_url: str = typer.Option(None, "--tfjs-url", help="Where the demo page loads TF.js."),
+    shard_mb: float = typer.Option(4.0, "--shard-mb", help="Maximum shard size in MB."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Export a model for the browser (load it with tf.loadLayersModel('model.json'))."""
+    from ..errors import UsageError
+    from ..inference import Predictor
+    from ..tfjs import export_tfjs
+
+    if fmt != "tfjs":
+        raise UsageError(f"Unknown export format. Received: --format {fmt}. Valid: tfjs.")
+    predictor = Predictor(model, trust_remote_code=trust_remote_code)
+    result = export_tfjs(
+        predictor.model,
+        out_dir,
+        shard_size=int(shard_mb * 1024 * 1024),
+        dtype="float16" if float16 else "float32",
+        labels=predictor.labels,
+        preprocessing=predictor.preprocessing,
+        with_demo=with_demo,
+        tfjs_url=tfjs_url,
+    )
+    if json_out:
+        emit_json(result)
+        return
+    console = out()
+    console.print(
+        f"wrote {result.model_json} + {len(result.shards)} shard(s), "
+        f"{human_size(result.total_bytes)} of {result.dtype} weights",
+        markup=False,
+    )
+    if result.index_html:
+        console.print(
+            f"open it: python -m http.server --directory {out_dir} 8000, "
+            "then http://127.0.0.1:8000/ in a browser",
+            markup=False,
+        )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``export`` to ``app``."""
+    app.command("export")(export_cmd)

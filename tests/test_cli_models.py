@@ -1,0 +1,114 @@
+"""CLI model commands on the bundled offline model: layers, train, predict, export, demo."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from modelzoo.cli import app
+
+pytestmark = pytest.mark.tf
+
+DIGITS = "mobilenet_v1_0.25_32_digits"
+
+
+@pytest.fixture
+def run():
+    runner = CliRunner()
+
+    def invoke(*args):
+        return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+    return invoke
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    """A real image folder: one sub-folder per class, PNG digits 5 and 6 (32x32 RGB)."""
+    from PIL import Image
+
+    from modelzoo.datasets import digits_to_rgb, load_digits
+
+    root = tmp_path_factory.mktemp("images")
+    images, labels = load_digits()
+    for digit in (5, 6):
+        folder = root / f"digit_{digit}"
+        folder.mkdir()
+        rgb = digits_to_rgb(images[labels == digit][:8]).astype(np.uint8)
+        for i, arr in enumerate(rgb):
+            Image.fromarray(arr).save(folder / f"{i}.png")
+    return root
+
+
+def test_layers_filter_json_and_cut_points(run):
+    res = run("layers", DIGITS, "--filter", "*pw_13*", "--json")
+    data = json.loads(res.stdout)
+    assert [c["layer"] for c in data["cut_points"]][0] == "conv_pw_13_relu"
+    names = [layer["name"] for layer in data["layers"]]
+    assert names == ["conv_pw_13", "conv_pw_13_bn", "conv_pw_13_relu"]
+    assert "conv_pw_13_relu" in run("layers", DIGITS, "--cut-points").stdout
+    bad = run("layers", DIGITS, "--filter", "*")
+    assert bad.exit_code == 0 and "conv1" in bad.stdout
+
+
+def test_train_predict_export_round_trip(run, image_folder, tmp_path):
+    out = tmp_path / "digits56.keras"
+    res = run(
+        "train",
+        DIGITS,
+        "--cut",
+        "conv_pw_13_relu",
+        "--data",
+        image_folder,
+        "--epochs",
+        3,
+        "--batch-size",
+        4,
+        "--val-split",
+        0.25,
+        "--out",
+        out,
+        "--json",
+    )
+    assert res.exit_code == 0, res.stdout
+    data = json.loads(res.stdout)
+    assert data["labels"] == ["digit_5", "digit_6"]
+    assert len(data["history"]["loss"]) == 3 and "val_accuracy" in data["history"]
+    assert out.exists() and (tmp_path / "digits56.labels.json").exists()
+
+    image = next((image_folder / "digit_6").glob("*.png"))
+    pred = json.loads(run("predict", out, image, "--top", 2, "--json").stdout)
+    assert {p["label"] for p in pred[0]["top"]} == {"digit_5", "digit_6"}
+    assert abs(sum(p["p"] for p in pred[0]["top"]) - 1.0) < 1e-4
+
+    web = tmp_path / "web"
+    exported = json.loads(run("export", out, "--out", web, "--with-demo", "--json").stdout)
+    assert (web / "model.json").exists() and (web / "index.html").exists()
+    assert json.loads((web / "labels.json").read_text()) == ["digit_5", "digit_6"]
+    assert exported["dtype"] == "float32"
+
+
+def test_predict_with_a_registry_model(run, image_folder):
+    image = next((image_folder / "digit_5").glob("*.png"))
+    pred = json.loads(run("predict", DIGITS, image, "--json").stdout)
+    assert pred[0]["top"][0]["label"] in {"0", "1", "2", "3", "4"}
+
+
+def test_train_errors_are_one_line(run, tmp_path):
+    res = CliRunner().invoke(app, ["train", DIGITS, "--data", str(tmp_path / "nope")])
+    assert res.exit_code == 1 and "sub-folder per class" in res.stderr
+
+
+def test_demo_runs_offline_and_reports_both_accuracies(run, tmp_path, monkeypatch):
+    monkeypatch.setenv("MODELZOO_OFFLINE", "1")
+    res = run("demo", "--seeds", 1, "--epochs", 3, "--out", tmp_path / "demo", "--json")
+    assert res.exit_code == 0, res.stdout
+    data = json.loads(res.stdout)
+    seed = data["seeds"][0]
+    assert 0.0 <= seed["transfer_accuracy"] <= 1.0 and 0.0 <= seed["scratch_accuracy"] <= 1.0
+    assert data["test_examples"] == 224 or data["test_examples"] > 200
+    assert (tmp_path / "demo" / "digits_5_9.keras").exists()
+    assert (tmp_path / "demo" / "web" / "model.json").exists()
