@@ -42,6 +42,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from .constants import SCHEMA_VERSION
 from .errors import ManifestError
@@ -282,10 +283,21 @@ def _shape(r: _Reader, value: Any, path: str) -> tuple[int | None, ...]:
 def _url(r: _Reader, value: Any, path: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise r.fail(path, "expected a non-empty URL or relative path")
-    scheme = value.split("://", 1)[0].lower() if "://" in value else ""
-    if scheme and scheme not in ("https", "http", "file"):
-        raise r.fail(path, f"unsupported URL scheme {scheme!r}: use https, http or file")
-    if not scheme and (value.startswith("/") or ".." in Path(value).parts):
+    parts = urlsplit(value)
+    scheme = parts.scheme.lower()
+    # a drive letter ("C:/x") parses as a one-letter scheme; treat it as an absolute path
+    if scheme and len(scheme) > 1:
+        if scheme not in ("https", "http", "file"):
+            raise r.fail(path, f"unsupported URL scheme {scheme!r}: use https, http or file")
+        if not value.lower().startswith(f"{scheme}://"):
+            raise r.fail(path, f"expected {scheme}://..., got {value!r}")
+        if scheme != "file" and not parts.hostname:
+            raise r.fail(path, f"URL has no host: {value!r}")
+        return value
+    # Relative: resolved against the manifest's folder, so it must not climb out of it.
+    # Decode %2e%2e and backslashes first: servers and file:// paths would undo them later.
+    plain = unquote(parts.path).replace("\\", "/")
+    if scheme or plain.startswith("/") or parts.netloc or ".." in plain.split("/"):
         raise r.fail(path, f"relative paths must stay inside the registry, got {value!r}")
     return value
 
@@ -338,7 +350,8 @@ def parse_manifest(data: Any, *, source: str | None = None) -> Manifest:
     if unknown:
         raise r.fail(sorted(unknown)[0], f"unknown field (known: {', '.join(sorted(_TOP_KEYS))})")
     sv = data["schema_version"]
-    if sv != SCHEMA_VERSION:
+    # compare the type too: True == 1 and 1.0 == 1 in Python
+    if type(sv) is not int or sv != SCHEMA_VERSION:
         raise r.fail(
             "schema_version",
             f"this modelzoo reads schema_version {SCHEMA_VERSION}, got {sv!r}; "
@@ -354,6 +367,8 @@ def parse_manifest(data: Any, *, source: str | None = None) -> Manifest:
     inp = r.get(data, "input", dict, "input", required=True)
     shape = _shape(r, inp.get("shape"), "input.shape")
     min_size = r.get(inp, "min_size", int, "input.min_size")
+    if min_size is not None and min_size <= 0:
+        raise r.fail("input.min_size", f"must be a positive integer, got {min_size}")
     dtype = r.get(inp, "dtype", str, "input.dtype", default="float32")
     pre = r.get(inp, "preprocessing", str, "input.preprocessing", default="none")
     if pre not in PREPROCESSING_MODES:
@@ -395,6 +410,11 @@ def parse_manifest(data: Any, *, source: str | None = None) -> Manifest:
         path = f"cut_points[{i}]"
         if not isinstance(cp, dict):
             raise r.fail(path, "expected an object")
+        unknown = set(cp) - {"layer", "shape", "variant", "note"}
+        if unknown:
+            raise r.fail(
+                path, f"unknown keys {sorted(unknown)} (known: layer, shape, variant, note)"
+            )
         layer = r.get(cp, "layer", str, f"{path}.layer", required=True)
         cshape = cp.get("shape")
         cshape = _shape(r, cshape, f"{path}.shape") if cshape is not None else None
@@ -444,6 +464,10 @@ def load_manifest(path: str | Path) -> Manifest:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ManifestError(f"cannot read: {exc.strerror or exc}", source=str(path)) from exc
+    except UnicodeDecodeError as exc:
+        raise ManifestError(
+            f"not UTF-8 text (byte {exc.start}); a manifest is a JSON file", source=str(path)
+        ) from exc
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

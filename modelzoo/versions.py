@@ -64,22 +64,27 @@ def parse_version(text: str) -> Version:
 
 def is_version(text: str) -> bool:
     """Whether ``text`` is a valid semantic version."""
-    try:
-        parse_version(text)
-    except ValueError:
-        return False
-    return True
+    # the same test parse_version makes, without building a Version (indexes call this a lot)
+    return isinstance(text, str) and _SEMVER.match(text.strip()) is not None
 
 
 def _partial(text: str) -> tuple[Version, int]:
-    """Parse ``1``, ``1.2`` or ``1.2.3``; return the version and how many parts were given."""
-    parts = text.strip().split("-", 1)[0].split(".")
+    """Parse ``1``, ``1.2``, ``1.2.x`` or ``1.2.3``: the version and how many parts were given."""
+    text = text.strip()
+    if is_version(text):
+        return parse_version(text), 3
+    parts = text.split(".")
+    # npm-style wildcards: "1.x" and "1.2.*" mean the same as "1" and "1.2"
+    while len(parts) > 1 and parts[-1] in ("x", "X", "*"):
+        parts.pop()
     if not 1 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
-        raise ValueError(f"bad version in constraint: {text!r}")
+        raise ValueError(
+            f"bad version in constraint: {text!r}; use 1.2.3, 1.2, 1, 1.x, ^1.2, ~1.2, >=1,<2 or *"
+        )
     given = len(parts)
-    if given < 3:
-        text = ".".join(parts + ["0"] * (3 - given))
-    return parse_version(text), given
+    if given == 3:  # digits only but not semver, e.g. a leading zero
+        raise ValueError(f"bad version in constraint: {text!r} (no leading zeros)")
+    return parse_version(".".join(parts + ["0"] * (3 - given))), given
 
 
 def _one(version: Version, clause: str) -> bool:
@@ -128,8 +133,8 @@ def matches(version: str | Version, constraint: str) -> bool:
     """Whether ``version`` satisfies ``constraint``.
 
     Constraints are comma-separated clauses, all of which must hold: ``1.2.3`` (exact),
-    ``1.2`` (any 1.2.x), ``^1.2`` (>=1.2.0,<2.0.0), ``~1.2`` (>=1.2.0,<1.3.0), ``>=1,<2``,
-    ``*`` or ``latest`` (any release). Prereleases match only exact or explicit
+    ``1.2`` or ``1.2.x`` (any 1.2.x), ``^1.2`` (>=1.2.0,<2.0.0), ``~1.2`` (>=1.2.0,<1.3.0),
+    ``>=1,<2``, ``*`` or ``latest`` (any release). Prereleases match only exact or explicit
     prerelease bounds.
 
     Raises:

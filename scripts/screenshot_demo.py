@@ -65,28 +65,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=960)
     parser.add_argument("--height", type=int, default=600)
     parser.add_argument("--index", type=int, default=3, help="which held-out digit to show")
+    parser.add_argument(
+        "--export",
+        type=Path,
+        default=None,
+        help="screenshot an existing export (e.g. modelzoo-demo/web from `modelzoo demo`, "
+        "which classifies digits 5-9) instead of training a model here",
+    )
     args = parser.parse_args(argv)
 
     chromium = chromium_path()
     if chromium is None:
         print("Chromium not found: run .ci/browser-deps or set CHROME_BIN", file=sys.stderr)
         return 1
-    model, x_test, y_test, accuracy = _train_digits()
-    print(f"digits model: held-out accuracy {accuracy:.3f}")
     with tempfile.TemporaryDirectory(prefix="modelzoo-demo-") as tmp:
-        export = export_tfjs(
-            model,
-            Path(tmp) / "export",
-            labels=[f"digit {d}" for d in range(10)],
-            preprocessing="baked",  # the Rescaling layer is part of the model
-            with_demo=True,
-        )
+        if args.export is not None:
+            from modelzoo.datasets import split_digits
+
+            split = split_digits(range(5, 10))
+            x_test = digits_to_rgb(split.x_test)
+            y_test = split.digits(split.y_test)
+            export_dir = args.export
+        else:
+            model, x_test, y_test, accuracy = _train_digits()
+            print(f"digits model: held-out accuracy {accuracy:.3f}")
+            export_dir = export_tfjs(
+                model,
+                Path(tmp) / "export",
+                labels=[f"digit {d}" for d in range(10)],
+                preprocessing="baked",  # the Rescaling layer is part of the model
+                with_demo=True,
+            ).out_dir
         sample = np.clip(x_test[args.index], 0, 255).astype(np.uint8)
         write_png(Path(tmp) / "sample.png", sample)
         routes = {
             "/tfjs.min.js": tfjs_bundle(ensure_tfjs()),
             "/sample.png": Path(tmp) / "sample.png",
-            "/": export.out_dir,
+            "/": export_dir,
         }
         with LocalServer(routes) as server:
             url = f"{server.url}/index.html?backend=cpu&image=/sample.png"
