@@ -91,20 +91,15 @@ def info_cmd(
         if value:
             console.print(f"  {key:<14}{value}", markup=False)
     have = {r.variant for r in installed}
-    table(
-        ["artifact", "format", "size", "hash", "installed", "url"],
-        [
-            (
-                a.variant,
-                a.format,
-                human_size(a.size),
-                str(a.hash) if a.hash else "none published (trust on first use)",
-                "yes" if a.variant in have else "no",
-                a.url,
-            )
-            for a in m.artifacts.values()
-        ],
-    )
+    console.print("  artifacts", markup=False)
+    for a in m.artifacts.values():
+        digest = str(a.hash) if a.hash else "no published hash (sha256 recorded on first use)"
+        state = "installed" if a.variant in have else "not installed"
+        console.print(
+            f"    {a.variant:<6} {a.format}, {human_size(a.size)}, {state}\n"
+            f"           {digest}\n           {a.url}",
+            markup=False,
+        )
     if m.cut_points:
         table(
             ["cut point", "output shape", "in artifact", "note"],
@@ -186,8 +181,11 @@ def install_cmd(
             for p in r.planned.values():
                 rows.append((r.spec, p.variant, p.action, human_size(p.size), p.url))
         table(["model", "artifact", "action", "size", "url"], rows, title="Dry run")
-        total = sum(p.size or 0 for r in results for p in r.planned.values() if not p.cached)
-        out().print(f"would download {human_size(total)} (unknown sizes counted as 0)")
+        todo = [p for r in results for p in r.planned.values() if not p.cached]
+        total = sum(p.size or 0 for p in todo)
+        unknown = sum(p.size is None for p in todo)
+        note = f" + {unknown} artifact(s) of unknown size" if unknown else ""
+        out().print(f"would download {len(todo)} artifact(s): {human_size(total)}{note}")
         return
     console = out()
     for r in results:
@@ -216,7 +214,7 @@ def list_cmd(
         out().print("Nothing installed. Try `modelzoo search` and `modelzoo install NAME`.")
         return
     table(
-        ["model", "artifact", "size", "sha256", "hash", "installed at"],
+        ["model", "artifact", "size", "sha256", "pinned by", "installed"],
         [
             (
                 r.spec,
@@ -224,7 +222,7 @@ def list_cmd(
                 human_size(r.size),
                 r.sha256[:12],
                 r.declared_hash.split(":", 1)[0] if r.declared_hash else "tofu",
-                r.installed_at,
+                r.installed_at[:10],
             )
             for r in records
         ],
@@ -298,9 +296,7 @@ def verify_cmd(
         if not results:
             out().print("Nothing installed to verify.")
         for r in results:
-            out().print(
-                f"{r.status:<9}{r.record.spec} [{r.record.variant}] {r.message}", markup=False
-            )
+            out().print(f"{r.status:<9}{r.message}", markup=False)
     if bad:
         raise typer.Exit(1)
 
