@@ -1,16 +1,22 @@
 """Benchmark: training throughput under the default strategy vs MirroredStrategy.
 
-Trains the same small convolutional Keras model on the same seeded in-memory data
-(32x32x3 images, 10 classes, the same global batch) twice, each in a fresh interpreter
-run one after the other: once under TensorFlow's default strategy, once under
-``MirroredStrategy`` over two logical CPU devices (``make_strategy("mirrored")`` after
-splitting the CPU). The first epoch (tracing, warm-up) is timed separately from the
-measured epochs. On a 2-core CPU no speed-up is expected: the point is to measure what
-mirroring costs.
+Two parts, each trained twice on the same seeded data with the same global batch, in
+fresh interpreters run one after the other: once under TensorFlow's default strategy,
+once under ``MirroredStrategy`` over two logical CPU devices.
+
+* ``learner``: a :class:`~modelzoo.TransferLearner` on the bundled digits base
+  (MobileNet alpha 0.25, 32x32, cut at ``conv_pw_13_relu``) with the feature cache off,
+  so every step runs the frozen base as well as the head; the CPU is split with
+  ``MODELZOO_CPU_DEVICES=2`` and the strategy chosen with ``strategy="mirrored"``.
+* ``convnet``: a small convolutional Keras model trained directly (the original part).
+
+The first epoch (tracing, warm-up) is timed separately from the measured epochs. On a
+2-core CPU no speed-up is expected: the point is to measure what mirroring costs.
 
 Writes ``benchmarks/results/distribute.json`` and prints a table::
 
-    python benchmarks/bench_distribute.py [--samples 2048] [--epochs 3] [--per-replica 32]
+    python benchmarks/bench_distribute.py [--part learner|convnet|both] [--samples 1024]
+        [--epochs 3] [--per-replica 32]
 """
 
 from __future__ import annotations
@@ -19,8 +25,10 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,10 +37,11 @@ sys.path.insert(0, str(REPO))
 
 RESULTS = REPO / "benchmarks" / "results" / "distribute.json"
 CHILD_TIMEOUT = 900.0
+DIGITS = "mobilenet_v1_0.25_32_digits"
 
 
-def child(mode: str, samples: int, epochs: int, global_batch: int) -> dict:
-    """Train in this process under ``mode`` ("default" or "mirrored"); return timings."""
+def child_convnet(mode: str, samples: int, epochs: int, global_batch: int) -> dict:
+    """Train a small conv net in this process under ``mode`` ("default" or "mirrored")."""
     import numpy as np
 
     from modelzoo import _tf, distribute
@@ -73,6 +82,37 @@ def child(mode: str, samples: int, epochs: int, global_batch: int) -> dict:
     start = time.perf_counter()
     history = model.fit(dataset, epochs=epochs, verbose=0)
     seconds = time.perf_counter() - start
+    return _row(mode, choice, global_batch, warmup, seconds, samples * epochs, history.history)
+
+
+def child_learner(mode: str, samples: int, epochs: int, global_batch: int) -> dict:
+    """Train a TransferLearner (feature cache off) under ``mode``; MODELZOO_CPU_DEVICES=2
+    in the environment splits the CPU for "mirrored"."""
+    import numpy as np
+
+    from modelzoo import TransferLearner, _tf
+    from modelzoo.datasets import digits_to_rgb, load_digits
+
+    _tf.keras().utils.set_random_seed(1)  # seeds only: the runtime has not started yet
+    learner = TransferLearner(
+        DIGITS,
+        "conv_pw_13_relu",
+        num_classes=10,
+        strategy="mirrored" if mode == "mirrored" else None,
+        feature_cache=False,
+    )
+    images, labels = load_digits()
+    index = np.arange(samples) % len(images)
+    x, y = digits_to_rgb(images[index]), labels[index]
+    per_replica = global_batch // learner.replicas
+    learner.fit(x, y, epochs=1, batch_size=per_replica, verbose=0, shuffle=False)
+    warmup = learner.last_fit["train_seconds"]
+    history = learner.fit(x, y, epochs=epochs, batch_size=per_replica, verbose=0, shuffle=False)
+    seconds = learner.last_fit["train_seconds"]
+    return _row(mode, learner.choice, global_batch, warmup, seconds, samples * epochs, history)
+
+
+def _row(mode, choice, global_batch, warmup, seconds, examples, history) -> dict:
     return {
         "mode": mode,
         "kind": choice.kind,
@@ -81,25 +121,19 @@ def child(mode: str, samples: int, epochs: int, global_batch: int) -> dict:
         "global_batch": global_batch,
         "first_epoch_seconds": round(warmup, 3),
         "measured_seconds": round(seconds, 3),
-        "examples_per_second": round(samples * epochs / seconds, 1),
-        "final_loss": round(float(history.history["loss"][-1]), 4),
+        "examples_per_second": round(examples / seconds, 1),
+        "final_loss": round(float(history["loss"][-1]), 4),
     }
 
 
-def run_child(mode: str, args: argparse.Namespace) -> dict:
-    command = [
-        sys.executable,
-        __file__,
-        "--child",
-        mode,
-        "--samples",
-        str(args.samples),
-        "--epochs",
-        str(args.epochs),
-        "--per-replica",
-        str(args.per_replica),
-    ]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+def run_child(part: str, mode: str, args: argparse.Namespace, home: str) -> dict:
+    command = [sys.executable, __file__, "--child", f"{part}:{mode}"]
+    command += ["--samples", str(args.samples), "--epochs", str(args.epochs)]
+    command += ["--per-replica", str(args.per_replica)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "MODELZOO_HOME": home}
+    env.pop("MODELZOO_CPU_DEVICES", None)
+    if part == "learner" and mode == "mirrored":
+        env["MODELZOO_CPU_DEVICES"] = "2"
     pipe = subprocess.PIPE
     proc = subprocess.Popen(command, stdout=pipe, stderr=pipe, text=True, env=env)
     try:
@@ -110,49 +144,67 @@ def run_child(mode: str, args: argparse.Namespace) -> dict:
             proc.wait()
     lines = [line for line in out.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
-        raise SystemExit(f"{mode} run failed (exit {proc.returncode}):\n{err[-3000:]}")
+        raise SystemExit(f"{part} {mode} run failed (exit {proc.returncode}):\n{err[-3000:]}")
     return json.loads(lines[-1])
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--samples", type=int, default=2048)
+    parser.add_argument("--part", choices=["learner", "convnet", "both"], default="both")
+    parser.add_argument("--samples", type=int, default=1024)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--per-replica", type=int, default=32)
-    parser.add_argument("--child", choices=["default", "mirrored"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     # The same global batch for both runs, so both do the same number of steps.
     global_batch = 2 * args.per_replica
     if args.child:
-        print(json.dumps(child(args.child, args.samples, args.epochs, global_batch)))
+        part, mode = args.child.split(":")
+        child = child_learner if part == "learner" else child_convnet
+        print(json.dumps(child(mode, args.samples, args.epochs, global_batch)))
         return 0
-    runs = [run_child(mode, args) for mode in ("default", "mirrored")]
-    default, mirrored = runs
-    ratio = mirrored["examples_per_second"] / default["examples_per_second"]
+    parts = ["learner", "convnet"] if args.part == "both" else [args.part]
+    load_before = [round(v, 2) for v in os.getloadavg()]
+    home = tempfile.mkdtemp(prefix="bench-distribute-")
+    try:
+        results = {}
+        for part in parts:
+            runs = [run_child(part, mode, args, home) for mode in ("default", "mirrored")]
+            ratio = runs[1]["examples_per_second"] / runs[0]["examples_per_second"]
+            results[part] = {"runs": runs, "mirrored_over_default_throughput": round(ratio, 3)}
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
     result = {
         "benchmark": "distribute",
         "machine": {
             "cpus": os.cpu_count(),
-            "load_average": [round(v, 2) for v in os.getloadavg()],
+            "load_average_before": load_before,
+            "load_average_after": [round(v, 2) for v in os.getloadavg()],
             "python": platform.python_version(),
             "platform": platform.platform(),
         },
         "samples": args.samples,
         "epochs": args.epochs,
         "global_batch": global_batch,
-        "runs": runs,
-        "mirrored_over_default_throughput": round(ratio, 3),
+        "parts": results,
     }
+    if RESULTS.exists() and args.part != "both":  # keep the other part's last numbers
+        previous = json.loads(RESULTS.read_text(encoding="utf-8")).get("parts", {})
+        result["parts"] = {**previous, **results}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"{'strategy':<24}{'replicas':>9}{'first epoch s':>15}{'examples/s':>12}{'loss':>8}")
-    for run in runs:
-        name = f"{run['mode']} ({run['kind']})"
-        print(
-            f"{name:<24}{run['replicas']:>9}{run['first_epoch_seconds']:>15.2f}"
-            f"{run['examples_per_second']:>12.1f}{run['final_loss']:>8.3f}"
-        )
-    print(f"mirrored / default throughput: {ratio:.2f}x  (load average {os.getloadavg()[0]:.1f})")
+    head = f"{'part':<9}{'strategy':<22}{'replicas':>9}{'first epoch s':>15}"
+    print(f"{head}{'examples/s':>12}{'loss':>8}")
+    for part, data in results.items():
+        for run in data["runs"]:
+            name = f"{run['mode']} ({run['kind']})"
+            print(
+                f"{part:<9}{name:<22}{run['replicas']:>9}{run['first_epoch_seconds']:>15.2f}"
+                f"{run['examples_per_second']:>12.1f}{run['final_loss']:>8.3f}"
+            )
+        ratio = data["mirrored_over_default_throughput"]
+        print(f"{part}: mirrored / default throughput {ratio:.2f}x")
+    print(f"load average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f}")
     print(f"wrote {RESULTS.relative_to(REPO)}")
     return 0
 

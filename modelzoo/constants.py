@@ -19,6 +19,9 @@ variable                        meaning
 ``MODELZOO_MAX_RETRIES``        retries per URL on connection errors and 5xx (default 3)
 ``MODELZOO_PROJECT``            the project folder (or its ``modelzoo.toml``); default: found
                                 by walking up from the current directory
+``MODELZOO_CPU_DEVICES``        split the CPU into N logical devices when the first strategy
+                                is chosen (testing/simulation aid: try ``mirrored`` without
+                                GPUs); unset = TensorFlow's default, one CPU device
 ==============================  ==========================================================
 """
 
@@ -42,6 +45,7 @@ __all__ = [
     "max_retries",
     "env_flag",
     "project",
+    "cpu_devices",
 ]
 
 #: The manifest / index schema this version of modelzoo reads and writes.
@@ -138,3 +142,31 @@ def project(value: str | os.PathLike[str] | None = None) -> Path | None:
         return Path(value).expanduser()
     env = os.environ.get("MODELZOO_PROJECT", "").strip()
     return Path(env).expanduser() if env else None
+
+
+def cpu_devices(value: int | None = None) -> int | None:
+    """Logical CPU devices to create: ``value`` > ``MODELZOO_CPU_DEVICES`` > None (no split).
+
+    A testing and simulation aid: ``MODELZOO_CPU_DEVICES=2`` lets ``MirroredStrategy``
+    run over two CPU "replicas" on a machine without GPUs. It takes effect only when set
+    before TensorFlow's runtime starts (:mod:`modelzoo.distribute` applies it when the
+    first strategy is chosen).
+
+    Raises:
+        UsageError: the value is not an integer from 1 to 64.
+    """
+    if value is None:
+        raw = os.environ.get("MODELZOO_CPU_DEVICES", "").strip()
+        if not raw:
+            return None
+        if raw.isdigit() and 1 <= int(raw) <= 64:
+            return int(raw)
+        value = raw
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
+        from .errors import UsageError  # lazily: constants imports nothing else of ours
+
+        raise UsageError(
+            f"MODELZOO_CPU_DEVICES must be an integer from 1 to 64 (logical CPU devices). "
+            f"Received: {value!r}. Unset it to keep TensorFlow's single CPU device."
+        )
+    return value

@@ -29,6 +29,18 @@ Device counts are read without initialising the TensorFlow runtime, so choosing 
 strategy never blocks a later ``tf.config.set_logical_device_configuration`` by accident.
 Multi-worker and TPU strategies own process-wide state (a gRPC server, an initialised TPU
 system), so each is built once per process and handed out again on later requests.
+Choose the strategy before any other TensorFlow work in the process: joining a cluster
+and splitting the CPU both have to happen before the runtime starts.
+
+``MODELZOO_CPU_DEVICES=N`` (a testing and simulation aid) splits the CPU into N logical
+devices when the first strategy is chosen, so ``"mirrored"`` can be tried, tested and
+benchmarked on a machine without GPUs.
+
+Running under a strategy: :func:`global_batch_size`, :func:`batch_dataset` (global
+batches, static shapes on TPUs, per-worker sharding), :func:`steps_per_execution_for`,
+:func:`in_scope` (a model whose variables belong to the strategy) and
+:func:`cluster_failures` (a lost worker or TPU becomes a :class:`StrategyError`). Who
+writes files in a cluster lives in :mod:`modelzoo.cluster` (re-exported here).
 """
 
 from __future__ import annotations
@@ -38,15 +50,23 @@ import importlib
 import json
 import logging
 import os
-import shutil
+import re
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import _tf
+from . import _tf, constants
+from .cluster import (
+    ClusterConfig,
+    is_chief,
+    parse_tf_config,
+    remove_worker_temp,
+    saving_path,
+    worker_temp_dir,
+)
 from .errors import StrategyError, UsageError, nearest
 
 __all__ = [
@@ -56,9 +76,12 @@ __all__ = [
     "VALID_SPECS",
     "ClusterConfig",
     "StrategyChoice",
+    "batch_dataset",
     "choose_strategy",
+    "cluster_failures",
     "describe_devices",
     "global_batch_size",
+    "in_scope",
     "is_chief",
     "make_strategy",
     "parse_tf_config",
@@ -94,9 +117,13 @@ VALID_SPECS = (
     "tpu:NAME_OR_GRPC_ADDRESS",
 )
 
-_JOBS = ("chief", "worker")
 _WORDS = ("auto", "default", "cpu", "gpu", "mirrored", "multi-worker", "tpu")
 _TPU_STEPS_PER_EXECUTION = 32
+# Every worker must shuffle identically (see batch_dataset); any fixed number will do.
+_SHARED_SHUFFLE_SEED = 20_240_531
+# How TensorFlow reports a lost peer (see cluster_failures).
+_PEER_ERRORS = ("UnavailableError", "DeadlineExceededError", "AbortedError", "CancelledError")
+_TASK_NAME = re.compile(r"/job:\w+/replica:\d+/task:\d+")
 
 # Strategies owning process-wide state, keyed by (kind, target); see the module docstring.
 _BUILT: dict[tuple[str, str], Any] = {}
@@ -123,43 +150,6 @@ class StrategyChoice:
     devices: tuple[str, ...]
     replicas: int
     reason: str
-
-
-@dataclass(frozen=True)
-class ClusterConfig:
-    """A validated ``TF_CONFIG``: the cluster's workers and this process's place in it.
-
-    Attributes:
-        jobs: ``(job, (host:port, ...))`` pairs, ``chief`` before ``worker``.
-        task_type: this process's job, ``"chief"`` or ``"worker"``.
-        task_index: this process's index within its job.
-    """
-
-    jobs: tuple[tuple[str, tuple[str, ...]], ...]
-    task_type: str
-    task_index: int
-
-    @property
-    def num_workers(self) -> int:
-        """Workers taking part in training (the chief counts as one)."""
-        return sum(len(addresses) for _, addresses in self.jobs)
-
-    @property
-    def is_chief(self) -> bool:
-        """Whether this task saves models and checkpoints: the chief, else worker 0."""
-        if "chief" in dict(self.jobs):
-            return self.task_type == "chief"
-        return self.task_type == "worker" and self.task_index == 0
-
-    @property
-    def address(self) -> str:
-        """This task's ``host:port``."""
-        return dict(self.jobs)[self.task_type][self.task_index]
-
-    @property
-    def leader(self) -> str:
-        """The task running the coordination service: the chief, else worker 0."""
-        return f"/job:{'chief' if 'chief' in dict(self.jobs) else 'worker'}/replica:0/task:0"
 
 
 @dataclass(frozen=True)
@@ -244,6 +234,7 @@ def choose_strategy(
             f"strategy must be a spec string, None or a tf.distribute.Strategy. Received: "
             f"{spec!r} ({type(spec).__name__}). Valid specs: {', '.join(VALID_SPECS)}."
         )
+    _apply_cpu_devices()
     plan = _plan(spec)
     strategy, plan = _build(plan, tpu_timeout=tpu_timeout, register_timeout=register_timeout)
     devices = plan.devices or tuple(strategy.extended.worker_devices)
@@ -289,7 +280,7 @@ def prepare_dataset(dataset, strategy: Any = None):
             f"prepare_dataset needs a tf.data.Dataset. Received: {type(dataset).__name__}. "
             "Wrap arrays with tf.data.Dataset.from_tensor_slices((x, y)).batch(n)."
         )
-    if _kind_of(_strategy_of(strategy)) != "multi-worker":
+    if _kind(strategy) != "multi-worker":
         return dataset
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
@@ -302,7 +293,170 @@ def steps_per_execution_for(strategy: Any = None) -> int:
     32 on TPUs, where each host round trip is costly; 1 elsewhere, so that callbacks and
     progress bars see every step.
     """
-    return _TPU_STEPS_PER_EXECUTION if _kind_of(_strategy_of(strategy)) == "tpu" else 1
+    return _TPU_STEPS_PER_EXECUTION if _kind(strategy) == "tpu" else 1
+
+
+def batch_dataset(
+    data: Any,
+    global_batch: int,
+    strategy: Any = None,
+    *,
+    shuffle: bool = False,
+    seed: int | None = None,
+    batched: bool = False,
+):
+    """A ``tf.data`` pipeline of global batches, ready for ``model.fit`` under ``strategy``.
+
+    * Arrays are batched by index (one index shuffle per epoch when ``shuffle``), so a
+      large image array is never copied into a shuffle buffer.
+    * On TPUs the last partial batch is dropped (``drop_remainder=True``): XLA compiles
+      one program per input shape, and the Cloud TPU guide asks for static batch shapes.
+      Up to ``global_batch - 1`` examples per epoch are skipped; shuffling varies which.
+    * Under multi-worker training every worker must see the same global batches, of
+      which it keeps its share (:func:`prepare_dataset`), so shuffling uses ``seed`` or,
+      when it is None, a fixed seed shared by all workers.
+
+    Args:
+        data: a tuple of arrays with the same first axis, e.g. ``(x, y)``; or a
+            ``tf.data.Dataset`` of single examples, or of batches when ``batched``
+            (re-batched to ``global_batch``). Datasets are used in their own order.
+        global_batch: examples per step over all replicas (:func:`global_batch_size`).
+        strategy: a strategy or :class:`StrategyChoice`; ``None`` means the current one.
+        shuffle: reshuffle arrays every epoch.
+        seed: the shuffle seed (None: TensorFlow's global seed; fixed under multi-worker).
+        batched: ``data`` is a dataset that is already batched.
+
+    Raises:
+        UsageError: bad arguments, arrays of different lengths, or (on TPUs) fewer
+            examples than one global batch.
+    """
+    tf = _tf.tf()
+    if isinstance(global_batch, bool) or not isinstance(global_batch, int) or global_batch < 1:
+        raise UsageError(f"global_batch must be a positive integer. Received: {global_batch!r}.")
+    kind = _kind(strategy)
+    static = kind == "tpu"
+    if isinstance(data, tf.data.Dataset):
+        if shuffle:
+            raise UsageError(
+                "batch_dataset shuffles arrays only; shuffle a tf.data.Dataset yourself "
+                "(dataset.shuffle(buffer)) before batching. Received: shuffle=True."
+            )
+        if batched:
+            dataset = data.rebatch(global_batch, drop_remainder=static)
+        else:
+            dataset = data.batch(global_batch, drop_remainder=static)
+    else:
+        tensors = _as_tensors(data)
+        n = int(tensors[0].shape[0])
+        if static and n < global_batch:
+            raise UsageError(
+                f"On a TPU every batch must be full, but {n} examples make no global batch "
+                f"of {global_batch}. Use a smaller per-replica batch size (at most "
+                f"{max(1, n // max(1, _strategy_of(strategy).num_replicas_in_sync))}) or "
+                "more data."
+            )
+        dataset = tf.data.Dataset.range(n)
+        if shuffle:
+            if seed is None and kind == "multi-worker":
+                seed = _SHARED_SHUFFLE_SEED
+            dataset = dataset.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.batch(global_batch, drop_remainder=static)
+        dataset = dataset.map(
+            lambda index: tuple(tf.gather(t, index) for t in tensors),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+    return prepare_dataset(dataset.prefetch(tf.data.AUTOTUNE), strategy)
+
+
+def in_scope(model, strategy: Any = None):
+    """``model`` itself when its variables belong to ``strategy``, else a copy built there.
+
+    Keras refuses to compile a model whose variables were created outside the strategy's
+    scope, and a TPU cannot use variables that live on the host. The copy has the same
+    architecture, weights and trainable flags (built with ``clone_model`` inside
+    ``strategy.scope()``); the original is left as it is.
+
+    Args:
+        model: a ``tf_keras`` model.
+        strategy: a strategy or :class:`StrategyChoice`; ``None`` means the current one.
+
+    Raises:
+        UsageError: the model cannot be rebuilt from its config (custom layers): build it
+            inside ``strategy.scope()`` yourself.
+    """
+    strategy = _strategy_of(strategy)
+    created_here = strategy.extended.variable_created_in_scope
+    if all(created_here(v) for v in model.weights):
+        return model
+    keras = _tf.keras()
+    logger.info(
+        "Rebuilding %r inside the %s scope: its variables were created outside it",
+        model.name,
+        type(strategy).__name__,
+    )
+    with strategy.scope():
+        try:
+            copy = keras.models.clone_model(model)
+        except (ValueError, TypeError, NotImplementedError, KeyError) as exc:
+            raise UsageError(
+                f"Model {model.name!r} was built outside the {type(strategy).__name__} scope "
+                f"and cannot be rebuilt inside it ({type(exc).__name__}: "
+                f"{' '.join(str(exc).split())[:240]}). "
+                "Build it inside `with strategy.scope():`, or pass a registry name or saved "
+                "file so that modelzoo builds it there."
+            ) from exc
+        copy.set_weights(model.get_weights())
+    # Setting a model's flag sets its layers' too: outer before inner (pre-order).
+    copy.trainable = model.trainable
+    for old, new in zip(_all_layers(model), _all_layers(copy), strict=False):
+        new.trainable = old.trainable
+    return copy
+
+
+def all_workers_agree(flag: bool, strategy: Any = None) -> bool:
+    """Whether ``flag`` is true on every worker of a multi-worker cluster.
+
+    Every worker must call this at the same point (it is a collective). Use it before a
+    choice that changes which collectives follow, such as reading features from a
+    local cache instead of computing them with the others. Outside multi-worker
+    training it returns ``flag``.
+    """
+    if _kind(strategy) != "multi-worker":
+        return bool(flag)
+    tf = _tf.tf()
+    strategy = _strategy_of(strategy)
+    votes = strategy.experimental_distribute_values_from_function(
+        lambda _: tf.constant(1 if flag else 0, tf.int32)
+    )
+    with cluster_failures(strategy, action="A vote among the workers"):
+        total = strategy.reduce(tf.distribute.ReduceOp.SUM, votes, axis=None)
+    return int(total) == int(strategy.num_replicas_in_sync)
+
+
+@contextlib.contextmanager
+def cluster_failures(strategy: Any = None, *, action: str = "Training") -> Iterator[None]:
+    """Turn a worker or TPU lost during ``action`` into a :class:`StrategyError`.
+
+    Under multi-worker and TPU strategies TensorFlow reports a peer that crashed, was
+    preempted or became unreachable as ``UnavailableError`` (or ``DeadlineExceededError``,
+    ``AbortedError``, ``CancelledError`` for the collectives it interrupted) from deep
+    inside ``model.fit``, with a graph traceback. This says which task was lost and what
+    to do. Other errors, and every error under a local strategy, pass through unchanged.
+
+    Example::
+
+        with cluster_failures(strategy, action="Training"):
+            model.fit(dataset, epochs=10)
+    """
+    tf = _tf.tf()
+    kind = _kind(strategy)
+    try:
+        yield
+    except tf.errors.OpError as exc:
+        if kind not in ("multi-worker", "tpu") or type(exc).__name__ not in _PEER_ERRORS:
+            raise
+        raise _peer_error(exc, kind, action, _strategy_of(strategy)) from exc
 
 
 def describe_devices() -> dict[str, Any]:
@@ -319,6 +473,7 @@ def describe_devices() -> dict[str, Any]:
     """
     tf = _tf.tf()
     keras = _tf.keras()
+    _apply_cpu_devices()
     found: dict[str, dict[str, list[str]]] = {"physical": {}, "logical": {}}
     listers = (tf.config.list_physical_devices, tf.config.list_logical_devices)
     for key, lister in zip(("physical", "logical"), listers, strict=True):
@@ -346,176 +501,9 @@ def describe_devices() -> dict[str, Any]:
         "tf_config": tf_config,
         "tpu_name": os.environ.get("TPU_NAME", "").strip() or None,
         "tpu_device_files": _tpu_device_files(),
+        "cpu_devices_env": constants.cpu_devices(),
         "auto": auto,
     }
-
-
-# ----------------------------------------------------------------------------- clusters
-
-
-def parse_tf_config(value: str | Mapping[str, Any] | None = None) -> ClusterConfig | None:
-    """Parse and validate a ``TF_CONFIG`` for multi-worker training.
-
-    Args:
-        value: the JSON text or the decoded mapping; ``None`` reads the ``TF_CONFIG``
-            environment variable.
-
-    Returns:
-        The cluster, or ``None`` when ``value`` is ``None`` and ``TF_CONFIG`` is unset or empty.
-
-    Raises:
-        StrategyError: the config is not JSON or its cluster or task is invalid.
-    """
-    if value is None:
-        value = os.environ.get("TF_CONFIG", "").strip()
-        if not value:
-            return None
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise _tf_config_error(f"is not valid JSON ({exc.msg} at char {exc.pos})") from exc
-    if not isinstance(value, Mapping):
-        raise _tf_config_error(f"must be a JSON object. Received: {type(value).__name__}")
-    unknown = sorted(set(value) - {"cluster", "task", "rpc_layer", "environment"})
-    if unknown:
-        raise _tf_config_error(f"has unknown keys {unknown}; valid: cluster, task, rpc_layer")
-    if value.get("rpc_layer", "grpc") != "grpc":
-        raise _tf_config_error(f'rpc_layer must be "grpc". Received: {value["rpc_layer"]!r}')
-    cluster = value.get("cluster")
-    if not isinstance(cluster, Mapping) or not cluster:
-        raise _tf_config_error(f'needs a "cluster" object of jobs. Received: {cluster!r}')
-    if set(cluster) - set(_JOBS):
-        raise _tf_config_error(
-            f"cluster has jobs {sorted(set(cluster) - set(_JOBS))}; multi-worker training "
-            'uses only "chief" and "worker" (parameter-server clusters are not supported)'
-        )
-    jobs, seen = [], set()
-    for job in (j for j in _JOBS if j in cluster):
-        addresses = cluster[job]
-        too_many = job == "chief" and isinstance(addresses, list) and len(addresses) > 1
-        if not isinstance(addresses, list) or not addresses or too_many:
-            raise _tf_config_error(
-                f'cluster["{job}"] must be a list of {"one" if job == "chief" else "some"} '
-                f'"host:port". Received: {addresses!r}'
-            )
-        for address in addresses:
-            host, _, port = address.rpartition(":") if isinstance(address, str) else ("", "", "")
-            if not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise _tf_config_error(
-                    f'cluster["{job}"] entries must be "host:port" with a port from 1 to '
-                    f"65535. Received: {address!r}"
-                )
-            if address in seen:
-                raise _tf_config_error(f"lists {address!r} twice; each task needs its own port")
-            seen.add(address)
-        jobs.append((job, tuple(addresses)))
-    task = value.get("task")
-    if not isinstance(task, Mapping) or task.get("type") not in dict(jobs):
-        raise _tf_config_error(
-            f'needs a "task" whose type is one of the cluster\'s jobs {[j for j, _ in jobs]}. '
-            f"Received: {task!r}"
-        )
-    size, index = len(dict(jobs)[task["type"]]), task.get("index")
-    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < size:
-        raise _tf_config_error(
-            f"task.index must be an integer from 0 to {size - 1} (the {task['type']} job has "
-            f"{size} task{'' if size == 1 else 's'}). Received: {index!r}"
-        )
-    return ClusterConfig(jobs=tuple(jobs), task_type=task["type"], task_index=index)
-
-
-def is_chief(strategy_or_tf_config: Any = None) -> bool:
-    """Whether this process should write saved models, checkpoints and logs.
-
-    Args:
-        strategy_or_tf_config: a ``tf.distribute.Strategy`` or :class:`StrategyChoice`; a
-            :class:`ClusterConfig`, ``TF_CONFIG`` text or mapping; or ``None`` to read
-            the ``TF_CONFIG`` environment variable.
-
-    Returns:
-        True outside multi-worker training and on the chief (the ``chief`` task, else
-        worker 0); False on every other worker.
-    """
-    value = strategy_or_tf_config
-    if isinstance(value, StrategyChoice):
-        value = value.strategy
-    if value is None or isinstance(value, str | Mapping):
-        value = parse_tf_config(value)
-        return True if value is None else value.is_chief
-    if isinstance(value, ClusterConfig):
-        return value.is_chief
-    resolver = getattr(value, "cluster_resolver", None)
-    task_type = getattr(resolver, "task_type", None)
-    if task_type is None:
-        return True
-    if "chief" in resolver.cluster_spec().as_dict():
-        return task_type == "chief"
-    return task_type == "worker" and int(resolver.task_id or 0) == 0
-
-
-def worker_temp_dir(path: str | os.PathLike[str], strategy: Any = None) -> Path:
-    """Where this worker should save something whose real destination is ``path``.
-
-    In multi-worker training every worker must call ``model.save`` (saving reads the
-    variables collectively), but only the chief's copy is wanted. The chief gets ``path``
-    itself; every other worker gets the same file name inside a hidden per-worker folder
-    beside it (created here), removed by :func:`remove_worker_temp` (or use :func:`saving_path`).
-
-    Args:
-        path: the real destination (a ``.keras``/``.h5`` file or a SavedModel folder).
-        strategy: anything :func:`is_chief` accepts; ``None`` reads ``TF_CONFIG``.
-    """
-    path = Path(path)
-    if is_chief(strategy):
-        return path
-    folder = _worker_folder(path, strategy)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / path.name
-
-
-def remove_worker_temp(path: str | os.PathLike[str], strategy: Any = None) -> None:
-    """Delete what this non-chief worker saved for ``path``; does nothing on the chief."""
-    path = Path(path)
-    if not is_chief(strategy):
-        shutil.rmtree(_worker_folder(path, strategy), ignore_errors=True)
-
-
-@contextlib.contextmanager
-def saving_path(path: str | os.PathLike[str], strategy: Any = None) -> Iterator[Path]:
-    """Yield :func:`worker_temp_dir` for ``path`` and remove a worker's copy afterwards.
-
-    Example::
-
-        with saving_path("out/model.keras", strategy) as target:
-            model.save(target)  # every worker saves; only the chief's file remains
-    """
-    target = worker_temp_dir(path, strategy)
-    try:
-        yield target
-    finally:
-        remove_worker_temp(path, strategy)
-
-
-def _worker_folder(path: Path, strategy: Any) -> Path:
-    task = "worker"
-    value = strategy.strategy if isinstance(strategy, StrategyChoice) else strategy
-    if value is None or isinstance(value, str | Mapping | ClusterConfig):
-        config = value if isinstance(value, ClusterConfig) else parse_tf_config(value)
-        if config is not None:
-            task = f"{config.task_type}-{config.task_index}"
-    else:
-        resolver = value.cluster_resolver
-        task = f"{resolver.task_type}-{resolver.task_id}"
-    return path.parent / f".{path.name}.{task}.tmp"
-
-
-def _tf_config_error(problem: str) -> StrategyError:
-    return StrategyError(
-        f"TF_CONFIG {problem}. Expected e.g. "
-        '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
-        '"task": {"type": "worker", "index": 0}}.'
-    )
 
 
 # ----------------------------------------------------------------------------- planning
@@ -840,6 +828,91 @@ def _kind_of(strategy) -> str:
     if type(strategy).__name__ == "_DefaultDistributionStrategy":
         return "one-device" if _inventory().gpus else "cpu"
     return "other"
+
+
+def _kind(strategy: Any) -> str:
+    # A StrategyChoice says what it is; a bare strategy is classified by its class.
+    if isinstance(strategy, StrategyChoice):
+        return strategy.kind
+    return _kind_of(_strategy_of(strategy))
+
+
+def _apply_cpu_devices() -> None:
+    """Split the CPU into ``MODELZOO_CPU_DEVICES`` logical devices while that is possible."""
+    wanted = constants.cpu_devices()
+    if wanted is None:
+        return
+    tf = _tf.tf()
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    have = len(tf.config.get_logical_device_configuration(cpu) or [None])
+    if have == wanted:
+        return
+    try:
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * wanted
+        )
+    except RuntimeError:
+        logger.warning(
+            "MODELZOO_CPU_DEVICES=%d has no effect: TensorFlow's runtime already started in "
+            "this process with %d CPU device(s). Set it before the first TensorFlow operation "
+            "(choose the strategy first).",
+            wanted,
+            have,
+        )
+    else:
+        logger.info("Split the CPU into %d logical devices (MODELZOO_CPU_DEVICES)", wanted)
+
+
+def _as_tensors(data: Any) -> tuple:
+    tf = _tf.tf()
+    if not isinstance(data, Sequence) or isinstance(data, str) or not data:
+        raise UsageError(
+            "batch_dataset needs a tf.data.Dataset or a tuple of arrays such as (x, y). "
+            f"Received: {type(data).__name__}."
+        )
+    tensors = tuple(tf.convert_to_tensor(a) for a in data)
+    lengths = [int(t.shape[0]) if t.shape.rank else -1 for t in tensors]
+    if len(set(lengths)) != 1 or lengths[0] < 1:
+        raise UsageError(
+            "batch_dataset needs non-empty arrays of the same length (first axis). "
+            f"Received lengths: {lengths}."
+        )
+    return tensors
+
+
+def _all_layers(model) -> list:
+    # Depth-first, so nested models' layers line up between a model and its clone.
+    found = []
+    for layer in model.layers:
+        found.append(layer)
+        if hasattr(layer, "layers"):
+            found.extend(_all_layers(layer))
+    return found
+
+
+def _peer_error(exc: Exception, kind: str, action: str, strategy) -> StrategyError:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    here = f"{task_type}:{resolver.task_id}" if task_type else "this process"
+    lost = sorted(set(_TASK_NAME.findall(str(exc))))
+    if kind == "tpu":
+        what = "the TPU stopped responding (preempted, restarted or unreachable)"
+        step = (
+            "Check the TPU's state (gcloud compute tpus tpu-vm describe NAME), then restart "
+            "this program"
+        )
+    else:
+        who = ", ".join(lost) if lost else "another worker"
+        what = f"{who} stopped responding (crashed, preempted or unreachable)"
+        step = (
+            "Check that task's log (or the scheduler: preemption, eviction, out of memory), "
+            "then restart every worker with its TF_CONFIG"
+        )
+    return StrategyError(
+        f"{action} stopped on {here}: {what} ({type(exc).__name__}). A cluster cannot go on "
+        f"without a member. {step}; a tf_keras BackupAndRestore callback lets the restarted "
+        "run resume from the last finished epoch."
+    )
 
 
 def _strategy_of(strategy: Any):

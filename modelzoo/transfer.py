@@ -1,10 +1,29 @@
 """``TransferLearner``: load → slice → head → compile → fit → save/predict, in one object.
 
 Everything that creates variables (the base, the head, the optimizer) is built inside
-the chosen ``tf.distribute`` strategy's scope. When the base is frozen and no
+the chosen ``tf.distribute`` strategy's scope; a base model built elsewhere is rebuilt
+there (:func:`modelzoo.distribute.in_scope`). When the base is frozen and no
 augmentation is asked for, the learner computes the base's features once (cached on
 disk, see :mod:`modelzoo.features`) and trains only the head on them: the same model,
 a fraction of the time.
+
+Under a strategy (see :mod:`modelzoo.distribute`):
+
+* ``batch_size`` is per replica; every step takes a global batch of ``batch_size ×
+  replicas`` examples, logged at each ``fit`` and kept in ``last_fit``.
+* Arrays and ``tf.data`` inputs become pipelines of global batches
+  (:func:`~modelzoo.distribute.batch_dataset`): sharded per worker under multi-worker
+  training, with static shapes (full batches only) on TPUs, where predictions pad the
+  last batch instead and drop the padding.
+* Pretrained weights are read in this (the client) process: ``.h5`` weights by h5py and
+  ``.keras`` files by zipfile + h5py, then assigned to the variables. No ``tf.io``/
+  SavedModel restore op runs on a TPU host, so the files never need to be on GCS; the
+  same holds for ``save()``, which writes from the client too.
+* Under multi-worker training only the chief writes the feature cache and the saved
+  model; the others save into a temporary folder that is removed. Workers vote before
+  using cached features (:func:`~modelzoo.distribute.all_workers_agree`), so they never
+  disagree about running the base.
+* A worker or TPU lost mid-``fit`` raises :class:`~modelzoo.errors.StrategyError`.
 """
 
 from __future__ import annotations
@@ -45,6 +64,12 @@ def _is_dataset(x: Any) -> bool:
     return type(x).__module__.startswith("tensorflow") and hasattr(x, "element_spec")
 
 
+def _cardinality(dataset, batched: bool) -> int | None:
+    """Examples in an unbatched finite dataset, else None (unknown without reading it)."""
+    n = int(dataset.cardinality())
+    return n if n >= 0 and not batched else None
+
+
 def _materialize(dataset) -> tuple[np.ndarray, np.ndarray]:
     """Collect a (batched or unbatched) ``tf.data.Dataset`` of ``(x, y)`` into arrays."""
     xs, ys = [], []
@@ -83,7 +108,10 @@ class TransferLearner:
             raw 0–255 RGB images (default True; registry bases only).
         learning_rate: Adam's learning rate.
         strategy: a spec for :func:`modelzoo.make_strategy` (``"auto"``, ``"cpu"``,
-            ``"mirrored"``, ``"tpu"``...) or a ``tf.distribute.Strategy``; None = default.
+            ``"mirrored"``, ``"multi-worker"``, ``"tpu"``...), a ``tf.distribute.Strategy``
+            or a :class:`~modelzoo.distribute.StrategyChoice`; None = TensorFlow's default.
+            A base model whose variables were created outside this strategy's scope is
+            rebuilt inside it (same weights).
         feature_cache: compute the frozen base's features once and train the head on them.
         augment: a Keras layer (e.g. ``RandomFlip``) applied to images before the base;
             turns the feature cache off (augmented images differ every epoch).
@@ -111,7 +139,7 @@ class TransferLearner:
         augment: Any = None,
         trust_remote_code: bool = False,
     ):
-        from .distribute import choose_strategy
+        from .distribute import choose_strategy, in_scope
         from .heads import attach_head
         from .loading import load, manifest_of
         from .slicing import freeze, slice
@@ -134,9 +162,17 @@ class TransferLearner:
         self.history: dict[str, list[float]] = {}
         self.last_fit: dict[str, Any] = {}
 
+        # First, before any TensorFlow work: joining a cluster or splitting the CPU
+        # (MODELZOO_CPU_DEVICES) must happen before the runtime starts.
         self.choice = choose_strategy(strategy)
         self.strategy = self.choice.strategy
-        logger.info("strategy: %s (%s)", self.choice.kind, self.choice.reason)
+        logger.info(
+            "strategy: %s, %d replica(s) on %s (%s)",
+            self.choice.kind,
+            self.choice.replicas,
+            ", ".join(self.choice.devices),
+            self.choice.reason,
+        )
         from ._tf import keras
 
         k = keras()
@@ -153,10 +189,11 @@ class TransferLearner:
                 self.manifest = manifest_of(features)
                 self.base_name = self.manifest.spec if self.manifest else str(base)
             else:
-                features = slice(base, cut) if cut is not None else base
-                freeze(features)
                 self.manifest = manifest_of(base)
                 self.base_name = getattr(base, "name", "model")
+                base = in_scope(base, self.choice)
+                features = slice(base, cut) if cut is not None else base
+                freeze(features)
             if augment is not None:
                 inputs = k.Input(shape=features.input_shape[1:], name="image")
                 features = k.Model(inputs, features(augment(inputs)), name="augmented_base")
@@ -221,10 +258,38 @@ class TransferLearner:
                     labels=label_format,
                     learning_rate=self.learning_rate,
                 )
-                model._steps_per_execution.assign(steps_per_execution_for(self.strategy))
+                # compile_defaults takes no steps_per_execution; Keras reads this
+                # variable when fit builds its train function.
+                model._steps_per_execution.assign(steps_per_execution_for(self.choice))
         self._compiled_for = label_format
 
+    def _set_steps_per_execution(self, model, train) -> None:
+        """Several steps per call on TPUs, unless the data's length is unknown.
+
+        Keras needs to know how many steps an epoch has to run several per call, and
+        ``rebatch``/``filter`` pipelines do not say. Rather than read the data twice, such
+        a fit runs one step per call; ``dataset.apply(tf.data.experimental.
+        assert_cardinality(n))`` restores the fast path.
+        """
+        from .distribute import steps_per_execution_for
+
+        steps = steps_per_execution_for(self.choice)
+        if steps > 1 and int(train.cardinality()) < 0:
+            logger.info(
+                "the training data does not know its length: 1 step per execution instead "
+                "of %d (assert_cardinality on the dataset restores it)",
+                steps,
+            )
+            steps = 1
+        model._steps_per_execution.assign(steps)
+
     # -- data helpers -----------------------------------------------------------------------
+
+    def _batched(self, dataset) -> bool:
+        """Whether a dataset yields batches: its images have the model input's rank."""
+        spec = dataset.element_spec
+        images = spec[0] if isinstance(spec, tuple | list) else spec
+        return len(images.shape) == len(self.model.input_shape)
 
     def _xy(self, x, y) -> tuple[Any, Any]:
         if _is_dataset(x):
@@ -237,7 +302,7 @@ class TransferLearner:
 
     def _features(self, x: np.ndarray, batch_size: int) -> tuple[np.ndarray, str]:
         """The base's outputs for ``x``: from the on-disk cache when possible."""
-        from .distribute import is_chief
+        from .distribute import all_workers_agree, is_chief
         from .features import FeatureCache, feature_key, fingerprint_arrays, fingerprint_weights
 
         key = feature_key(
@@ -249,12 +314,27 @@ class TransferLearner:
         )
         cache = FeatureCache()
         feats = cache.get(key)
-        if feats is not None and len(feats) == len(x):
+        hit = feats is not None and len(feats) == len(x)
+        # Computing features is collective under multi-worker training: one worker
+        # reading its cache while the others run the base would hang them all.
+        if all_workers_agree(hit, self.choice):
             return feats, "hit"
-        feats = self.base.predict(x, batch_size=batch_size, verbose=0)
-        if is_chief(self.strategy):  # other workers keep theirs in memory only
+        feats = self._predict(self.base, x, batch_size)
+        if is_chief(self.choice):  # other workers keep theirs in memory only
             cache.put(key, feats)
         return feats, "miss"
+
+    def _predict(self, model, x: np.ndarray, global_batch: int) -> np.ndarray:
+        """``model.predict`` in global batches; on TPUs every batch is full (static shapes)."""
+        from .distribute import cluster_failures
+
+        n = len(x)
+        pad = (-n) % global_batch if self.choice.kind == "tpu" else 0
+        if pad:  # copies of the last example fill the last batch, then are dropped
+            x = np.concatenate([x, np.repeat(x[-1:], pad, axis=0)])
+        with cluster_failures(self.choice, action="Prediction"):
+            out = model.predict(x, batch_size=global_batch, verbose=0)
+        return out[:n] if pad else out
 
     def _weights_fingerprint(self, fingerprint_weights) -> str:
         if not hasattr(self, "_base_fp"):
@@ -297,7 +377,8 @@ class TransferLearner:
 
         Args:
             x: images (N, H, W, C) — raw 0–255 when preprocessing is baked in — or a
-                ``tf.data.Dataset`` of ``(images, labels)``.
+                ``tf.data.Dataset`` of ``(images, labels)``, batched or not. Datasets
+                are used in their own order: shuffle them yourself.
             y: integer labels or one-hot rows (not with a dataset).
             epochs: passes over the data.
             batch_size: examples per replica; the global batch is this × replicas.
@@ -305,63 +386,71 @@ class TransferLearner:
             verbose: Keras verbosity; ``"auto"`` = a bar on a terminal, a line per epoch
                 otherwise.
             callbacks: extra Keras callbacks.
-            shuffle: shuffle each epoch.
+            shuffle: reshuffle array inputs every epoch.
 
         Returns:
             The history of this call (also merged into ``self.history``).
+
+        Raises:
+            UsageError: bad arguments or data.
+            StrategyError: a worker or TPU was lost during training.
         """
+        from .distribute import batch_dataset, cluster_failures
         from .heads import label_format
 
         if epochs < 1 or batch_size < 1:
             raise UsageError(
                 f"Received: epochs={epochs}, batch_size={batch_size}; both must be >= 1."
             )
-        x, y = self._xy(x, y)
-        x, y, val = self._split_validation(x, y, validation)
-        fmt = label_format(y) if self.task == "classification" else "categorical"
-        self._compile(fmt)
         global_batch = batch_size * self.replicas
+        frozen = not self.base.trainable_weights
+        use_cache = self._use_feature_cache and self.head_model is not None and frozen
+        # A dataset streams through the base unless features must be computed from it
+        # or a validation fraction must be cut from it: then it is read into memory.
+        stream = _is_dataset(x) and not use_cache and not isinstance(validation, float)
+        if stream:
+            if y is not None:
+                raise UsageError("Pass labels inside the dataset, not as y, for a tf.data input.")
+            fmt = label_format(x) if self.task == "classification" else "categorical"
+            n = _cardinality(x, self._batched(x))
+            train = batch_dataset(x, global_batch, self.choice, batched=self._batched(x))
+            val = validation
+        else:
+            x, y = self._xy(x, y)
+            x, y, val = self._split_validation(x, y, validation)
+            fmt = label_format(y) if self.task == "classification" else "categorical"
+            n = int(len(x))
+        self._compile(fmt)
         if verbose == "auto":
             verbose = 1 if sys.stderr.isatty() else 2
         logger.info(
-            "training: %d examples, global batch %d (%d per replica x %d replicas)",
-            len(x),
+            "training on %s examples, global batch %d (%d per replica x %d replicas, %s)",
+            "?" if n is None else n,
             global_batch,
             batch_size,
             self.replicas,
+            self.choice.kind,
         )
-        frozen = not self.base.trainable_weights
-        use_cache = self._use_feature_cache and self.head_model is not None and frozen
         t0 = time.perf_counter()
         cache_state = "off"
+        model = self.model
         if use_cache:
             feats, cache_state = self._features(x, global_batch)
-            val_data = None
+            train = batch_dataset((feats, y), global_batch, self.choice, shuffle=shuffle)
             if val is not None:
-                vfeats, _ = self._features(val[0], global_batch)
-                val_data = (vfeats, val[1])
-            t1 = time.perf_counter()
-            hist = self.head_model.fit(
-                feats,
-                y,
-                batch_size=global_batch,
-                epochs=epochs,
-                validation_data=val_data,
-                verbose=verbose,
-                callbacks=callbacks,
-                shuffle=shuffle,
-            )
-        else:
-            t1 = time.perf_counter()
-            hist = self.model.fit(
-                x,
-                y,
-                batch_size=global_batch,
-                epochs=epochs,
-                validation_data=val,
-                verbose=verbose,
-                callbacks=callbacks,
-                shuffle=shuffle,
+                val = (self._features(val[0], global_batch)[0], val[1])
+            model = self.head_model
+        elif not stream:
+            train = batch_dataset((x, y), global_batch, self.choice, shuffle=shuffle)
+        if _is_dataset(val):
+            val = batch_dataset(val, global_batch, self.choice, batched=self._batched(val))
+        elif val is not None:
+            val = batch_dataset(tuple(val), global_batch, self.choice)
+        self._set_steps_per_execution(model, train)
+        t1 = time.perf_counter()
+        with cluster_failures(self.choice, action="Training"):
+            hist = model.fit(
+                train, epochs=epochs, validation_data=val, verbose=verbose, callbacks=callbacks
             )
         t2 = time.perf_counter()
         self.last_fit = {
@@ -370,7 +459,9 @@ class TransferLearner:
             "train_seconds": round(t2 - t1, 4),
             "global_batch_size": global_batch,
             "replicas": self.replicas,
-            "examples": int(len(x)),
+            "strategy": self.choice.kind,
+            "static_batches": self.choice.kind == "tpu",
+            "examples": n,
         }
         this = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
         for k, vals in this.items():
@@ -378,44 +469,48 @@ class TransferLearner:
         return this
 
     def evaluate(self, x: Any, y: Any = None, *, batch_size: int = 32) -> dict[str, float]:
-        """Loss and metrics of the whole model on ``(x, y)``."""
+        """Loss and metrics of the whole model on ``(x, y)`` (``batch_size`` per replica)."""
+        from .distribute import cluster_failures
         from .heads import label_format
 
         x, y = self._xy(x, y)
         fmt = label_format(y) if self.task == "classification" else "categorical"
         self._compile(fmt)
-        out = self.model.evaluate(
-            x, y, batch_size=batch_size * self.replicas, verbose=0, return_dict=True
-        )
+        # Arrays, not static batches: every example counts, also on a TPU (Keras pads
+        # the last batch there).
+        with cluster_failures(self.choice, action="Evaluation"):
+            out = self.model.evaluate(
+                x, y, batch_size=batch_size * self.replicas, verbose=0, return_dict=True
+            )
         return {k: float(v) for k, v in out.items()}
 
     def predict(self, x: Any, *, batch_size: int = 32) -> np.ndarray:
         """Model outputs for images ``x`` (class probabilities for classification)."""
+        from .distribute import cluster_failures
+
         if _is_dataset(x):
-            return self.model.predict(x, verbose=0)
-        return self.model.predict(np.asarray(x), batch_size=batch_size * self.replicas, verbose=0)
+            with cluster_failures(self.choice, action="Prediction"):
+                return self.model.predict(x, verbose=0)
+        return self._predict(self.model, np.asarray(x), batch_size * self.replicas)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Save a standalone ``.keras`` model (plain ``tf_keras.models.load_model`` loads it)
-        and its labels/metadata next to it (``<name>.labels.json``).
+        """Save a standalone ``.keras`` model (plain ``tf_keras.models.load_model`` loads it,
+        on any machine, with no strategy) and its labels/metadata next to it
+        (``<name>.labels.json``).
 
-        Under multi-worker training every worker must call this; only the chief writes to
-        ``path``, the others write to a temporary folder that is removed.
+        Under multi-worker training every worker must call this (saving reads the
+        variables collectively); only the chief writes to ``path``, the others write to a
+        hidden temporary folder beside it that is removed (:func:`modelzoo.cluster.saving_path`).
+
+        Returns:
+            ``path``, on every worker.
         """
-        from .distribute import is_chief, worker_temp_dir
+        from .cluster import saving_path
+        from .distribute import cluster_failures
 
         path = Path(path)
         if path.suffix != ".keras":
             raise UsageError(f"Save as a .keras file. Received: {path}.")
-        chief = is_chief(self.strategy)
-        target = path if chief else worker_temp_dir(path) / path.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.stem}.tmp-{os.getpid()}.keras")
-        try:
-            self.model.save(tmp)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
         meta = {
             "labels": self.labels,
             "task": self.task,
@@ -426,14 +521,18 @@ class TransferLearner:
             if self._baked()
             else (self.manifest.input.preprocessing if self.manifest else "none"),
         }
-        side = sidecar_path(target)
-        side.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        if not chief:
-            import shutil
-
-            shutil.rmtree(target.parent, ignore_errors=True)
-            return path
-        return target
+        with saving_path(path, self.choice) as target:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.stem}.tmp-{os.getpid()}.keras")
+            try:
+                with cluster_failures(self.choice, action="Saving"):
+                    self.model.save(tmp)
+                os.replace(tmp, target)
+            finally:
+                tmp.unlink(missing_ok=True)
+            side = sidecar_path(target)
+            side.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        return path
 
     def _baked(self) -> bool:
         return any(layer.name.startswith("preprocess_") for layer in self.base.layers)

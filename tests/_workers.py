@@ -4,11 +4,16 @@ Logical CPU devices must be configured before the TensorFlow runtime starts and 
 multi-worker cluster can be joined once per process, so these run in fresh interpreters::
 
     python tests/_workers.py mirrored          # 2 logical CPUs: mirrored vs default
-    python tests/_workers.py worker OUT [SEC]  # one multi-worker task; TF_CONFIG from env
     python tests/_workers.py spec SPEC [SEC]   # choose_strategy(SPEC) twice: kind or error
     python tests/_workers.py late SPEC [SEC]   # the same after TensorFlow ran an op
     python tests/_workers.py specs SPEC...     # the same for each SPEC, with seconds taken
+    python tests/_workers.py learner-mirrored  # TransferLearner: mirrored vs default
+    python tests/_workers.py learner-worker OUT [SEC]   # one multi-worker learner task
+    python tests/_workers.py learner-dies OUT [SEC]     # the same; worker 1 dies mid-fit
+    python tests/_workers.py load-and-predict MODEL     # plain tf_keras, no strategy
 
+The learner modes use the bundled offline digits model or a tiny MobileNet (alpha 0.25,
+32x32). ``learner-mirrored`` expects ``MODELZOO_CPU_DEVICES=2`` in its environment.
 Each prints one JSON object on the last line of stdout.
 """
 
@@ -110,41 +115,168 @@ def run_mirrored() -> dict:
     }
 
 
-def run_worker(out: str, register_timeout: float) -> dict:
-    """One task of a multi-worker cluster (TF_CONFIG from the environment)."""
+DIGITS = "mobilenet_v1_0.25_32_digits"
+CUT = "conv_pw_13_relu"
+LEARNER_PER_REPLICA = 8
+LEARNER_EPOCHS = 3
+
+
+def _digits():
+    """Ten images per class of the digits 5-9 (raw 0..255 RGB) and held-out test images."""
+    from modelzoo.datasets import digits_to_rgb, split_digits
+
+    split = split_digits(range(5, 10))
+    few = split.few_shot(10, seed=0)
+    return digits_to_rgb(few.x_train), few.y_train, digits_to_rgb(split.x_test[:20])
+
+
+def run_learner_mirrored() -> dict:
+    """The same TransferLearner under MirroredStrategy (2 logical CPUs) and the default
+    strategy, with the feature cache and without, from the same initial weights.
+
+    The base is a model object built outside any strategy scope (the bundled digits
+    model, cut and with its preprocessing baked in), so the mirrored learner must
+    rebuild it inside its scope.
+    """
+    import numpy as np
+
+    import modelzoo
+    from modelzoo import TransferLearner, _tf, distribute
+
+    mirrored = distribute.choose_strategy("mirrored")  # first: MODELZOO_CPU_DEVICES splits
+    keras = _tf.keras()
+    base = modelzoo.load(DIGITS, CUT, include_preprocessing=True)
+    x, y, x_test = _digits()
+    result: dict = {
+        "kind": mirrored.kind,
+        "replicas": mirrored.replicas,
+        "devices": list(mirrored.devices),
+    }
+    for cache in (True, False):
+        runs = {}
+        initial = None
+        # Mirrored first, so that it computes the cached features and the default reads them.
+        for name, strategy in (("mirrored", mirrored), ("default", None)):
+            keras.utils.set_random_seed(3)
+            learner = TransferLearner(
+                base, num_classes=5, strategy=strategy, feature_cache=cache, learning_rate=3e-3
+            )
+            if initial is None:
+                initial = learner.model.get_weights()
+            else:
+                learner.model.set_weights(initial)
+            # The same global batch: 16 = 16 x 1 replica = 8 x 2 replicas.
+            per_replica = 2 * LEARNER_PER_REPLICA // learner.replicas
+            history = learner.fit(
+                x, y, epochs=LEARNER_EPOCHS, batch_size=per_replica, shuffle=False, verbose=0
+            )
+            runs[name] = {
+                "loss": history["loss"],
+                "fit": learner.last_fit,
+                "predictions": learner.predict(x_test),
+                "all_in_scope": all(
+                    learner.strategy.extended.variable_created_in_scope(v)
+                    for v in learner.model.weights
+                ),
+            }
+            if cache and name == "mirrored":  # a second fit reads the features it cached
+                learner.fit(x, y, epochs=1, batch_size=per_replica, verbose=0)
+                runs[name]["second_cache"] = learner.last_fit["feature_cache"]
+        gap = float(np.abs(runs["default"]["predictions"] - runs["mirrored"]["predictions"]).max())
+        for run in runs.values():
+            del run["predictions"]
+        result["cache" if cache else "no_cache"] = {**runs, "max_prediction_gap": gap}
+    result["base_rebuilt"] = not all(
+        mirrored.strategy.extended.variable_created_in_scope(v) for v in base.weights
+    )
+    return result
+
+
+def run_learner_worker(out: str, register_timeout: float, *, die: bool = False) -> dict:
+    """One task of a multi-worker cluster training a TransferLearner (TF_CONFIG from env).
+
+    ``die``: worker 1 exits abruptly when its second epoch begins; the others report
+    the error that their ``fit`` raised.
+    """
     from pathlib import Path
 
-    from modelzoo import _tf, distribute
+    from modelzoo import TransferLearner, _tf, distribute, errors
+    from modelzoo.datasets import DIGIT_CLASSES
 
-    _tf.tf()
     seconds = {"import": time.perf_counter() - _STARTED}
-    choice = distribute.choose_strategy("multi-worker", register_timeout=register_timeout)
-    strategy = choice.strategy
-    seconds["strategy"] = time.perf_counter() - _STARTED
-    batch = distribute.global_batch_size(PER_REPLICA, strategy)
-    model, _, losses = _train(strategy, batch)
+    learner = TransferLearner(
+        DIGITS,
+        CUT,
+        labels=[str(d) for d in DIGIT_CLASSES[5:]],
+        strategy=distribute.make_strategy("multi-worker", register_timeout=register_timeout),
+    )
+    seconds["build"] = time.perf_counter() - _STARTED
+    choice, strategy = learner.choice, learner.strategy
+    chief = distribute.is_chief(strategy)
+    x, y, x_test = _digits()
+    keras = _tf.keras()
+    callbacks = []
+    if die and not chief:
+
+        class _Die(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                if epoch == 1:
+                    os._exit(3)  # no cleanup, no goodbye: like a crash or a preemption
+
+        callbacks.append(_Die())
+    try:
+        first = learner.fit(
+            x,
+            y,
+            epochs=4 if die else 2,
+            batch_size=LEARNER_PER_REPLICA,
+            verbose=0,
+            callbacks=callbacks,
+        )
+    except errors.ModelZooError as exc:
+        return {
+            "chief": chief,
+            "error": type(exc).__name__,
+            "message": str(exc),
+            "seconds": round(time.perf_counter() - _STARTED, 2),
+        }
+    first_cache = learner.last_fit["feature_cache"]
+    learner.fit(x, y, epochs=1, batch_size=LEARNER_PER_REPLICA, verbose=0)
     seconds["fit"] = time.perf_counter() - _STARTED
-    with distribute.saving_path(out, strategy) as target:
-        model.save(target)
-        wrote = str(target)
-        wrote_exists = Path(target).exists()
+    saved = learner.save(out)
     seconds["save"] = time.perf_counter() - _STARTED
-    reloaded = None
-    if distribute.is_chief(strategy):
-        reloaded = len(_tf.keras().models.load_model(out).layers)
+    home = Path(os.environ["MODELZOO_HOME"])
     return {
         "kind": choice.kind,
         "replicas": choice.replicas,
-        "chief": distribute.is_chief(strategy),
+        "chief": chief,
         "chief_from_env": distribute.is_chief(),
-        "global_batch": batch,
-        "loss": losses,
-        "wrote": wrote,
-        "wrote_existed": wrote_exists,
-        "temp_left": Path(wrote).exists() and wrote != out,
-        "reloaded_layers": reloaded,
+        "global_batch": learner.last_fit["global_batch_size"],
+        "loss": first["loss"] + learner.history["loss"][len(first["loss"]) :],
+        "first_cache": first_cache,
+        "second_cache": learner.last_fit["feature_cache"],
+        "features_written": len(list((home / "features").glob("*.npy"))),
+        "agree_true": distribute.all_workers_agree(True, choice),
+        "agree_chief_only": distribute.all_workers_agree(chief, choice),
+        "saved": str(saved),
+        "temp_left": sorted(p.name for p in Path(out).parent.glob(".*.tmp")),
+        "predictions": learner.predict(x_test).tolist(),
         "same_again": distribute.make_strategy("multi-worker") is strategy,
         "seconds": {key: round(value, 2) for key, value in seconds.items()},
+    }
+
+
+def run_load_and_predict(path: str) -> dict:
+    """Load a saved model with plain tf_keras (no modelzoo, no strategy) and predict."""
+    import tf_keras
+
+    model = tf_keras.models.load_model(path)
+    _, _, x_test = _digits()
+    import tensorflow as tf
+
+    return {
+        "strategy": type(tf.distribute.get_strategy()).__name__,
+        "predictions": model.predict(x_test, verbose=0).tolist(),
     }
 
 
@@ -185,14 +317,19 @@ def run_specs(specs: list[str]) -> dict:
 def main(argv: list[str]) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     mode = argv[0]
+    if mode == "specs":
+        print(json.dumps(run_specs(argv[1:])), flush=True)
+        return 0
+    timeout = float(argv[2]) if len(argv) > 2 else 60.0
     if mode == "mirrored":
         result = run_mirrored()
-    elif mode == "worker":
-        result = run_worker(argv[1], float(argv[2]) if len(argv) > 2 else 60.0)
-    elif mode == "specs":
-        result = run_specs(argv[1:])
+    elif mode == "learner-mirrored":
+        result = run_learner_mirrored()
+    elif mode in ("learner-worker", "learner-dies"):
+        result = run_learner_worker(argv[1], timeout, die=mode == "learner-dies")
+    elif mode == "load-and-predict":
+        result = run_load_and_predict(argv[1])
     elif mode in ("spec", "late"):
-        timeout = float(argv[2]) if len(argv) > 2 else 60.0
         result = run_spec(argv[1], timeout, late=mode == "late")
     else:
         raise SystemExit(f"unknown mode {mode!r}")

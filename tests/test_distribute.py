@@ -1,4 +1,5 @@
-"""Tests for modelzoo.distribute: choosing strategies, clusters, worker saving.
+"""Tests for modelzoo.distribute (and modelzoo.cluster): choosing strategies, clusters,
+worker saving.
 
 Anything that needs logical devices or a cluster runs in a fresh interpreter
 (tests/_workers.py) with a timeout and is SIGKILLed in a ``finally``: TensorFlow ignores
@@ -340,11 +341,13 @@ def test_describe_devices_reports_devices_and_the_auto_plan():
         "tf_config",
         "tpu_name",
         "tpu_device_files",
+        "cpu_devices_env",
         "auto",
     }
     assert info["tensorflow"].startswith("2.") and info["tf_keras"].startswith("2.")
     assert len(info["physical"]["CPU"]) >= 1 and info["logical"]["CPU"]
     assert info["tf_config"] is None and info["tpu_name"] is None
+    assert info["cpu_devices_env"] is None
     assert info["auto"]["kind"] == "cpu" and "0 GPUs" in info["auto"]["reason"]
     json.dumps(info)  # the doctor command prints it as JSON
 
@@ -426,30 +429,8 @@ def test_mirrored_over_two_logical_cpus_matches_the_default_strategy():
     assert result["describe_logical_cpus"] == 2
 
 
-@pytest.mark.tf
-@pytest.mark.slow
-def test_two_worker_cluster_trains_and_only_the_chief_saves(tmp_path):
-    ports = _workers.free_ports(2)
-    out = tmp_path / "saved" / "model.keras"
-    out.parent.mkdir()
-    chief, worker = _run(
-        [
-            (["worker", str(out), "90"], {"TF_CONFIG": _workers.tf_config(ports, index)})
-            for index in (0, 1)
-        ]
-    )
-    assert chief["kind"] == worker["kind"] == "multi-worker"
-    assert chief["replicas"] == worker["replicas"] == 2
-    assert chief["global_batch"] == 2 * _workers.PER_REPLICA
-    assert (chief["chief"], chief["chief_from_env"]) == (True, True)
-    assert (worker["chief"], worker["chief_from_env"]) == (False, False)
-    assert chief["loss"][-1] < 0.5 * chief["loss"][0]
-    assert chief["loss"] == pytest.approx(worker["loss"])  # one model, kept in sync
-    assert chief["wrote"] == str(out) and chief["reloaded_layers"] == 3
-    assert worker["wrote"] != str(out) and worker["wrote_existed"]
-    assert not worker["temp_left"]
-    assert chief["same_again"] and worker["same_again"]  # built once per process
-    assert [p.name for p in out.parent.iterdir()] == ["model.keras"]
+# The two-worker training run (a TransferLearner on each worker, chief-only saving, a
+# reload in a plain process) lives in tests/test_scaling.py: one such run is enough.
 
 
 @pytest.mark.tf

@@ -84,13 +84,32 @@ def doctor_cmd(
             f"tensorflow    {devices['tensorflow']}, tf_keras {devices['tf_keras']}", markup=False
         )
         for kind, names in devices["physical"].items():
-            console.print(f"devices       {kind}: {', '.join(names)}", markup=False)
+            logical = devices["logical"].get(kind, [])
+            split = f" (as {len(logical)} logical devices)" if len(logical) > len(names) else ""
+            console.print(f"devices       {kind}: {', '.join(names)}{split}", markup=False)
+        if devices.get("cpu_devices_env"):
+            console.print(
+                f"cpu split     MODELZOO_CPU_DEVICES={devices['cpu_devices_env']} "
+                "(testing aid: 'mirrored' over CPU devices)",
+                markup=False,
+            )
+        tf_config = devices.get("tf_config")
+        if tf_config:
+            text = tf_config["error"] or (
+                f"this is {tf_config['task']} of {tf_config['workers']} workers"
+            )
+            console.print(f"TF_CONFIG     {text}", markup=False)
+        if devices.get("tpu_name"):
+            console.print(f"TPU_NAME      {devices['tpu_name']}", markup=False)
         auto = devices.get("auto", {})
         if "error" in auto:
             console.print(f"strategy      auto would fail: {auto['error']}", markup=False)
         else:
+            on = ", ".join(auto.get("devices") or [])
             console.print(
-                f"strategy      auto -> {auto.get('kind')}: {auto.get('reason')}", markup=False
+                f"strategy      auto -> {auto.get('kind')}{f' on {on}' if on else ''}: "
+                f"{auto.get('reason')}",
+                markup=False,
             )
 
 

@@ -96,21 +96,51 @@ def train_cmd(
     val_split: float = typer.Option(0.2, "--val-split", help="Fraction held out for validation."),
     hidden: list[int] = typer.Option([100], "--hidden", help="Hidden Dense sizes (repeatable)."),
     out_path: Path = typer.Option(Path("model.keras"), "--out", help="Where to save (.keras)."),
-    strategy: str = typer.Option("auto", "--strategy", help="auto|cpu|gpu|mirrored|tpu|..."),
+    strategy: str = typer.Option(
+        "auto",
+        "--strategy",
+        help="auto | cpu | gpu[:N] | mirrored[:DEVICES] | multi-worker (TF_CONFIG) | "
+        "tpu[:NAME_OR_GRPC_ADDRESS]; see `modelzoo doctor` for what auto picks here.",
+    ),
     seed: int = typer.Option(0, "--seed"),
     plot: Path = typer.Option(None, "--plot", help="Write loss/accuracy curves to this PNG."),
     tensorboard: Path = typer.Option(None, "--tensorboard", help="Write TensorBoard logs here."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Train a new head on a pretrained base, from a folder of images."""
+    """Train a new head on a pretrained base, from a folder of images.
+
+    Under --strategy multi-worker run the same command on every machine (each with its
+    own TF_CONFIG); only the chief writes --out, --plot and the TensorBoard logs.
+    """
+    from ..cluster import is_chief, saving_path
+    from ..distribute import choose_strategy
     from ..errors import UsageError
     from ..registry import resolve
     from ..transfer import TransferLearner
 
     if not data.is_dir():
         raise UsageError(f"--data must be a folder with one sub-folder per class. Received: {data}")
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1 (per replica). Received: {batch_size}.")
     manifest = resolve(name).manifest
     h, w = manifest.input.shape[0] or 224, manifest.input.shape[1] or 224
+    # The strategy comes before any other TensorFlow work: joining a cluster and
+    # splitting the CPU (MODELZOO_CPU_DEVICES) must precede the runtime's start, and
+    # missing hardware should fail before the images are read.
+    choice = choose_strategy(strategy)
+    chief = is_chief(choice)
+    global_batch = batch_size * choice.replicas
+    if not json_out:
+        out().print(
+            f"strategy {choice.kind}: {choice.replicas} replica(s) on "
+            f"{', '.join(choice.devices)} ({choice.reason})",
+            markup=False,
+        )
+        out().print(
+            f"global batch {global_batch} = {batch_size} per replica x {choice.replicas} "
+            f"replica(s)",
+            markup=False,
+        )
     from .._tf import keras
 
     k = keras()
@@ -134,41 +164,53 @@ def train_cmd(
         labels=labels,
         hidden=tuple(hidden),
         learning_rate=lr,
-        strategy=strategy,
+        strategy=choice,
     )
     if not json_out:
         out().print(
-            f"base {learner.base_name} cut at {cut or '(top)'}; {len(labels)} classes; "
-            f"strategy {learner.choice.kind} ({learner.replicas} replica(s)); "
-            f"global batch {batch_size * learner.replicas} = {batch_size} x {learner.replicas}"
+            f"base {learner.base_name} cut at {cut or '(top)'}; {len(labels)} classes",
+            markup=False,
         )
-    callbacks = []
-    if tensorboard is not None:
-        from ..viz import tensorboard_callback
+    with contextlib.ExitStack() as stack:
+        callbacks = []
+        if tensorboard is not None:  # workers log to a temporary folder, then drop it
+            from ..viz import tensorboard_callback
 
-        callbacks.append(tensorboard_callback(tensorboard))
-    learner.fit(
-        train_ds,
-        epochs=epochs,
-        batch_size=batch_size,
-        validation=val_ds,
-        verbose=0 if json_out else 2,
-        callbacks=callbacks or None,
-    )
+            log_dir = stack.enter_context(saving_path(tensorboard, choice))
+            callbacks.append(tensorboard_callback(log_dir))
+        learner.fit(
+            train_ds,
+            epochs=epochs,
+            batch_size=batch_size,
+            validation=val_ds,
+            verbose=0 if json_out else 2,
+            callbacks=callbacks or None,
+        )
     saved = learner.save(out_path)
     result = {
         "model": str(saved),
         "labels": labels,
+        "strategy": {
+            "kind": choice.kind,
+            "replicas": choice.replicas,
+            "devices": list(choice.devices),
+            "reason": choice.reason,
+            "global_batch": global_batch,
+            "chief": chief,
+        },
         "history": learner.history,
         "fit": learner.last_fit,
     }
-    if plot is not None:
+    if plot is not None and chief:
         result["plot"] = str(learner.plot_history(plot))
     if json_out:
         emit_json(result)
         return
     final = {k_: v[-1] for k_, v in learner.history.items()}
     out().print("final: " + ", ".join(f"{k_} {v:.4f}" for k_, v in final.items()))
+    if not chief:
+        out().print(f"saved by the chief to {saved}; this worker kept no copy", markup=False)
+        return
     out().print(f"saved {saved} (labels in {saved.with_name(saved.stem + '.labels.json')})")
     if plot is not None:
         out().print(f"curves: {result['plot']}")
