@@ -69,14 +69,12 @@ def preprocessing_layer(mode: str, *, name: str | None = None):
         return None
     w, b = params
     layer = keras().layers.Conv2D(
-        3,
-        1,
-        use_bias=True,
-        trainable=False,
-        name=name or f"preprocess_{mode}",
-        kernel_initializer=keras().initializers.Constant(w.reshape(1, 1, 3, 3)),
-        bias_initializer=keras().initializers.Constant(b),
+        3, 1, use_bias=True, trainable=False, name=name or f"preprocess_{mode}"
     )
+    # Set the numbers as weights, not as Constant initializers: array-valued initializers
+    # do not survive every format (TF.js accepts only scalar Constant values).
+    layer.build((None, None, None, 3))
+    layer.set_weights([w.reshape(1, 1, 3, 3).astype("float32"), b.astype("float32")])
     return layer
 
 

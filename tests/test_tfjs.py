@@ -65,6 +65,20 @@ def _mobilenet_with_head():
     return keras.Model(inputs, outputs, name="pets")
 
 
+def _baked():
+    """A model with modelzoo's baked-in preprocessing layer (what load(...,
+    include_preprocessing=True) and TransferLearner produce) in front of a small conv net."""
+    from modelzoo.preprocessing import with_preprocessing
+
+    keras = _keras()
+    keras.utils.set_random_seed(5)
+    inputs = keras.Input((8, 8, 3))
+    small = keras.initializers.RandomNormal(stddev=0.005)  # caffe inputs reach ±150
+    x = keras.layers.Conv2D(4, 3, activation="relu", kernel_initializer=small)(inputs)
+    outputs = keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(x))
+    return with_preprocessing(keras.Model(inputs, outputs, name="small"), "caffe")
+
+
 def _sequential():
     keras = _keras()
     keras.utils.set_random_seed(2)
@@ -614,6 +628,7 @@ def node_run(tfjs_prefix, pets, pets_export, pets_export_f16, tmp_path_factory):
         "recurrent": (_recurrent(), rng.integers(0, 20, (3, 7))),
         "activations": (_activations(), rng.normal(0, 2, (5, 8))),
         "no_weights": (_no_weights(), rng.normal(0, 3, (2, 4, 4, 3))),
+        "baked": (_baked(), rng.uniform(0, 255, (3, 8, 8, 3))),
     }
     jobs = {
         "pets": (pets_export.out_dir, _images()),
@@ -645,7 +660,7 @@ def test_node_registers_every_class_we_allow(node_run):
 
 @browser
 @pytest.mark.parametrize(
-    "name", ["pets", "sequential", "coverage", "recurrent", "activations", "no_weights"]
+    "name", ["pets", "sequential", "coverage", "recurrent", "activations", "no_weights", "baked"]
 )
 def test_node_predictions_match_keras(node_run, name):
     out, expected = node_run
