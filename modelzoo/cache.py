@@ -25,23 +25,31 @@ into place, so a crash leaves either the old file or the new one, never half of 
 from __future__ import annotations
 
 import contextlib
-import errno
-import hashlib
 import json
 import logging
 import os
 import re
-import secrets
-import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from . import constants
-from .errors import CacheError, LockTimeoutError, ManifestError, NotInstalledError, UsageError
+from ._cache_values import _SHA256_RE, InstallRecord, PruneResult, VerifyResult, _now
+from ._cachefs import (
+    _cache_error,
+    _delete,
+    _digests,
+    _hold_lock,
+    _lock_is_held,
+    _mkdir,
+    _move_read_only,
+    _mtime,
+    _remove_lock_if_free,
+    _tree_size,
+    _write_json,
+)
+from .errors import CacheError, ManifestError, NotInstalledError, UsageError
 from .manifest import NAME_RE, Manifest, load_manifest
 from .versions import is_version, matches, parse_version, split_spec
 
@@ -68,135 +76,10 @@ STALE_PARTIAL_DAYS = 7
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 _SUFFIX_RE = re.compile(r"^(\.[a-z0-9]{1,16})?$")
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _KEEP_ON_CLEAR = frozenset({"config.json", "registries"})
-_RECORD_FORMAT = 1
-
-
-# --------------------------------------------------------------------------- values
-
-
-@dataclass(frozen=True)
-class InstallRecord:
-    """One installed artifact: which model variant, which verified bytes, from where.
-
-    Attributes:
-        name: model name.
-        version: model version.
-        variant: artifact variant (``full``, ``notop``, ...).
-        sha256: hex sha256 of the bytes in the blob.
-        size: size of the blob in bytes.
-        path: the blob file (``blobs/sha256/<hex><suffix>``): the local model file.
-        file_name: the artifact's file name in the manifest.
-        url: the URL the bytes were downloaded from.
-        declared_hash: the manifest's published ``algo:hex``, or None.
-        trusted_on_first_use: True when there was no published hash and ``sha256`` was
-            recorded on first download.
-        registry: name of the registry the manifest came from.
-        installed_at: ISO 8601 UTC timestamp.
-    """
-
-    name: str
-    version: str
-    variant: str
-    sha256: str
-    size: int
-    path: Path
-    file_name: str
-    url: str
-    declared_hash: str | None = None
-    trusted_on_first_use: bool = False
-    registry: str = ""
-    installed_at: str = field(default_factory=lambda: _now())
-
-    @property
-    def spec(self) -> str:
-        """``name@version``."""
-        return f"{self.name}@{self.version}"
-
-    def to_dict(self) -> dict[str, Any]:
-        """The record as a JSON-ready mapping."""
-        data = asdict(self)
-        data["path"] = str(self.path)
-        return {"format": _RECORD_FORMAT, **data}
-
-    @classmethod
-    def from_dict(cls, data: Any, *, source: str | None = None) -> InstallRecord:
-        """Rebuild a record from :meth:`to_dict` output.
-
-        Raises:
-            CacheError: when a field is missing or has the wrong type.
-        """
-        where = source or "<install record>"
-        if not isinstance(data, dict):
-            raise CacheError(f"{where}: expected a JSON object. Reinstall the model.")
-        types = {
-            "name": str,
-            "version": str,
-            "variant": str,
-            "sha256": str,
-            "size": int,
-            "path": str,
-            "file_name": str,
-            "url": str,
-            "declared_hash": (str, type(None)),
-            "trusted_on_first_use": bool,
-            "registry": str,
-            "installed_at": str,
-        }
-        for key, kind in types.items():
-            if key not in data or not isinstance(data[key], kind):
-                raise CacheError(
-                    f"{where}: field {key!r} is missing or invalid (got {data.get(key)!r}). "
-                    "Reinstall the model with `modelzoo install NAME --force`."
-                )
-        if not _SHA256_RE.match(data["sha256"]):
-            raise CacheError(f"{where}: field 'sha256' is not 64 lowercase hex digits.")
-        values = {key: data[key] for key in types}
-        values["path"] = Path(values["path"])
-        return cls(**values)
-
-
-@dataclass(frozen=True)
-class VerifyResult:
-    """The outcome of re-hashing one installed artifact.
-
-    Attributes:
-        record: the install record checked.
-        status: ``ok``, ``mismatch`` (bytes differ from a recorded or published hash) or
-            ``missing`` (the blob file is gone).
-        expected: the ``algo:hex`` that failed (or the record's sha256 when ok/missing).
-        actual: the computed ``algo:hex``, None when missing.
-        message: one line for humans, with the next step when not ok.
-    """
-
-    record: InstallRecord
-    status: str
-    expected: str
-    actual: str | None
-    message: str
-
-    @property
-    def ok(self) -> bool:
-        """Whether the artifact verified."""
-        return self.status == "ok"
-
-
-@dataclass(frozen=True)
-class PruneResult:
-    """What :meth:`Cache.prune` deleted."""
-
-    blobs: tuple[Path, ...] = ()
-    partials: tuple[Path, ...] = ()
-    locks: tuple[Path, ...] = ()
-    bytes_freed: int = 0
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def blob_suffix(file_name: str) -> str:
@@ -234,109 +117,6 @@ def _version_filter(version: str | None):
             f"Invalid version or constraint {version!r}: use 1.2.3, 1.2, ^1.2 or >=1,<2."
         ) from None
     return lambda v: matches(v, version)
-
-
-def _cache_error(exc: OSError, path: Path, action: str) -> CacheError:
-    """Translate an OSError into a CacheError that names the path and the next step."""
-    code = exc.errno
-    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
-        hint = (
-            f"No space left on the device while trying to {action} {path}. Free space "
-            "(`modelzoo cache prune` or `modelzoo cache clear`) or set MODELZOO_HOME to a "
-            "folder on a larger disk."
-        )
-    elif code == errno.EFBIG:
-        hint = (
-            f"File too large while trying to {action} {path} (a file size limit is in "
-            "effect). Raise the limit (ulimit -f) or set MODELZOO_HOME to another disk."
-        )
-    elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
-        hint = (
-            f"Permission denied while trying to {action} {path}. Make the cache folder "
-            "writable or set MODELZOO_HOME to a folder you can write."
-        )
-    else:
-        hint = (
-            f"Cannot {action} {path}: {exc.strerror or exc}. Check that the cache folder is "
-            "a writable directory, or set MODELZOO_HOME to another folder."
-        )
-    return CacheError(hint)
-
-
-def _mkdir(path: Path) -> None:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise _cache_error(exc, path, "create the folder") from exc
-
-
-def _fsync_dir(path: Path) -> None:
-    # Makes the rename itself durable; not every platform/filesystem allows it.
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a fsynced temporary file and an atomic rename."""
-    _mkdir(path.parent)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise _cache_error(exc, path, "write") from exc
-    _fsync_dir(path.parent)
-
-
-def _write_json(path: Path, data: Any) -> None:
-    _atomic_write(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
-
-
-def _tree_size(path: Path) -> int:
-    if path.is_symlink() or path.is_file():
-        with contextlib.suppress(OSError):
-            return path.lstat().st_size
-        return 0
-    total = 0
-    for dirpath, _dirs, files in os.walk(path):
-        for fname in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(dirpath, fname)).st_size
-    return total
-
-
-def _delete(path: Path) -> int:
-    """Delete a file or tree; return the bytes it held."""
-    size = _tree_size(path)
-    try:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
-    except OSError as exc:
-        raise _cache_error(exc, path, "delete") from exc
-    return size
-
-
-def _digests(path: Path, algorithms: set[str]) -> dict[str, str]:
-    hashers = {algo: hashlib.new(algo) for algo in algorithms}
-    try:
-        with open(path, "rb") as fh:
-            while chunk := fh.read(constants.CHUNK_SIZE):
-                for h in hashers.values():
-                    h.update(chunk)
-    except OSError as exc:
-        raise _cache_error(exc, path, "read") from exc
-    return {algo: h.hexdigest() for algo, h in hashers.items()}
 
 
 # --------------------------------------------------------------------------- the cache
@@ -436,66 +216,14 @@ class Cache:
         Raises:
             LockTimeoutError: when another process holds the lock longer than ``timeout``.
         """
-        import filelock  # imported lazily: only installs and prune need locks
-
         path = self.lock_path(key)
         _mkdir(path.parent)
-        flock = filelock.FileLock(str(path))
-        try:
-            try:
-                flock.acquire(timeout=0)
-            except filelock.Timeout:
-                logger.info("waiting for another process to release %s", path)
-                flock.acquire(timeout=timeout)
-        except filelock.Timeout as exc:
-            raise LockTimeoutError(
-                f"Another process held {path} for more than {timeout:g} s (it is probably "
-                "downloading the same file). Wait for it to finish and retry; if no modelzoo "
-                "process is running, delete the lock file and retry."
-            ) from exc
-        except OSError as exc:
-            raise _cache_error(exc, path, "lock") from exc
-        try:
+        with _hold_lock(path, timeout) as flock:
             yield flock
-        finally:
-            flock.release()
 
     def _is_locked(self, key: str) -> bool:
         """Whether another holder has ``key``'s lock right now (no lock file: no)."""
-        import filelock
-
-        path = self.lock_path(key)
-        if not path.exists():
-            return False
-        flock = filelock.FileLock(str(path))
-        try:
-            flock.acquire(timeout=0)
-        except filelock.Timeout:
-            return True
-        except OSError:
-            return False
-        flock.release()
-        return False
-
-    def _remove_lock_if_free(self, path: Path) -> bool:
-        """Delete the lock file at ``path`` unless someone holds it."""
-        import filelock
-
-        flock = filelock.FileLock(str(path))
-        try:
-            flock.acquire(timeout=0)
-        except (filelock.Timeout, OSError):
-            return False
-        try:
-            # Unlink while holding it so nobody can be inside the critical section. A process
-            # already waiting on this file may still win it while a newcomer locks a fresh
-            # file: prune is maintenance, not meant to run beside installs (see prune()).
-            path.unlink(missing_ok=True)
-        except OSError as exc:
-            raise _cache_error(exc, path, "delete") from exc
-        finally:
-            flock.release()
-        return True
+        return _lock_is_held(self.lock_path(key))
 
     # ---- writing
 
@@ -531,27 +259,7 @@ class Cache:
                     src.unlink()
                 return dest
             logger.warning("replacing damaged blob %s (size differs from verified download)", dest)
-        _mkdir(dest.parent)
-        try:
-            with open(src, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.chmod(src, 0o444)
-            try:
-                os.replace(src, dest)
-            except OSError as exc:
-                if exc.errno != errno.EXDEV:
-                    raise
-                # src lives on another filesystem: copy next to dest, then rename.
-                tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-                shutil.copyfile(src, tmp)
-                with open(tmp, "rb") as fh:
-                    os.fsync(fh.fileno())
-                os.chmod(tmp, 0o444)
-                os.replace(tmp, dest)
-                src.unlink()
-        except OSError as exc:
-            raise _cache_error(exc, dest, "store the blob") from exc
-        _fsync_dir(dest.parent)
+        _move_read_only(src, dest)
         return dest
 
     def write_record(self, manifest: Manifest, variant: str, record: InstallRecord) -> Path:
@@ -822,7 +530,7 @@ class Cache:
             for path in sorted(self.locks_dir.glob("*.lock")):
                 key = path.name[: -len(".lock")]
                 size = _tree_size(path)
-                if _KEY_RE.match(key) and self._remove_lock_if_free(path):
+                if _KEY_RE.match(key) and _remove_lock_if_free(path):
                     freed += size
                     locks.append(path)
         return PruneResult(tuple(blobs), tuple(removed_partials), tuple(locks), freed)
@@ -854,13 +562,6 @@ class Cache:
                 if entry.name not in _KEEP_ON_CLEAR:
                     freed += _delete(entry)
         return freed
-
-
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return 0.0
 
 
 def _replace_path(rec: InstallRecord, path: Path) -> InstallRecord:

@@ -12,12 +12,16 @@ the expected size and hash. The caller then moves it into place. What it guarant
   different files are never stitched together;
 * connection errors, timeouts, truncated bodies and 5xx are retried with capped
   exponential backoff; other 4xx move on to the next URL at once;
-* ``MODELZOO_MIRROR`` rewrites URLs (mirrors first, originals after) and
-  ``MODELZOO_OFFLINE`` forbids the network (``file://`` still works);
+* ``MODELZOO_MIRROR`` rewrites URLs (mirrors first, originals after; see
+  :mod:`modelzoo.mirrors`) and ``MODELZOO_OFFLINE`` forbids the network (``file://``
+  still works);
 * redirects are followed by hand and must keep their scheme (http -> https is the one
-  change allowed); only ``https``, ``http`` and ``file`` URLs are ever opened;
+  change allowed); only ``https``, ``http`` and ``file`` URLs are ever opened (both in
+  :mod:`modelzoo._http`);
 * a wrong size or hash deletes the partial and raises :class:`IntegrityError`; a full
   disk deletes it and raises :class:`CacheError`.
+
+``ALLOWED_SCHEMES`` and :func:`rewrite_urls` are re-exported here.
 """
 
 from __future__ import annotations
@@ -33,9 +37,21 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 from . import constants
+from ._http import (
+    ALLOWED_SCHEMES,
+    _content_range,
+    _content_range_total,
+    _describe,
+    _int,
+    _new_session,
+    _open,
+    _Retry,
+    _scheme,
+    _UrlFailed,
+)
 from .errors import (
     CacheError,
     DownloadError,
@@ -46,6 +62,7 @@ from .errors import (
 )
 from .hashes import Hasher, HashingWriter, WriteFailed, algorithms_for, format_hash, matches
 from .manifest import Hash, parse_hash
+from .mirrors import rewrite_urls
 from .progress import progress_bar
 
 if TYPE_CHECKING:  # requests is imported lazily: `import modelzoo.download` stays cheap
@@ -55,17 +72,12 @@ __all__ = ["ALLOWED_SCHEMES", "DownloadResult", "download", "rewrite_urls"]
 
 logger = logging.getLogger("modelzoo")
 
-#: The only URL schemes modelzoo ever opens.
-ALLOWED_SCHEMES = ("https", "http", "file")
-
-_MAX_REDIRECTS = 10
 # Resumes that made progress do not use up retries; this bounds them all the same, so a
 # server that drip-feeds a few bytes per connection cannot keep a download alive forever.
 _MAX_RESUMES = 100
 _BACKOFF_CAP = 8.0
 _DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 _RETRY_STATUS = frozenset({408, 425, 429})
-_REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 
 
 @dataclass(frozen=True)
@@ -90,97 +102,6 @@ class DownloadResult:
     def digest(self) -> str:
         """``"sha256:<hex>"``."""
         return format_hash("sha256", self.sha256)
-
-
-class _Retry(Exception):
-    """This attempt failed in a way worth retrying on the same URL."""
-
-    def __init__(self, reason: str, *, status: int | None = None):
-        super().__init__(reason)
-        self.status = status
-
-
-class _UrlFailed(Exception):
-    """This URL cannot deliver the file; move on to the next one."""
-
-    def __init__(self, reason: str, *, status: int | None = None):
-        super().__init__(reason)
-        self.status = status
-
-
-# -- URL rewriting ---------------------------------------------------------------------
-
-
-def _scheme(url: str) -> str:
-    return urlsplit(url).scheme.lower()
-
-
-def _mirror_error(rule: str, detail: str) -> UsageError:
-    return UsageError(
-        f"MODELZOO_MIRROR={rule!r}: {detail}. Use a base URL "
-        "('https://mirror.example/models') or comma-separated ORIGIN_PREFIX=MIRROR_PREFIX "
-        "pairs ('https://storage.googleapis.com/=https://mirror.example/gcs/')."
-    )
-
-
-def _check_mirror_target(rule: str, target: str) -> None:
-    parts = urlsplit(target)
-    if parts.scheme.lower() not in ALLOWED_SCHEMES or (
-        parts.scheme.lower() != "file" and not parts.netloc
-    ):
-        raise _mirror_error(rule, f"{target!r} is not an absolute https, http or file URL")
-
-
-def rewrite_urls(urls: str | Iterable[str], rule: str | None) -> list[str]:
-    """Apply a mirror rule to ``urls``; mirrored URLs come first, the originals after.
-
-    ``rule`` is either a base URL, under which each http(s) URL's host and path are
-    appended (``https://mirror.corp/models`` turns ``https://storage.googleapis.com/x.h5``
-    into ``https://mirror.corp/models/storage.googleapis.com/x.h5``), or comma-separated
-    ``ORIGIN_PREFIX=MIRROR_PREFIX`` pairs: a URL starting with an origin prefix has it
-    replaced by the mirror prefix (the first matching pair wins).
-
-    Args:
-        urls: one URL or several, primary first.
-        rule: the rule (usually ``constants.mirror()``); None or "" leaves ``urls`` as is.
-
-    Returns:
-        The URLs to try in order, without duplicates.
-
-    Raises:
-        UsageError: when ``rule`` cannot be read.
-    """
-    originals = [urls] if isinstance(urls, str) else list(urls)
-    rule = (rule or "").strip()
-    if not rule:
-        return list(dict.fromkeys(originals))
-    if "=" in rule:
-        pairs = []
-        for part in filter(None, (p.strip() for p in rule.split(","))):
-            origin, sep, target = (s.strip() for s in part.partition("="))
-            if not sep or not origin or not target:
-                raise _mirror_error(rule, f"cannot read the pair {part!r}")
-            _check_mirror_target(rule, target)
-            pairs.append((origin, target))
-
-        def rewrite(url: str) -> str | None:
-            for origin, target in pairs:
-                if url.startswith(origin):
-                    return target + url[len(origin) :]
-            return None
-    else:
-        _check_mirror_target(rule, rule)
-        base = rule.rstrip("/")
-
-        def rewrite(url: str) -> str | None:
-            parts = urlsplit(url)
-            if parts.scheme.lower() not in ("http", "https"):
-                return None
-            query = f"?{parts.query}" if parts.query else ""
-            return f"{base}/{parts.netloc}{parts.path}{query}"
-
-    mirrored = [m for m in map(rewrite, originals) if m]
-    return list(dict.fromkeys([*mirrored, *originals]))
 
 
 # -- the partial file and its sidecar --------------------------------------------------
@@ -236,32 +157,6 @@ def _cache_error(partial: Path, exc: OSError, *, needed: int | None) -> CacheErr
 
 
 # -- one download ----------------------------------------------------------------------
-
-
-def _describe(exc: BaseException) -> str:
-    """One short line for a network exception (requests' own messages run long)."""
-    name = type(exc).__name__
-    if "Timeout" in name or isinstance(exc, TimeoutError):
-        connect, read = constants.timeouts()
-        if "Connect" in name:
-            return f"could not connect within {connect:g} s (connect timeout)"
-        return f"no data for {read:g} s (read timeout; MODELZOO_TIMEOUT raises it)"
-    text = str(exc)
-    if "IncompleteRead" in text or "Connection broken" in text:
-        return "connection closed before the end of the file"
-    return f"connection failed: {_root_cause(exc)}"
-
-
-def _root_cause(exc: BaseException) -> str:
-    """The innermost message of a chained exception, on one line."""
-    for _ in range(10):  # requests wraps urllib3 wraps socket errors, a few levels deep
-        inner = exc.__cause__ or (exc.args[0] if exc.args else None)
-        if not isinstance(inner, BaseException) or inner is exc:
-            break
-        exc = inner
-    reason = getattr(exc, "reason", None)
-    text = str(reason if isinstance(reason, BaseException) else exc)
-    return " ".join(text.split())[:200]
 
 
 class _Job:
@@ -342,51 +237,10 @@ class _Job:
         logger.info("Resuming %s from byte %d", url, have)
         return have, headers
 
-    def _open(self, url: str, headers: dict[str, str]):
-        import requests
-
-        current = url
-        for _ in range(_MAX_REDIRECTS + 1):
-            try:
-                response = self.session.get(
-                    current,
-                    headers=headers,
-                    stream=True,
-                    allow_redirects=False,
-                    timeout=constants.timeouts(),
-                    # Passed explicitly: requests lets REQUESTS_CA_BUNDLE override a
-                    # session's own `verify` otherwise.
-                    verify=self.session.verify,
-                )
-            except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema) as exc:
-                raise _UrlFailed(f"invalid URL: {exc}") from exc
-            except requests.exceptions.SSLError as exc:
-                # Certificates do not fix themselves: retrying would only delay the error.
-                raise _UrlFailed(
-                    f"TLS error (certificate or protocol): {_root_cause(exc)}"
-                ) from exc
-            except requests.RequestException as exc:
-                raise _Retry(_describe(exc)) from exc
-            if response.status_code not in _REDIRECT_STATUS or "Location" not in response.headers:
-                return response
-            target = urljoin(current, response.headers["Location"])
-            response.close()
-            before, after = _scheme(current), _scheme(target)
-            # Same scheme, or an upgrade to https; anything else could downgrade security
-            # or reach a local file.
-            if after != before and not (before == "http" and after == "https"):
-                raise _UrlFailed(
-                    f"refused redirect to {target}: redirects may not change the scheme "
-                    f"({before} -> {after})"
-                )
-            logger.debug("redirect %s -> %s", current, target)
-            current = target
-        raise _UrlFailed(f"more than {_MAX_REDIRECTS} redirects")
-
     def _attempt(self, url: str) -> DownloadResult:
         offset, headers = self._resume_plan(url)
         headers = {"Accept-Encoding": "identity", **headers}
-        response = self._open(url, headers)
+        response = _open(self.session, url, headers)
         with response:
             status = response.status_code
             if status == 416 and offset:
@@ -588,38 +442,6 @@ class _Job:
         return DownloadResult(
             path=self.partial, size=size, sha256=digests["sha256"], md5=digests.get("md5"), url=url
         )
-
-
-def _int(value: str | None) -> int | None:
-    try:
-        number = int(value) if value is not None else None
-    except ValueError:
-        return None
-    return number if number is not None and number >= 0 else None
-
-
-def _content_range(value: str | None) -> tuple[int | None, int | None]:
-    """``bytes 100-199/1000`` -> ``(100, 1000)``; unknown parts are None."""
-    if not value or not value.strip().startswith("bytes "):
-        return None, None
-    span, _, total = value.strip()[6:].partition("/")
-    start = _int(span.partition("-")[0].strip())
-    return start, _int(total.strip())
-
-
-def _content_range_total(value: str | None) -> int | None:
-    """``bytes */1000`` (as sent with 416) -> ``1000``."""
-    return _content_range(value)[1] if value and "*/" in value else None
-
-
-def _new_session():
-    import requests
-
-    from . import __version__
-
-    session = requests.Session()
-    session.headers["User-Agent"] = f"modelzoo/{__version__} python-requests/{requests.__version__}"
-    return session
 
 
 def _normalise_expected(expected: Hash | str | None) -> Hash | None:

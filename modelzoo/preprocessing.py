@@ -73,7 +73,12 @@ def preprocessing_layer(mode: str, *, name: str | None = None):
     )
     # Set the numbers as weights, not as Constant initializers: array-valued initializers
     # do not survive every format (TF.js accepts only scalar Constant values).
-    layer.build((None, None, None, 3))
+    # Build under the layer's name scope, as a first call would: weight names
+    # ("preprocess_tf/kernel:0") then match a clone of the model (feature-cache keys).
+    from ._tf import tf
+
+    with tf().name_scope(layer.name):
+        layer.build((None, None, None, 3))
     layer.set_weights([w.reshape(1, 1, 3, 3).astype("float32"), b.astype("float32")])
     return layer
 

@@ -13,7 +13,7 @@ Registries are consulted in priority order, highest first:
 1. ``MODELZOO_REGISTRY``: comma-separated folders, ``file://`` or ``http(s)://`` URLs, in
    the order given;
 2. registries added with :func:`add_registry`, most recently added first (kept in
-   ``<MODELZOO_HOME>/config.json``);
+   ``<MODELZOO_HOME>/config.json``, see :mod:`modelzoo._registry_config`);
 3. the bundled registry that ships with modelzoo (name ``bundled``), always last.
 
 The first registry that knows a name owns it: its versions are the only ones considered,
@@ -29,21 +29,17 @@ read is always an error. Nothing here imports TensorFlow.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 from . import constants
 from ._index import (
     INDEX_FILE,
     IndexEntry,
     LoadedIndex,
-    atomic_write_bytes,
     build_index,
     cache_slug,
     fetch_cached,
@@ -54,8 +50,8 @@ from ._index import (
     rank_entries,
     write_index,
 )
+from ._registry_config import _default_name, _normalize_location, _read_config, _update_config
 from .errors import (
-    LockTimeoutError,
     ModelNotFoundError,
     OfflineError,
     RegistryError,
@@ -87,7 +83,6 @@ logger = logging.getLogger("modelzoo")
 
 #: Name of the registry that ships inside the package.
 BUNDLED = "bundled"
-_CONFIG_FILE = "config.json"
 
 
 def bundled_registry_path() -> Path:
@@ -259,97 +254,6 @@ class Resolved:
 
 # ---------------------------------------------------------------------------------------
 # configuration
-
-
-def _normalize_location(location: Any, *, what: str = "registry location") -> tuple[str, str]:
-    """``(kind, location)``: ``folder`` with an absolute path, or ``http`` with a clean URL."""
-    if not isinstance(location, (str, os.PathLike)) or not str(location).strip():
-        raise UsageError(f"Invalid {what} {location!r}: give a folder path or an http(s) URL.")
-    text = str(location).strip()
-    if "://" in text:
-        parts = urlsplit(text)
-        scheme = parts.scheme.lower()
-        if scheme in ("http", "https"):
-            if not parts.hostname:
-                raise UsageError(f"Invalid {what} {text!r}: the URL has no host.")
-            if parts.query or parts.fragment:
-                raise UsageError(f"Invalid {what} {text!r}: drop the ?query/#fragment.")
-            return "http", text.rstrip("/")
-        if scheme == "file":
-            if parts.netloc not in ("", "localhost"):
-                raise UsageError(f"Invalid {what} {text!r}: file:// URLs must be local.")
-            from urllib.request import url2pathname  # lazily: it imports http.client
-
-            text = url2pathname(parts.path)
-        else:
-            raise UsageError(
-                f"Unsupported {what} {text!r} (scheme {scheme!r}): use a folder path, "
-                "file://, http:// or https://."
-            )
-    return "folder", str(Path(text).expanduser().absolute())
-
-
-def _default_name(kind: str, location: str) -> str:
-    if kind == "http":
-        parts = urlsplit(location)
-        raw = f"{parts.netloc}{parts.path}"
-    else:
-        raw = Path(location).name
-    name = re.sub(r"[^a-z0-9._-]+", "-", raw.lower()).strip("-._")[:60].strip("-._")
-    return name or "registry"
-
-
-def _config_path() -> Path:
-    return constants.home() / _CONFIG_FILE
-
-
-def _read_config() -> dict[str, Any]:
-    path = _config_path()
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return {}
-    except OSError as exc:
-        raise RegistryError(f"Cannot read {path}: {exc.strerror or exc}.") from exc
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise RegistryError(f"{path} is not valid JSON ({exc}). Fix it or delete it.") from exc
-    registries = data.get("registries", []) if isinstance(data, dict) else None
-    ok = isinstance(registries, list) and all(
-        isinstance(r, dict)
-        and isinstance(r.get("name"), str)
-        and isinstance(r.get("location"), str)
-        for r in registries
-    )
-    if not ok:
-        raise RegistryError(
-            f'{path}: expected {{"registries": [{{"name": ..., "location": ...}}, ...]}}. '
-            "Fix it or delete it."
-        )
-    return data
-
-
-def _update_config(change) -> Any:
-    """Apply ``change(config) -> result`` under a lock and write the config atomically."""
-    import filelock  # lazily: only the config-changing commands need it
-
-    path = _config_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = filelock.FileLock(str(path) + ".lock", timeout=30)
-    try:
-        with lock:
-            config = _read_config()
-            config.setdefault("registries", [])
-            result = change(config)
-            data = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
-            atomic_write_bytes(path, data.encode("utf-8"))
-    except filelock.Timeout as exc:
-        raise LockTimeoutError(
-            f"Another modelzoo process has held {lock.lock_file} for 30 s. Wait for it to "
-            "finish; if none is running, delete that file."
-        ) from exc
-    return result
 
 
 def list_registries() -> list[Registry]:

@@ -80,7 +80,6 @@ def human_size(n: int | None) -> str:
 def fail(message: str, code: int = 1):
     """Print ``error: message`` on stderr and exit with ``code``."""
     import typer
-
     from rich.markup import escape
 
     err().print(f"[bold red]error:[/] {escape(message)}", markup=True)

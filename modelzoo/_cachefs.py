@@ -1,0 +1,230 @@
+"""Filesystem steps of the cache: atomic writes, blob moves, deletes, hashes, lock files.
+
+Writes go to a temporary file in the destination folder, are fsynced and then renamed
+into place, so a crash leaves either the old file or the new one, never half of one.
+Every ``OSError`` becomes a :class:`~modelzoo.errors.CacheError` naming the path and the
+next step (free space, fix permissions, or set ``MODELZOO_HOME``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import logging
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from . import constants
+from .errors import CacheError, LockTimeoutError
+
+__all__: list[str] = []  # helpers of modelzoo.cache; nothing here is public API
+
+logger = logging.getLogger("modelzoo")
+
+
+def _cache_error(exc: OSError, path: Path, action: str) -> CacheError:
+    """Translate an OSError into a CacheError that names the path and the next step."""
+    code = exc.errno
+    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+        hint = (
+            f"No space left on the device while trying to {action} {path}. Free space "
+            "(`modelzoo cache prune` or `modelzoo cache clear`) or set MODELZOO_HOME to a "
+            "folder on a larger disk."
+        )
+    elif code == errno.EFBIG:
+        hint = (
+            f"File too large while trying to {action} {path} (a file size limit is in "
+            "effect). Raise the limit (ulimit -f) or set MODELZOO_HOME to another disk."
+        )
+    elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = (
+            f"Permission denied while trying to {action} {path}. Make the cache folder "
+            "writable or set MODELZOO_HOME to a folder you can write."
+        )
+    else:
+        hint = (
+            f"Cannot {action} {path}: {exc.strerror or exc}. Check that the cache folder is "
+            "a writable directory, or set MODELZOO_HOME to another folder."
+        )
+    return CacheError(hint)
+
+
+def _mkdir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _cache_error(exc, path, "create the folder") from exc
+
+
+def _fsync_dir(path: Path) -> None:
+    # Makes the rename itself durable; not every platform/filesystem allows it.
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a fsynced temporary file and an atomic rename."""
+    _mkdir(path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise _cache_error(exc, path, "write") from exc
+    _fsync_dir(path.parent)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    _atomic_write(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+
+
+def _tree_size(path: Path) -> int:
+    if path.is_symlink() or path.is_file():
+        with contextlib.suppress(OSError):
+            return path.lstat().st_size
+        return 0
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for fname in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, fname)).st_size
+    return total
+
+
+def _delete(path: Path) -> int:
+    """Delete a file or tree; return the bytes it held."""
+    size = _tree_size(path)
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise _cache_error(exc, path, "delete") from exc
+    return size
+
+
+def _digests(path: Path, algorithms: set[str]) -> dict[str, str]:
+    hashers = {algo: hashlib.new(algo) for algo in algorithms}
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(constants.CHUNK_SIZE):
+                for h in hashers.values():
+                    h.update(chunk)
+    except OSError as exc:
+        raise _cache_error(exc, path, "read") from exc
+    return {algo: h.hexdigest() for algo, h in hashers.items()}
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _move_read_only(src: Path, dest: Path) -> None:
+    """Move the file ``src`` to ``dest`` read-only (0o444) and durably, across disks too."""
+    _mkdir(dest.parent)
+    try:
+        with open(src, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.chmod(src, 0o444)
+        try:
+            os.replace(src, dest)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            # src lives on another filesystem: copy next to dest, then rename.
+            tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+            shutil.copyfile(src, tmp)
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, dest)
+            src.unlink()
+    except OSError as exc:
+        raise _cache_error(exc, dest, "store the blob") from exc
+    _fsync_dir(dest.parent)
+
+
+# --------------------------------------------------------------------------- lock files
+
+
+@contextlib.contextmanager
+def _hold_lock(path: Path, timeout: float) -> Iterator[Any]:
+    """Hold the inter-process lock file at ``path`` (``timeout`` < 0 waits forever)."""
+    import filelock  # imported lazily: only installs and prune need locks
+
+    flock = filelock.FileLock(str(path))
+    try:
+        try:
+            flock.acquire(timeout=0)
+        except filelock.Timeout:
+            logger.info("waiting for another process to release %s", path)
+            flock.acquire(timeout=timeout)
+    except filelock.Timeout as exc:
+        raise LockTimeoutError(
+            f"Another process held {path} for more than {timeout:g} s (it is probably "
+            "downloading the same file). Wait for it to finish and retry; if no modelzoo "
+            "process is running, delete the lock file and retry."
+        ) from exc
+    except OSError as exc:
+        raise _cache_error(exc, path, "lock") from exc
+    try:
+        yield flock
+    finally:
+        flock.release()
+
+
+def _lock_is_held(path: Path) -> bool:
+    """Whether another holder has the lock at ``path`` right now (no lock file: no)."""
+    import filelock
+
+    if not path.exists():
+        return False
+    flock = filelock.FileLock(str(path))
+    try:
+        flock.acquire(timeout=0)
+    except filelock.Timeout:
+        return True
+    except OSError:
+        return False
+    flock.release()
+    return False
+
+
+def _remove_lock_if_free(path: Path) -> bool:
+    """Delete the lock file at ``path`` unless someone holds it."""
+    import filelock
+
+    flock = filelock.FileLock(str(path))
+    try:
+        flock.acquire(timeout=0)
+    except (filelock.Timeout, OSError):
+        return False
+    try:
+        # Unlink while holding it so nobody can be inside the critical section. A process
+        # already waiting on this file may still win it while a newcomer locks a fresh
+        # file: prune is maintenance, not meant to run beside installs (see prune()).
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise _cache_error(exc, path, "delete") from exc
+    finally:
+        flock.release()
+    return True
