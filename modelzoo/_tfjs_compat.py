@@ -241,7 +241,11 @@ def _portable(node: Any) -> None:
         if key.endswith("_initializer") and isinstance(value, dict):
             cls = value.get("class_name")
             cls = _KERAS_TO_TFJS_INITIALIZER.get(cls, cls)
-            if cls in _TFJS_INITIALIZERS:
+            cfg = value.get("config") or {}
+            if cls == "Constant" and not isinstance(cfg.get("value", 0), int | float):
+                # TF.js takes only scalar constants; the loaded weights replace it anyway.
+                node[key] = {"class_name": "Zeros", "config": {}}
+            elif cls in _TFJS_INITIALIZERS:
                 value["class_name"] = cls
             else:
                 # Overwritten by the loaded weights anyway.

@@ -79,6 +79,16 @@ def _baked():
     return with_preprocessing(keras.Model(inputs, outputs, name="small"), "caffe")
 
 
+def _array_constant():
+    """A Conv2D whose config holds an array-valued Constant initializer (as models saved
+    with such initializers do); TF.js only parses scalar constants."""
+    keras = _keras()
+    inputs = keras.Input((4, 4, 3))
+    init = keras.initializers.Constant(np.arange(9, dtype="float32").reshape(1, 1, 3, 3) / 10)
+    x = keras.layers.Conv2D(3, 1, kernel_initializer=init, bias_initializer="ones")(inputs)
+    return keras.Model(inputs, keras.layers.Flatten()(x), name="array_constant")
+
+
 def _sequential():
     keras = _keras()
     keras.utils.set_random_seed(2)
@@ -629,6 +639,7 @@ def node_run(tfjs_prefix, pets, pets_export, pets_export_f16, tmp_path_factory):
         "activations": (_activations(), rng.normal(0, 2, (5, 8))),
         "no_weights": (_no_weights(), rng.normal(0, 3, (2, 4, 4, 3))),
         "baked": (_baked(), rng.uniform(0, 255, (3, 8, 8, 3))),
+        "array_constant": (_array_constant(), rng.uniform(0, 1, (2, 4, 4, 3))),
     }
     jobs = {
         "pets": (pets_export.out_dir, _images()),
@@ -660,7 +671,17 @@ def test_node_registers_every_class_we_allow(node_run):
 
 @browser
 @pytest.mark.parametrize(
-    "name", ["pets", "sequential", "coverage", "recurrent", "activations", "no_weights", "baked"]
+    "name",
+    [
+        "pets",
+        "sequential",
+        "coverage",
+        "recurrent",
+        "activations",
+        "no_weights",
+        "baked",
+        "array_constant",
+    ],
 )
 def test_node_predictions_match_keras(node_run, name):
     out, expected = node_run
