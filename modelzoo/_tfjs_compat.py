@@ -243,7 +243,7 @@ def _portable(node: Any) -> None:
             cls = _KERAS_TO_TFJS_INITIALIZER.get(cls, cls)
             cfg = value.get("config") or {}
             if cls == "Constant" and not isinstance(cfg.get("value", 0), int | float):
-                # TF.js takes only scalar constants; the loaded weights replace it anyway.
+                # tf_keras writes arrays as a __numpy__ object TF.js cannot use; weights replace it.
                 node[key] = {"class_name": "Zeros", "config": {}}
             elif cls in _TFJS_INITIALIZERS:
                 value["class_name"] = cls

@@ -80,8 +80,9 @@ def _baked():
 
 
 def _array_constant():
-    """A Conv2D whose config holds an array-valued Constant initializer (as models saved
-    with such initializers do); TF.js only parses scalar constants."""
+    """A Conv2D whose config holds an array-valued Constant initializer. tf_keras writes the
+    array as a ``__numpy__`` object; the demo page failed to load such a model in Chromium
+    ("values passed to tensor(values) must be ..."), so the export writes Zeros instead."""
     keras = _keras()
     inputs = keras.Input((4, 4, 3))
     init = keras.initializers.Constant(np.arange(9, dtype="float32").reshape(1, 1, 3, 3) / 10)
