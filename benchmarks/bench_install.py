@@ -30,7 +30,6 @@ import argparse
 import contextlib
 import hashlib
 import io
-import json
 import logging
 import os
 import platform
@@ -42,6 +41,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import finish, goal_lines
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -231,7 +232,7 @@ def _table(result: dict) -> str:
             f"| {name} | {seconds:.3f} | {size_mb / seconds:.0f} | {ratio:.2f} | {cpu:.3f} |"
         )
     lines.append("")
-    lines += [f"- {goal}: {'yes' if ok else 'NO'}" for goal, ok in result["goals"].items()]
+    lines += goal_lines(result["goals"])
     return "\n".join(lines)
 
 
@@ -242,12 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     result = run(args.size_mb, args.repeat)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(_table(result))
-    print(f"\nload average before/after: {result['machine']['loadavg_before']} / "
-          f"{result['machine']['loadavg_after']}; written to {args.out}")  # fmt: skip
-    return 0
+    return finish(result, args.out, _table(result))
 
 
 if __name__ == "__main__":

@@ -50,6 +50,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import finish, goal_lines
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results" / "load.json"
@@ -361,7 +363,7 @@ def _table(result: dict) -> str:
             f"{mib(m['rss_after'])} |"
         )
     lines.append("")
-    lines += [f"- {goal}: {'yes' if ok else 'NO'}" for goal, ok in result["goals"].items()]
+    lines += goal_lines(result["goals"])
     return "\n".join(lines)
 
 
@@ -372,12 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     result = run(args.repeat, args.mem_repeat)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(_table(result))
-    print(f"\nload average before/after: {result['machine']['loadavg_before']} / "
-          f"{result['machine']['loadavg_after']}; written to {args.out}")  # fmt: skip
-    return 0
+    return finish(result, args.out, _table(result))
 
 
 if __name__ == "__main__":

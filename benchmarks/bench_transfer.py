@@ -51,6 +51,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import finish, goal_lines
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "transfer.json"
 GOAL_SPEEDUP = 5.0
@@ -320,7 +322,7 @@ def _table(result: dict) -> str:
             f"{statistics.median(acc['plain']):.1%} / {statistics.median(acc['cache miss']):.1%} |"
         )
     lines.append("")
-    lines += [f"- {goal}: {'yes' if ok else 'NO'}" for goal, ok in result["goals"].items()]
+    lines += goal_lines(result["goals"])
     return "\n".join(lines)
 
 
@@ -337,12 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     result = run(args.epochs, args.repeat, args.big_images, args.workload, args.pooling)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(_table(result))
-    print(f"\nload average before/after: {result['machine']['loadavg_before']} / "
-          f"{result['machine']['loadavg_after']}; written to {args.out}")  # fmt: skip
-    return 0
+    return finish(result, args.out, _table(result))
 
 
 if __name__ == "__main__":

@@ -42,3 +42,22 @@ def local_server(tmp_path):
     root.mkdir()
     with LocalServer(root) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory):
+    """A real image folder: one sub-folder per class, 8 PNG digits 5 and 6 (32x32 RGB)."""
+    import numpy as np
+    from PIL import Image
+
+    from modelzoo.datasets import digits_to_rgb, load_digits
+
+    root = tmp_path_factory.mktemp("images")
+    images, labels = load_digits()
+    for digit in (5, 6):
+        folder = root / f"digit_{digit}"
+        folder.mkdir()
+        rgb = digits_to_rgb(images[labels == digit][:8]).astype(np.uint8)
+        for i, arr in enumerate(rgb):
+            Image.fromarray(arr).save(folder / f"{i}.png")
+    return root

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -23,24 +22,6 @@ def run():
         return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
     return invoke
-
-
-@pytest.fixture(scope="module")
-def image_folder(tmp_path_factory):
-    """A real image folder: one sub-folder per class, PNG digits 5 and 6 (32x32 RGB)."""
-    from PIL import Image
-
-    from modelzoo.datasets import digits_to_rgb, load_digits
-
-    root = tmp_path_factory.mktemp("images")
-    images, labels = load_digits()
-    for digit in (5, 6):
-        folder = root / f"digit_{digit}"
-        folder.mkdir()
-        rgb = digits_to_rgb(images[labels == digit][:8]).astype(np.uint8)
-        for i, arr in enumerate(rgb):
-            Image.fromarray(arr).save(folder / f"{i}.png")
-    return root
 
 
 def test_layers_filter_json_and_cut_points(run):

@@ -374,24 +374,6 @@ def test_other_errors_pass_through_cluster_failures():
 # ----------------------------------------------------------------------------- CLI, in process
 
 
-@pytest.fixture(scope="module")
-def image_folder(tmp_path_factory):
-    """One sub-folder of 32x32 PNG digits per class (5 and 6), 8 images each."""
-    from PIL import Image
-
-    from modelzoo.datasets import digits_to_rgb, load_digits
-
-    root = tmp_path_factory.mktemp("images")
-    images, labels = load_digits()
-    for digit in (5, 6):
-        folder = root / f"digit_{digit}"
-        folder.mkdir()
-        rgb = digits_to_rgb(images[labels == digit][:8]).astype(np.uint8)
-        for i, arr in enumerate(rgb):
-            Image.fromarray(arr).save(folder / f"{i}.png")
-    return root
-
-
 @pytest.mark.tf
 @pytest.mark.parametrize(
     ("strategy", "expected"),
