@@ -171,18 +171,27 @@ def _reusable(cache: Cache, manifest: Manifest, artifact: Artifact) -> InstallRe
 
 
 def _shared_blob(cache: Cache, artifact: Artifact, url: str) -> tuple[Path, str] | None:
-    """Verified bytes of this artifact already stored for another model: (path, sha256)."""
+    """Verified bytes of this artifact already stored for another model: (path, sha256).
+
+    Only equality of a real hash proves two artifacts are the same file: the published
+    sha256 (or the sha256 recorded on first use for this very URL), or a published md5
+    that another install was verified against. Two artifacts that both lack a hash are
+    never the same file.
+    """
     suffix = blob_suffix(artifact.file_name)
-    sha = None
-    if artifact.hash is not None and artifact.hash.algorithm == "sha256":
-        sha = artifact.hash.hex
-    elif artifact.hash is None:
+    if artifact.hash is None:
         sha = cache.trusted_sha256(url)
+    elif artifact.hash.algorithm == "sha256":
+        sha = artifact.hash.hex
+    else:
+        sha = None
     if sha is not None:
         path = cache.blob_path(sha, suffix)
         size_ok = artifact.size is None or (path.is_file() and path.stat().st_size == artifact.size)
         return (path, sha) if path.is_file() and size_ok else None
-    declared = _declared(artifact)  # md5: find an install that was verified against it
+    if artifact.hash is None:
+        return None  # no hash to compare: this URL's bytes have never been seen
+    declared = str(artifact.hash)  # md5: an install that was verified against the same md5
     for rec in cache.installed():
         if rec.declared_hash == declared and rec.path.suffix == suffix:
             return rec.path, rec.sha256

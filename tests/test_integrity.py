@@ -1,0 +1,147 @@
+"""Issue 10: the weights you load are the bytes the manifest names, and nothing hangs or leaks.
+
+Real tiny MobileNets (alpha 0.25, 32x32) with distinct random weights, published without
+hashes in a local registry whose artifact URLs point at a real local HTTP server.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _server import LocalServer
+
+import modelzoo
+from modelzoo import registry
+from modelzoo.cache import Cache
+
+KWARGS = {"alpha": 0.25, "input_shape": [32, 32, 3], "classes": 3}
+
+
+def _app_manifest(name: str, version: str, artifacts: dict) -> dict:
+    return {
+        "schema_version": 1,
+        "name": name,
+        "version": version,
+        "family": "MobileNet",
+        "summary": "tiny MobileNet for integrity tests",
+        "input": {"shape": [32, 32, 3], "min_size": 32, "preprocessing": "tf"},
+        "build": {"kind": "keras-application", "constructor": "MobileNet", "kwargs": KWARGS},
+        "artifacts": artifacts,
+        "cut_points": [{"layer": "conv_pw_13_relu", "shape": [1, 1, 256], "variant": "notop"}],
+    }
+
+
+def _save_weights(path: Path, *, seed: int, include_top: bool) -> list[np.ndarray]:
+    """Random MobileNet weights for ``seed``, saved the way official Keras weights are."""
+    import tf_keras as keras
+
+    keras.utils.set_random_seed(seed)
+    kwargs = dict(KWARGS, input_shape=tuple(KWARGS["input_shape"]))
+    model = keras.applications.MobileNet(include_top=include_top, weights=None, **kwargs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save_weights(path)
+    return model.get_weights()
+
+
+@pytest.fixture(scope="module")
+def hashless(tmp_path_factory):
+    """A registry of unhashed artifacts: three models/versions/variants, distinct weights.
+
+    ``alpha@1.0.0`` has ``full`` and ``notop``; ``alpha@1.1.0`` and ``beta@1.0.0`` have
+    ``notop`` only. Every file has the same suffix and no published hash.
+    """
+    root = tmp_path_factory.mktemp("hashless")
+    layout = {
+        ("alpha", "1.0.0"): {"full": 1, "notop": 2},
+        ("alpha", "1.1.0"): {"notop": 3},
+        ("beta", "1.0.0"): {"notop": 4},
+    }
+    weights = {}
+    for (name, version), variants in layout.items():
+        folder = root / "models" / name / version
+        artifacts = {}
+        for variant, seed in variants.items():
+            weights[name, version, variant] = _save_weights(
+                folder / f"{variant}.h5", seed=seed, include_top=variant == "full"
+            )
+            # filled with the server's URL by the `apps` fixture
+            artifacts[variant] = {"url": f"{variant}.h5", "format": "h5-weights", "hash": None}
+        doc = _app_manifest(name, version, artifacts)
+        (folder / "manifest.json").write_text(json.dumps(doc), encoding="utf-8")
+    return root, weights
+
+
+@pytest.fixture
+def apps(hashless, tmp_path, monkeypatch):
+    """Serve the hashless registry; its manifests name absolute http:// artifact URLs."""
+    source, weights = hashless
+    with LocalServer(source) as server:
+        reg = tmp_path / "reg"
+        for manifest in source.glob("models/*/*/manifest.json"):
+            doc = json.loads(manifest.read_text(encoding="utf-8"))
+            rel = manifest.parent.relative_to(source).as_posix()
+            for art in doc["artifacts"].values():
+                art["url"] = f"{server.url}/{rel}/{Path(art['url']).name}"
+            target = reg / rel / "manifest.json"
+            target.parent.mkdir(parents=True)
+            target.write_text(json.dumps(doc), encoding="utf-8")
+        registry.write_index(reg)
+        monkeypatch.setenv("MODELZOO_REGISTRY", str(reg))
+        yield server, weights
+
+
+def _gets(server, suffix=".h5") -> list[str]:
+    return [p for p in server.paths("GET") if p.endswith(suffix)]
+
+
+def _assert_weights(model, expected: list[np.ndarray]) -> None:
+    got = model.get_weights()
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+# --------------------------------------------------------------------------- defect 1
+
+
+def test_two_unhashed_artifacts_of_different_models_are_never_shared(apps):
+    server, weights = apps
+    a = modelzoo.install("alpha@1.0.0", variant="notop")
+    b = modelzoo.install("beta", variant="notop")
+    assert a.fetched == ("notop",) and b.fetched == ("notop",)
+    assert _gets(server) == ["/models/alpha/1.0.0/notop.h5", "/models/beta/1.0.0/notop.h5"]
+    ra, rb = a.records["notop"], b.records["notop"]
+    assert ra.sha256 != rb.sha256 and ra.path != rb.path
+    model_b = modelzoo.load("beta", cut="conv_pw_13_relu")
+    _assert_weights(model_b, weights["beta", "1.0.0", "notop"])
+
+
+def test_three_unhashed_artifacts_across_variants_and_versions(apps):
+    server, weights = apps
+    specs = [("alpha@1.0.0", "full"), ("alpha@1.1.0", "notop"), ("alpha@1.0.0", "notop")]
+    records = [modelzoo.install(spec, variant=v).records[v] for spec, v in specs]
+    assert sorted(_gets(server)) == [
+        "/models/alpha/1.0.0/full.h5",
+        "/models/alpha/1.0.0/notop.h5",
+        "/models/alpha/1.1.0/notop.h5",
+    ]
+    assert len({r.sha256 for r in records}) == 3
+    assert len(list(Cache().blobs_dir.rglob("*.h5"))) == 3
+    assert [r.status for r in modelzoo.verify()] == ["ok"] * 3
+    old = modelzoo.load("alpha@1.0.0", cut="conv_pw_13_relu")
+    new = modelzoo.load("alpha@1.1.0", cut="conv_pw_13_relu")
+    _assert_weights(old, weights["alpha", "1.0.0", "notop"])
+    _assert_weights(new, weights["alpha", "1.1.0", "notop"])
+    assert not np.array_equal(old.get_weights()[0], new.get_weights()[0])
+    full = modelzoo.load("alpha@1.0.0", include_top=True)
+    _assert_weights(full, weights["alpha", "1.0.0", "full"])
+
+
+def test_dry_run_does_not_count_another_unhashed_file_as_cached(apps):
+    server, _ = apps
+    modelzoo.install("alpha@1.0.0", variant="notop")
+    plan = modelzoo.install("beta", variant="notop", dry_run=True).planned["notop"]
+    assert (plan.cached, plan.action, plan.path) == (False, "download", None)
