@@ -12,11 +12,10 @@ built-in set comes from tf_keras itself, imported lazily through ``_tf.keras()``
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from typing import Any
 
-from . import _tf
+from . import _jsonio, _tf
 from .errors import UnsafeModelError
 
 __all__ = ["parse_config", "check_config", "count_layers", "builtin_names"]
@@ -85,11 +84,9 @@ def parse_config(text: str, path: str, what: str) -> dict[str, Any]:
         UnsafeModelError: for invalid JSON, absurd nesting or a non-object document.
     """
     try:
-        doc = json.loads(text)
-    except RecursionError:
-        raise UnsafeModelError(path, f"{what} nests too deeply to be a model config") from None
-    except ValueError as exc:
-        raise UnsafeModelError(path, f"{what} is not valid JSON ({exc})") from None
+        doc = _jsonio.loads(text)
+    except _jsonio.InvalidJSONError as exc:
+        raise UnsafeModelError(path, f"{what} is {exc.reason}") from None
     if not isinstance(doc, dict):
         raise UnsafeModelError(path, f"{what} is not a JSON object")
     return doc

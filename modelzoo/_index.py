@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import constants
+from . import _jsonio, constants
 from .constants import SCHEMA_VERSION
 from .errors import ManifestError, OfflineError, RegistryError
 from .manifest import NAME_RE, Manifest, load_manifest, parse_manifest
@@ -295,9 +295,9 @@ def _parse_index(raw: bytes | str, *, source: str, registry: str, hint: str) -> 
         )
 
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise fail(f"not valid JSON ({exc})") from exc
+        data = _jsonio.loads(raw)
+    except _jsonio.InvalidJSONError as exc:
+        raise fail(exc.reason) from None
     if not isinstance(data, dict) or not isinstance(data.get("models"), list):
         raise fail('expected an object {"schema_version": 1, "models": [...]}')
     version = data.get("schema_version")
@@ -501,9 +501,9 @@ def parse_index_file(path: Path, *, registry: str, source: str, hint: str) -> Lo
 def parse_manifest_bytes(raw: bytes, *, source: str) -> Manifest:
     """Decode and validate a manifest fetched from ``source`` (a URL)."""
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"not valid JSON ({exc})", source=source) from exc
+        data = _jsonio.loads(raw)
+    except _jsonio.InvalidJSONError as exc:
+        raise ManifestError(exc.reason, source=source) from None
     return parse_manifest(data, source=source)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
+from . import _jsonio
 from ._index import atomic_write_bytes
 from .errors import ProjectError
 from .manifest import NAME_RE, Manifest
@@ -168,7 +169,7 @@ def read_lock(path: str | os.PathLike[str]) -> Lockfile:
     """
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = _jsonio.read(path)
     except FileNotFoundError:
         raise ProjectError(
             f"{path} does not exist. Run `modelzoo install` (without --frozen) to create it."

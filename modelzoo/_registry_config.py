@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import constants
+from . import _jsonio, constants
 from ._index import atomic_write_bytes
 from .errors import LockTimeoutError, RegistryError, UsageError
 
@@ -77,9 +77,9 @@ def _read_config() -> dict[str, Any]:
     except OSError as exc:
         raise RegistryError(f"Cannot read {path}: {exc.strerror or exc}.") from exc
     try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise RegistryError(f"{path} is not valid JSON ({exc}). Fix it or delete it.") from exc
+        data = _jsonio.loads(raw)
+    except _jsonio.InvalidJSONError as exc:
+        raise RegistryError(f"{path} is {exc.reason}. Fix it or delete it.") from None
     registries = data.get("registries", []) if isinstance(data, dict) else None
     ok = isinstance(registries, list) and all(
         isinstance(r, dict)

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import constants
+from . import _jsonio, constants
 from .errors import IntegrityError, UsageError
 from .manifest import NAME_RE, Manifest, load_manifest
 from .versions import is_version
@@ -371,7 +371,7 @@ def _plan(bundle: Path, staging: Path, digests: dict[str, str]) -> list[tuple]:
     from .hashes import file_digests
 
     try:
-        doc = json.loads((staging / _INDEX).read_text("utf-8"))
+        doc = _jsonio.read(staging / _INDEX)
     except (OSError, ValueError) as exc:
         raise _refuse(bundle, f"{_INDEX} is missing or not JSON ({exc})") from None
     if not isinstance(doc, dict) or doc.get("bundle_version") != BUNDLE_VERSION:

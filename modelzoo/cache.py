@@ -25,7 +25,6 @@ into place, so a crash leaves either the old file or the new one, never half of 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import re
@@ -34,7 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from . import constants
+from . import _jsonio, constants
 from ._cache_values import _SHA256_RE, InstallRecord, PruneResult, VerifyResult, _now
 from ._cachefs import (
     _cache_error,
@@ -296,7 +295,7 @@ class Cache:
 
     def _read_record(self, path: Path) -> InstallRecord | None:
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = _jsonio.read(path)
             rec = InstallRecord.from_dict(data, source=str(path))
         except FileNotFoundError:
             return None
@@ -404,7 +403,13 @@ class Cache:
         installed manifest's hash, and (for trust-on-first-use artifacts) ``tofu.json``.
         """
         keep_version = _version_filter(version)
-        tofu = self._read_tofu()
+        try:
+            tofu = self._read_tofu()
+        except CacheError as exc:
+            # One damaged file must not hide the state of every other install: verify
+            # against the records and manifests, and say which file needs attention.
+            logger.warning("%s", exc)
+            tofu = {}
         results = []
         for rec in self.records(name):
             if keep_version(rec.version):
@@ -457,7 +462,7 @@ class Cache:
 
     def _read_tofu(self) -> dict[str, Any]:
         try:
-            data = json.loads(self.tofu_path.read_text(encoding="utf-8"))
+            data = _jsonio.read(self.tofu_path)
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as exc:
@@ -471,6 +476,14 @@ class Cache:
                 "downloads again."
             )
         return data
+
+    def tofu_problem(self) -> str | None:
+        """Why ``tofu.json`` cannot be read (one line), or None when it is fine or absent."""
+        try:
+            self._read_tofu()
+        except CacheError as exc:
+            return str(exc)
+        return None
 
     def trusted_sha256(self, url: str) -> str | None:
         """The sha256 first seen for ``url`` (an artifact without a published hash), or None."""

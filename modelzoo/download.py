@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from . import constants
+from . import _jsonio, constants
 from ._http import (
     ALLOWED_SCHEMES,
     _content_range,
@@ -113,7 +113,7 @@ def _meta_path(partial: Path) -> Path:
 
 def _read_meta(partial: Path) -> dict | None:
     try:
-        meta = json.loads(_meta_path(partial).read_text(encoding="utf-8"))
+        meta = _jsonio.read(_meta_path(partial))
     except (OSError, ValueError):
         return None
     return meta if isinstance(meta, dict) else None

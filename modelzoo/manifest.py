@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from . import _jsonio
 from .constants import SCHEMA_VERSION
 from .errors import ManifestError
 from .versions import is_version
@@ -461,17 +462,9 @@ def load_manifest(path: str | Path) -> Manifest:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = _jsonio.read(path)
     except OSError as exc:
         raise ManifestError(f"cannot read: {exc.strerror or exc}", source=str(path)) from exc
-    except UnicodeDecodeError as exc:
-        raise ManifestError(
-            f"not UTF-8 text (byte {exc.start}); a manifest is a JSON file", source=str(path)
-        ) from exc
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ManifestError(
-            f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})", source=str(path)
-        ) from exc
+    except _jsonio.InvalidJSONError as exc:
+        raise ManifestError(f"{exc.reason}; a manifest is a JSON file", source=str(path)) from None
     return parse_manifest(data, source=str(path))

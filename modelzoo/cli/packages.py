@@ -274,10 +274,11 @@ def verify_cmd(
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Re-hash installed artifacts against their recorded and published hashes."""
-    from ..cache import verify
+    from ..cache import Cache, verify
 
     results = verify(spec)
     bad = [r for r in results if not r.ok]
+    problem = Cache().tofu_problem()  # verify() checked everything else without it
     if json_out:
         emit_json(
             [
@@ -297,7 +298,7 @@ def verify_cmd(
             out().print("Nothing installed to verify.")
         for r in results:
             out().print(f"{r.status:<9}{r.message}", markup=False)
-    if bad:
+    if bad or problem:  # verify() has logged the problem with tofu.json
         raise typer.Exit(1)
 
 
