@@ -11,6 +11,10 @@ Layout::
                                              rename: an install exists only when this exists
       tmp/<key>.part (+ sidecars)            partial downloads, resumable, never read as complete
       locks/<key>.lock                       per-artifact inter-process locks (filelock)
+      cache.lock                             the cache-wide lock: held briefly by prune/remove
+                                             and by an install while it stores a blob and
+                                             writes its record, so prune never deletes a
+                                             blob whose record is about to be written
       tofu.json                              sha256 first seen for artifacts without a published
                                              hash (trust on first use), keyed by URL
       config.json, registries/               owned by the registry module; kept by clear()
@@ -72,6 +76,9 @@ logger = logging.getLogger("modelzoo")
 DEFAULT_LOCK_TIMEOUT = 30 * 60.0
 #: Partial downloads untouched for this many days are removed by :meth:`Cache.prune`.
 STALE_PARTIAL_DAYS = 7
+#: Seconds to wait for the cache-wide lock; every holder keeps it for milliseconds only
+#: (prune of a huge cache: seconds).
+_EXCLUSIVE_TIMEOUT = 10 * 60.0
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 _SUFFIX_RE = re.compile(r"^(\.[a-z0-9]{1,16})?$")
@@ -218,6 +225,19 @@ class Cache:
         path = self.lock_path(key)
         _mkdir(path.parent)
         with _hold_lock(path, timeout) as flock:
+            yield flock
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[Any]:
+        """Hold the cache-wide lock: between deciding which blobs are referenced and acting.
+
+        :meth:`prune` and :meth:`remove` hold it while they compute the referenced blobs
+        and delete the others; an install holds it from storing (or finding) its blob
+        until its record is written. Each holder keeps it briefly, so neither waits long.
+        """
+        path = self.root / "cache.lock"
+        _mkdir(self.root)
+        with _hold_lock(path, _EXCLUSIVE_TIMEOUT) as flock:
             yield flock
 
     def _is_locked(self, key: str) -> bool:
@@ -374,6 +394,13 @@ class Cache:
         keep_version = _version_filter(version)
         if variant is not None:
             _check_name(variant, "variant")
+        _check_name(name)
+        if not self.models_dir.is_dir():
+            return []  # nothing installed: no lock, no folders created
+        with self.exclusive():
+            return self._remove(name, keep_version, variant)
+
+    def _remove(self, name: str, keep_version, variant: str | None) -> list[InstallRecord]:
         removed = [
             r
             for r in self.records(name)
@@ -513,17 +540,18 @@ class Cache:
         Removes blobs no record references, partial downloads (and their sidecar files)
         untouched for ``older_than_days`` -- or all of them with ``partials=True`` -- and
         lock files nobody holds. Partials whose lock is held (a download in progress) are
-        kept. Do not run it while installs are writing records: a blob added a moment
-        before its record is written would look unreferenced.
+        kept. Safe beside running installs: the blob step holds :meth:`exclusive`, and
+        so does an install from storing its blob until its record is written.
         """
         freed = 0
         blobs: list[Path] = []
-        referenced = {r.path for r in self.records()}
         if self.blobs_dir.is_dir():
-            for path in sorted(self.blobs_dir.iterdir()):
-                if path.is_file() and not path.name.startswith(".") and path not in referenced:
-                    freed += _delete(path)
-                    blobs.append(path)
+            with self.exclusive():  # no install can be between its blob and its record
+                referenced = {r.path for r in self.records()}
+                for path in sorted(self.blobs_dir.iterdir()):
+                    if path.is_file() and not path.name.startswith(".") and path not in referenced:
+                        freed += _delete(path)
+                        blobs.append(path)
         removed_partials: list[Path] = []
         cutoff = time.time() - older_than_days * 86400
         if self.tmp_dir.is_dir():

@@ -269,11 +269,15 @@ def _install_artifact(
             rec = _reusable(cache, manifest, artifact)
             if rec is not None:
                 return rec, False
-            shared = _shared_blob(cache, artifact, urls[0])
+            with cache.exclusive():  # prune must not delete the blob before the record exists
+                shared = _shared_blob(cache, artifact, urls[0])
+                if shared is not None:
+                    path, sha = shared
+                    rec = _new_record(
+                        manifest, artifact, registry, sha256=sha, path=path, url=urls[0]
+                    )
+                    cache.write_record(manifest, artifact.variant, rec)
             if shared is not None:
-                path, sha = shared
-                rec = _new_record(manifest, artifact, registry, sha256=sha, path=path, url=urls[0])
-                cache.write_record(manifest, artifact.variant, rec)
                 logger.info("%s (%s): reusing stored %s", manifest.spec, artifact.variant, path)
                 return rec, False
         return _download_artifact(cache, manifest, registry, artifact, urls, key, force, progress)
@@ -321,12 +325,15 @@ def _download_artifact(cache, manifest, registry, artifact, urls, key, force, pr
             artifact.variant,
             result.sha256,
         )
-    blob = cache.add_blob(
-        result.path, result.sha256, blob_suffix(artifact.file_name), replace=force
-    )
+    with cache.exclusive():  # prune must not delete the blob before the record exists
+        blob = cache.add_blob(
+            result.path, result.sha256, blob_suffix(artifact.file_name), replace=force
+        )
+        rec = _new_record(
+            manifest, artifact, registry, sha256=result.sha256, path=blob, url=result.url
+        )
+        cache.write_record(manifest, artifact.variant, rec)
     _drop_partial(cache, key)
-    rec = _new_record(manifest, artifact, registry, sha256=result.sha256, path=blob, url=result.url)
-    cache.write_record(manifest, artifact.variant, rec)
     logger.info("installed %s (%s) at %s", manifest.spec, artifact.variant, blob)
     return rec, True
 

@@ -131,3 +131,49 @@ def test_verify_with_a_corrupt_tofu_json_reports_it_and_verifies_the_rest(
     assert "Traceback" not in res.stderr
     assert "tofu.json" in res.stderr and res.stderr.count("\n") == 1, res.stderr
     assert "ok" in res.stdout and "alpha@1.0.0" in res.stdout  # the rest was verified
+
+
+# --------------------------------------------------------------------------- 13.2 prune race
+
+_PRUNER = """
+import sys, time
+from pathlib import Path
+from modelzoo.cache import Cache
+stop, ready = Path(sys.argv[1]), Path(sys.argv[2])
+ready.write_text("go")
+while not stop.exists():
+    Cache().prune()
+"""
+
+
+def test_install_racing_prune_never_loses_the_blob(tmp_path, monkeypatch):
+    """A real process prunes in a tight loop while this one installs, verifies, removes."""
+    import time
+
+    import modelzoo
+
+    reg = TestRegistry(tmp_path / "reg")
+    reg.publish("alpha", variants={"full": 2000})
+    monkeypatch.setenv("MODELZOO_REGISTRY", str(reg.root))
+    stop, ready = tmp_path / "stop", tmp_path / "ready"
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    pruner = subprocess.Popen([sys.executable, "-c", _PRUNER, stop, ready], env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            assert pruner.poll() is None and time.monotonic() < deadline, "pruner did not start"
+            time.sleep(0.01)
+        end = time.monotonic() + 8
+        iterations = 0
+        while iterations < 400 and time.monotonic() < end:
+            modelzoo.install("alpha")
+            results = modelzoo.verify("alpha")
+            assert [r.status for r in results] == ["ok"], (iterations, results)
+            modelzoo.remove("alpha")
+            iterations += 1
+        assert iterations >= 20  # the race was really exercised
+    finally:
+        stop.write_text("stop")
+        pruner.wait(timeout=30)
+    assert pruner.returncode == 0
