@@ -163,6 +163,92 @@ def _move_read_only(src: Path, dest: Path) -> None:
     _fsync_dir(dest.parent)
 
 
+# --------------------------------------------------------------------------- ownership
+
+#: The marker file that says "modelzoo created this folder". It follows the Cache
+#: Directory Tagging convention (https://bford.info/cachedir/), so backup tools skip
+#: the cache too; the modelzoo line tells it apart from other tools' tags.
+MARKER = "CACHEDIR.TAG"
+_MARKER_TEXT = (
+    "Signature: 8a477f597d28d172789f06886806bc55\n"
+    "# This file is a cache directory tag created by modelzoo.\n"
+    "# `modelzoo cache clear` deletes only modelzoo's own files in folders holding it.\n"
+)
+#: Top-level entries modelzoo creates in its home (anything else belongs to someone else).
+OWNED = frozenset(
+    {"blobs", "models", "tmp", "locks", "features", "tofu.json", "cache.lock"}
+    | {"registries", "config.json", "config.json.lock", MARKER}
+)
+
+
+def _is_marked(root: Path) -> bool:
+    try:
+        return "created by modelzoo" in (root / MARKER).read_text("utf-8", "replace")
+    except OSError:
+        return False
+
+
+def _is_ours(entry: Path) -> bool:
+    """Whether a top-level entry of the home is one modelzoo creates (or its temp file)."""
+    name = entry.name
+    if name.startswith(".") and name.endswith(".tmp"):
+        # an atomic write interrupted mid-way: .<file>.<pid>.<hex>.tmp / .<file>.<rand>.tmp
+        return name[1:].split(".")[0] in {"tofu", "config"}
+    return name in OWNED
+
+
+def _foreign_entries(root: Path) -> list[Path]:
+    """Top-level entries of ``root`` that modelzoo does not create, sorted."""
+    try:
+        return sorted(e for e in root.iterdir() if not _is_ours(e))
+    except OSError:
+        return []
+
+
+def _looks_like_cache(root: Path) -> bool:
+    """Whether an unmarked folder has exactly modelzoo's layout (a cache made before the
+    marker existed): known entries only, ``blobs`` holding only ``sha256/``, ``models``
+    holding only ``<name>/<version>/*.json``."""
+    if _foreign_entries(root):
+        return False
+    try:
+        blobs = root / "blobs"
+        if blobs.is_dir() and any(e.name != "sha256" for e in blobs.iterdir()):
+            return False
+        models = root / "models"
+        if models.is_dir():
+            for version_dir in models.glob("*/*"):
+                if not version_dir.is_dir():
+                    return False
+                if any(not f.name.endswith(".json") for f in version_dir.iterdir()):
+                    return False
+    except OSError:
+        return False
+    return True
+
+
+def claim_home(root: Path) -> bool:
+    """Make sure ``root`` exists; mark it as modelzoo's when it is new, empty, or a cache
+    made before the marker existed. Returns whether ``root`` carries the marker.
+
+    A folder that already holds other files is used but never marked, so ``cache
+    clear`` refuses to treat it as a cache.
+    """
+    if _is_marked(root):
+        return True
+    _mkdir(root)
+    try:
+        if not _looks_like_cache(root):
+            return False
+        with open(root / MARKER, "x", encoding="utf-8") as fh:
+            fh.write(_MARKER_TEXT)
+    except FileExistsError:
+        return _is_marked(root)
+    except OSError as exc:
+        raise _cache_error(exc, root / MARKER, "write") from exc
+    return True
+
+
 # --------------------------------------------------------------------------- lock files
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import _jsonio, constants
+from ._cachefs import claim_home
 from ._index import atomic_write_bytes
 from .errors import LockTimeoutError, RegistryError, UsageError
 
@@ -100,7 +101,7 @@ def _update_config(change) -> Any:
     import filelock  # lazily: only the config-changing commands need it
 
     path = _config_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    claim_home(path.parent)
     lock = filelock.FileLock(str(path) + ".lock", timeout=30)
     try:
         with lock:

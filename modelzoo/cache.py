@@ -19,6 +19,12 @@ Layout::
                                              hash (trust on first use), keyed by URL
       config.json, registries/               owned by the registry module; kept by clear()
       features/                              bottleneck features of the transfer module
+      CACHEDIR.TAG                           the marker saying modelzoo owns this folder:
+                                             written when modelzoo creates the folder (or
+                                             finds it empty, or finds a cache made before
+                                             markers with exactly this layout); clear()
+                                             refuses an unmarked folder and deletes only
+                                             the entries above, never a user's files
 
 Every name, version, variant and key is validated before a path is built from it, so
 nothing read from a manifest, a record or the command line can point outside the root.
@@ -40,17 +46,23 @@ from typing import Any
 from . import _jsonio, constants
 from ._cache_values import _SHA256_RE, InstallRecord, PruneResult, VerifyResult, _now
 from ._cachefs import (
+    MARKER,
     _cache_error,
     _delete,
     _digests,
+    _foreign_entries,
     _hold_lock,
+    _is_marked,
+    _is_ours,
     _lock_is_held,
+    _looks_like_cache,
     _mkdir,
     _move_read_only,
     _mtime,
     _remove_lock_if_free,
     _tree_size,
     _write_json,
+    claim_home,
 )
 from .errors import CacheError, ManifestError, NotInstalledError, UsageError
 from .manifest import NAME_RE, Manifest, load_manifest
@@ -82,7 +94,7 @@ _EXCLUSIVE_TIMEOUT = 10 * 60.0
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 _SUFFIX_RE = re.compile(r"^(\.[a-z0-9]{1,16})?$")
-_KEEP_ON_CLEAR = frozenset({"config.json", "registries"})
+_KEEP_ON_CLEAR = frozenset({"config.json", "config.json.lock", "registries", "cache.lock", MARKER})
 
 
 # --------------------------------------------------------------------------- helpers
@@ -136,6 +148,13 @@ class Cache:
 
     def __init__(self, root: str | os.PathLike[str] | None = None):
         self.root = constants.home(root)
+        self._claimed = False
+
+    def _claim(self) -> None:
+        """Create the root (with modelzoo's marker when it is new) before the first write."""
+        if not self._claimed:
+            claim_home(self.root)
+            self._claimed = True
 
     def __repr__(self) -> str:
         return f"Cache({str(self.root)!r})"
@@ -191,6 +210,7 @@ class Cache:
         """
         path = self.tmp_dir / f"{self._key(key)}.part"
         if create_dir:
+            self._claim()
             _mkdir(path.parent)
         return path
 
@@ -223,6 +243,7 @@ class Cache:
             LockTimeoutError: when another process holds the lock longer than ``timeout``.
         """
         path = self.lock_path(key)
+        self._claim()
         _mkdir(path.parent)
         with _hold_lock(path, timeout) as flock:
             yield flock
@@ -236,7 +257,7 @@ class Cache:
         until its record is written. Each holder keeps it briefly, so neither waits long.
         """
         path = self.root / "cache.lock"
-        _mkdir(self.root)
+        self._claim()
         with _hold_lock(path, _EXCLUSIVE_TIMEOUT) as flock:
             yield flock
 
@@ -268,6 +289,7 @@ class Cache:
         """
         src = Path(src)
         dest = self.blob_path(sha256, suffix)
+        self._claim()
         try:
             size = src.stat().st_size
         except OSError as exc:
@@ -299,6 +321,7 @@ class Cache:
                 f"{manifest.spec} ({variant})."
             )
         path = self.record_path(manifest.name, manifest.version, variant)
+        self._claim()
         _write_json(path.parent / "manifest.json", manifest.to_dict())
         _write_json(path, record.to_dict())
         return path
@@ -591,17 +614,58 @@ class Cache:
         result["total"] = sum(result.values())
         return result
 
+    def clear_plan(self) -> list[tuple[Path, int]]:
+        """What :meth:`clear` would delete: ``(path, bytes)`` for each of modelzoo's own
+        entries in the root, except ``config.json`` and ``registries/``.
+
+        A cache made before modelzoo wrote its marker is recognised by its layout and
+        marked now.
+
+        Raises:
+            CacheError: the root is not a folder, or it holds files modelzoo did not
+                create and no modelzoo marker (it is not a cache; nothing is deleted).
+        """
+        root = self.root
+        if not root.exists():
+            return []
+        if not root.is_dir():
+            raise CacheError(
+                f"MODELZOO_HOME {root} is a file, not a folder, so there is no cache to clear. "
+                "Set MODELZOO_HOME to a folder (or unset it)."
+            )
+        if not _is_marked(root) and not (_looks_like_cache(root) and claim_home(root)):
+            foreign = _foreign_entries(root)
+            shown = ", ".join(e.name for e in foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise CacheError(
+                f"Refusing to clear {root}: it holds files modelzoo did not create ({shown}) "
+                f"and no modelzoo marker ({MARKER}), so it is not a modelzoo cache. Nothing "
+                "was deleted; check MODELZOO_HOME (`modelzoo cache path`)."
+            )
+        return [
+            (entry, _tree_size(entry))
+            for entry in sorted(root.iterdir())
+            if _is_ours(entry) and entry.name not in _KEEP_ON_CLEAR
+        ]
+
     def clear(self) -> int:
-        """Delete everything in the cache except ``config.json`` and ``registries/``.
+        """Delete modelzoo's files in the cache, keeping ``config.json`` and ``registries/``.
+
+        Only the entries modelzoo creates are deleted (see :meth:`clear_plan`); anything
+        else in the folder is left alone.
 
         Returns:
             Bytes freed.
+
+        Raises:
+            CacheError: as :meth:`clear_plan`.
         """
+        plan = self.clear_plan()
+        if not plan:
+            return 0
         freed = 0
-        if self.root.is_dir():
-            for entry in sorted(self.root.iterdir()):
-                if entry.name not in _KEEP_ON_CLEAR:
-                    freed += _delete(entry)
+        with self.exclusive():  # not in the middle of an install's blob+record step
+            for entry, _size in plan:
+                freed += _delete(entry)
         return freed
 
 

@@ -362,7 +362,7 @@ def test_size_per_area(_isolated_home):
     assert sizes["tmp"] == 1000
     vdir = c.version_dir("tiny", "1.0.0")
     assert sizes["models"] == sum(p.stat().st_size for p in vdir.iterdir())
-    assert sizes["other"] == 2  # config.json
+    assert sizes["other"] == 2 + (c.root / "CACHEDIR.TAG").stat().st_size  # config + marker
     assert sizes["total"] == sum(v for k, v in sizes.items() if k != "total")
     assert rec.path.exists()
 
@@ -377,7 +377,8 @@ def test_clear_keeps_config_and_registries(_isolated_home):
     (c.root / "features" / "f.npy").write_bytes(b"1" * 10)
     freed = c.clear()
     assert freed > 50_000
-    assert sorted(p.name for p in c.root.iterdir()) == ["config.json", "registries"]
+    kept = ["CACHEDIR.TAG", "cache.lock", "config.json", "registries"]
+    assert sorted(p.name for p in c.root.iterdir()) == kept
     assert (c.root / "registries" / "r.json").exists()
     assert c.installed() == [] and c.size()["blobs"] == 0
 

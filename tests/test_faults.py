@@ -177,3 +177,84 @@ def test_install_racing_prune_never_loses_the_blob(tmp_path, monkeypatch):
         stop.write_text("stop")
         pruner.wait(timeout=30)
     assert pruner.returncode == 0
+
+
+# --------------------------------------------------------------------------- 13.1 cache clear
+
+
+def _user_files(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "thesis.tex").write_text("\\documentclass{article}")
+    (folder / "docs").mkdir()
+    (folder / "docs" / "a.txt").write_text("notes")
+
+
+def _assert_user_files(folder: Path) -> None:
+    assert (folder / "thesis.tex").read_text() == "\\documentclass{article}"
+    assert (folder / "docs" / "a.txt").read_text() == "notes"
+
+
+def test_cache_clear_refuses_a_folder_modelzoo_did_not_create(tmp_path):
+    home = tmp_path / "home"
+    _user_files(home)
+    res = cli("cache", "clear", "-y", env={"MODELZOO_HOME": str(home)})
+    assert res.returncode == 1, res
+    assert res.stderr.count("\n") == 1 and "Refusing to clear" in res.stderr, res.stderr
+    assert "thesis.tex" in res.stderr and "Traceback" not in res.stderr
+    _assert_user_files(home)
+
+
+def test_cache_clear_after_installing_into_a_users_folder_keeps_the_users_files(tmp_path):
+    home = tmp_path / "home"
+    _user_files(home)
+    reg = TestRegistry(tmp_path / "reg")
+    reg.publish("alpha", variants={"full": 1000})
+    env = {"MODELZOO_HOME": str(home), "MODELZOO_REGISTRY": str(reg.root)}
+    assert cli("install", "alpha", env=env).returncode == 0
+    assert not (home / "CACHEDIR.TAG").exists()  # never claimed: it held other files
+    res = cli("cache", "clear", "-y", env=env)
+    assert res.returncode == 1 and "Refusing to clear" in res.stderr
+    _assert_user_files(home)
+    assert (home / "models" / "alpha").is_dir()  # nothing deleted at all
+
+
+def test_cache_clear_deletes_only_modelzoos_own_entries(tmp_path):
+    home = tmp_path / "home"
+    reg = TestRegistry(tmp_path / "reg")
+    reg.publish("alpha", variants={"full": 1000})
+    env = {"MODELZOO_HOME": str(home), "MODELZOO_REGISTRY": str(reg.root)}
+    assert cli("registry", "add", reg.root, env=env).returncode == 0
+    assert cli("install", "alpha", env=env).returncode == 0
+    assert "created by modelzoo" in (home / "CACHEDIR.TAG").read_text()
+    (home / "mine.txt").write_text("put here by the user later")
+    res = cli("cache", "clear", "-y", env=env)
+    assert res.returncode == 0, res.stderr
+    assert not (home / "blobs").exists() and not (home / "models").exists()
+    assert (home / "mine.txt").exists() and (home / "config.json").exists()
+    assert (home / "CACHEDIR.TAG").exists()
+
+
+def test_cache_clear_adopts_a_cache_made_before_the_marker(tmp_path):
+    home = tmp_path / "home"
+    reg = TestRegistry(tmp_path / "reg")
+    reg.publish("alpha", variants={"full": 1000})
+    env = {"MODELZOO_HOME": str(home), "MODELZOO_REGISTRY": str(reg.root)}
+    assert cli("install", "alpha", env=env).returncode == 0
+    (home / "CACHEDIR.TAG").unlink()  # as an older modelzoo left it
+    res = cli("cache", "clear", "-y", env=env)
+    assert res.returncode == 0, res.stderr
+    assert not (home / "blobs").exists() and (home / "CACHEDIR.TAG").exists()
+
+
+def test_cache_clear_lists_what_it_deletes_and_answering_no_deletes_nothing(tmp_path):
+    home = tmp_path / "home"
+    reg = TestRegistry(tmp_path / "reg")
+    reg.publish("alpha", variants={"full": 1000})
+    env = {"MODELZOO_HOME": str(home), "MODELZOO_REGISTRY": str(reg.root)}
+    assert cli("install", "alpha", env=env).returncode == 0
+    res = cli("cache", "clear", env=env, input="n\n")
+    assert res.returncode == 0, res.stderr
+    assert "blobs" in res.stdout and "models" in res.stdout and "1.0 kB" in res.stdout
+    assert res.stdout.index("blobs") < res.stdout.index("Delete these")
+    assert "Nothing was deleted." in res.stdout
+    assert (home / "blobs").is_dir() and (home / "models" / "alpha").is_dir()

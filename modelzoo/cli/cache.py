@@ -60,14 +60,32 @@ def clear_cmd(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Delete every installed model and download (keeps registry configuration)."""
+    """Delete every installed model and download (keeps registry configuration).
+
+    Only modelzoo's own folders and files are deleted; a folder modelzoo did not create
+    (no CACHEDIR.TAG marker) is refused.
+    """
     from ..cache import Cache
 
     cache = Cache()
-    if not yes and not typer.confirm(f"Delete everything installed under {cache.root}?"):
-        raise typer.Exit(1)
+    plan = cache.clear_plan()  # refuses a folder that is not modelzoo's, before asking
+    if not plan:
+        if json_out:
+            emit_json({"deleted": [], "bytes_freed": 0})
+        else:
+            out().print(f"{cache.root} holds nothing to clear.", markup=False)
+        return
+    if not yes:
+        console = out()
+        console.print("This deletes:", markup=False)
+        for path, size in plan:
+            console.print(f"  {human_size(size):>9}  {path}", markup=False)
+        total = sum(size for _, size in plan)
+        if not typer.confirm(f"Delete these ({human_size(total)})?"):
+            out().print("Nothing was deleted.", markup=False)
+            return
     freed = cache.clear()
     if json_out:
-        emit_json({"bytes_freed": freed})
+        emit_json({"deleted": [path for path, _ in plan], "bytes_freed": freed})
     else:
-        out().print(f"cleared {cache.root}; freed {human_size(freed)}")
+        out().print(f"cleared {cache.root}; freed {human_size(freed)}", markup=False)
