@@ -33,7 +33,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 from . import constants
 from ._index import (
@@ -52,6 +52,7 @@ from ._index import (
 )
 from ._registry_config import _default_name, _normalize_location, _read_config, _update_config
 from .errors import (
+    ManifestError,
     ModelNotFoundError,
     OfflineError,
     RegistryError,
@@ -249,7 +250,25 @@ class Resolved:
         Raises:
             VariantNotFoundError: the manifest has no artifact of that variant.
         """
-        return [urljoin(self.base_url, url) for url in self.manifest.artifact(variant).urls]
+        base = urlsplit(self.base_url)
+        remote = base.scheme.lower() in ("http", "https")
+        urls = []
+        for url in self.manifest.artifact(variant).urls:
+            # Relative URLs cannot leave the registry (manifest.py refuses "//host" and
+            # "../"), so they keep its scheme and host; absolute ones are checked here.
+            absolute = urljoin(self.base_url, url)
+            if remote and urlsplit(absolute).scheme.lower() == "file":
+                # A server must never make us copy this machine's files into the cache
+                # (and from there into bundles).
+                raise ManifestError(
+                    f"is {url!r}, but file:// URLs are allowed only in manifests from a local "
+                    f"folder registry, not from {self.location}. Ask the registry's publisher "
+                    "to serve the file over HTTP(S)",
+                    source=self.base_url + "manifest.json",
+                    field=f"artifacts.{variant}.url",
+                )
+            urls.append(absolute)
+        return urls
 
 
 # ---------------------------------------------------------------------------------------

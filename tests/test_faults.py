@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -258,3 +259,44 @@ def test_cache_clear_lists_what_it_deletes_and_answering_no_deletes_nothing(tmp_
     assert res.stdout.index("blobs") < res.stdout.index("Delete these")
     assert "Nothing was deleted." in res.stdout
     assert (home / "blobs").is_dir() and (home / "models" / "alpha").is_dir()
+
+
+# --------------------------------------------------------------------------- 13.3 file:// URLs
+
+
+def _http_registry(tmp_path, server_root: Path, url: str) -> None:
+    """A registry under ``server_root`` whose one manifest (alpha) points at ``url``."""
+    reg = TestRegistry(server_root)
+    reg.publish("alpha", variants={"full": 100}, hash_algo=None)
+    path = reg.model_dir("alpha", "1.0.0") / "manifest.json"
+    doc = json.loads(path.read_text())
+    doc["artifacts"]["full"]["url"] = url
+    doc["artifacts"]["full"].pop("size", None)
+    path.write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize(
+    "url", ["file:///etc/hostname", "FILE:///etc/hostname", "//example.invalid/full.h5"]
+)
+def test_http_registry_cannot_point_artifacts_at_local_files_or_other_hosts(
+    tmp_path, local_server, _isolated_home, url
+):
+    _http_registry(tmp_path, local_server.root, url)
+    env = {"MODELZOO_REGISTRY": local_server.url}
+    for args in (("install", "alpha"), ("install", "alpha", "--dry-run")):
+        res = cli(*args, env=env)
+        assert res.returncode == 1, res.stdout
+        assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr, res.stderr
+        reasons = ("only in manifests from a local folder registry", "inside the registry")
+        assert any(r in res.stderr for r in reasons), res.stderr
+    assert not (_isolated_home / "blobs").exists() and not (_isolated_home / "models").exists()
+    assert not (_isolated_home / "tofu.json").exists()
+
+
+def test_folder_registry_may_use_file_urls(tmp_path, run, monkeypatch):
+    target = tmp_path / "elsewhere.h5"
+    target.write_bytes(b"x" * 100)
+    reg_root = tmp_path / "reg"
+    _http_registry(tmp_path, reg_root, target.as_uri())
+    monkeypatch.setenv("MODELZOO_REGISTRY", str(reg_root))
+    assert run("install", "alpha").exit_code == 0
