@@ -232,11 +232,17 @@ def dumps_index(index: dict[str, Any]) -> bytes:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so readers see the old file or the new one, never half."""
-    import tempfile  # lazily: searching never writes
+    """Write ``data`` to ``path`` so readers see the old file or the new one, never half.
+
+    The file gets the umask's normal permissions (0644 under umask 022), like any file
+    a user creates: a published ``index.json`` must be readable by the web server.
+    """
+    import secrets  # lazily: searching never writes
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    # os.open applies the umask to 0o666 (tempfile.mkstemp would force 0600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

@@ -160,6 +160,38 @@ def _collect(specs: Iterable[str], lock, variant: str | None, progress) -> list[
     return [chosen[key] for key in sorted(chosen)]
 
 
+def _drop_stale_tmp(output: Path) -> None:
+    """Delete ``.<output>.<pid>.<hex>.tmp`` files left by killed packs to the same file.
+
+    A file whose writer (the pid in its name) is still running is another pack in
+    progress and is kept.
+    """
+    prefix = f".{output.name}."
+    with contextlib.suppress(OSError):
+        for path in output.parent.iterdir():
+            name = path.name
+            if not (name.startswith(prefix) and name.endswith(".tmp")):
+                continue
+            pid = name[len(prefix) :].split(".")[0]
+            if pid.isdigit() and _alive(int(pid)):
+                continue
+            logger.warning("removing %s, left by an interrupted pack", path)
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def _alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would signal it there; keep the file
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but belongs to someone else
+        return True
+    return True
+
+
 def pack(
     specs: Iterable[str] = (),
     *,
@@ -210,7 +242,8 @@ def pack(
     members[_INDEX] = ((json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8"), 0)
 
     output = Path(output)
-    tmp = output.with_name(f".{output.name}.{secrets.token_hex(4)}.tmp")
+    _drop_stale_tmp(output)
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     sums = []
     try:
         with open(tmp, "wb") as raw:

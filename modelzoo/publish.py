@@ -106,16 +106,19 @@ class RegistryReport:
         index: ``ok``, ``missing``, ``stale`` (differs from a fresh build) or ``unbuilt``
             (the manifests are invalid, so no index can be built).
         index_message: one line about the index, with the next step when not ok.
+        leftovers: staging folders of interrupted publishes (a web server serving the
+            folder exposes them); the next publish removes them, or delete them.
     """
 
     root: Path
     checks: tuple[ArtifactCheck, ...]
     index: str
     index_message: str
+    leftovers: tuple[Path, ...] = ()
 
     @property
     def ok(self) -> bool:
-        return self.index == "ok" and all(c.ok for c in self.checks)
+        return self.index == "ok" and all(c.ok for c in self.checks) and not self.leftovers
 
 
 # --------------------------------------------------------------------------- publishing
@@ -205,6 +208,19 @@ def _describe(model, cut_points: Sequence[str], labels) -> dict[str, Any]:
     }
 
 
+#: Publish builds each version in ``<registry>/.publish-<hex>/`` (same filesystem, so the
+#: final rename is atomic); a killed publish leaves it, the next publish removes it.
+STAGING_PREFIX = ".publish-"
+
+
+def stale_staging(root: Path) -> list[Path]:
+    """Staging folders of publishes into ``root`` (left behind unless one is running)."""
+    try:
+        return sorted(p for p in root.glob(f"{STAGING_PREFIX}*") if p.is_dir())
+    except OSError:
+        return []
+
+
 def _registry_lock(root: Path):
     """Serialise publishes into one registry folder (across processes on this machine)."""
     from .cache import Cache
@@ -268,10 +284,14 @@ def publish(
     target = root / "models" / name / version
     file_name = f"{name}{suffix}"
     root.mkdir(parents=True, exist_ok=True)
-    staging = root / f".publish-{secrets.token_hex(8)}"
+    staging = root / f"{STAGING_PREFIX}{secrets.token_hex(8)}"
     made: list[Path] = []
     try:
         with _registry_lock(root):
+            # Holding the lock, any staging folder left is from a publish that was killed.
+            for stale in stale_staging(root):
+                logger.warning("removing %s, left by an interrupted publish", stale)
+                shutil.rmtree(stale, ignore_errors=True)
             if target.exists():
                 raise VersionExistsError(name, version, path=str(target))
             staging.mkdir()
@@ -420,4 +440,4 @@ def verify_registry(root: str | os.PathLike[str]) -> RegistryReport:
             status, message = "stale", f"{index_path} does not match the manifests. {hint}"
         else:
             status, message = "ok", f"{index_path}: up to date"
-    return RegistryReport(root, tuple(checks), status, message)
+    return RegistryReport(root, tuple(checks), status, message, tuple(stale_staging(root)))

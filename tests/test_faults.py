@@ -300,3 +300,99 @@ def test_folder_registry_may_use_file_urls(tmp_path, run, monkeypatch):
     _http_registry(tmp_path, reg_root, target.as_uri())
     monkeypatch.setenv("MODELZOO_REGISTRY", str(reg_root))
     assert run("install", "alpha").exit_code == 0
+
+
+# --------------------------------------------------------------------------- 13.4 / 13.5 publish
+
+
+@pytest.fixture(scope="module")
+def tiny_model_file(tmp_path_factory):
+    from modelzoo._tf import keras
+
+    k = keras()
+    inp = k.Input((8, 8, 3), name="image")
+    out = k.layers.Dense(2, activation="softmax", name="probs")(k.layers.Flatten()(inp))
+    path = tmp_path_factory.mktemp("saved") / "tiny.keras"
+    k.Model(inp, out, name="tiny_net").save(path)
+    return path
+
+
+def _popen_cli(*args, umask=None, **kwargs):
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    return subprocess.Popen(
+        [sys.executable, "-m", "modelzoo", *map(str, args)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=(lambda: os.umask(umask)) if umask is not None else None,
+        **kwargs,
+    )
+
+
+@pytest.mark.tf
+def test_publish_killed_mid_way_then_published_again_with_the_umasks_permissions(
+    tmp_path, tiny_model_file
+):
+    """SIGKILL leaves a staging folder: `registry verify` reports it, the next publish
+    removes it, and every published file gets the umask's normal mode (13.4, 13.5)."""
+    import signal
+    import time
+
+    reg = tmp_path / "reg"
+    args = ("publish", tiny_model_file, "--name", "tiny", "--version", "1.0.0", "--registry", reg)
+    proc = _popen_cli(*args)
+    deadline = time.monotonic() + 120
+    while not list(reg.glob(".publish-*/*")) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    leftovers = list(reg.glob(".publish-*"))
+    assert len(leftovers) == 1 and not (reg / "models" / "tiny" / "1.0.0").exists()
+
+    res = cli("registry", "verify", reg)
+    assert res.returncode == 1 and "leftover" in res.stdout and leftovers[0].name in res.stdout
+
+    umask = 0o027  # not the usual 022: the mode must follow the umask, not a constant
+    proc = _popen_cli(*args, umask=umask)
+    _out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "interrupted publish" in err
+    assert not list(reg.glob(".publish-*"))
+    assert cli("registry", "verify", reg).returncode == 0
+    want = 0o666 & ~umask
+    folder = reg / "models" / "tiny" / "1.0.0"
+    for path in (reg / "index.json", folder / "manifest.json", folder / "tiny.keras"):
+        assert path.stat().st_mode & 0o777 == want, (path, oct(path.stat().st_mode))
+    (reg / "index.json").unlink()
+    proc = _popen_cli("registry", "index", reg, umask=umask)
+    assert proc.wait(timeout=120) == 0
+    assert (reg / "index.json").stat().st_mode & 0o777 == want
+
+
+def test_pack_killed_mid_way_leaves_a_tmp_file_the_next_pack_removes(tmp_path, monkeypatch):
+    import signal
+    import time
+
+    import modelzoo
+
+    reg = TestRegistry(tmp_path / "reg")
+    reg.publish("big", data={"full": os.urandom(48 << 20)})  # random: gzip is slow on it
+    monkeypatch.setenv("MODELZOO_REGISTRY", str(reg.root))
+    modelzoo.install("big")
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = _popen_cli("pack", "big", "-o", out / "b.tar.gz")
+    deadline = time.monotonic() + 60
+    while not list(out.glob(".b.tar.gz.*.tmp")) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert len(list(out.glob(".b.tar.gz.*.tmp"))) == 1 and not (out / "b.tar.gz").exists()
+    res = cli("pack", "big", "-o", out / "b.tar.gz")
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["b.tar.gz"]

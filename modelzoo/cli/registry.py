@@ -98,6 +98,7 @@ def verify_cmd(
                 "ok": report.ok,
                 "index": report.index,
                 "index_message": report.index_message,
+                "leftovers": list(report.leftovers),
                 "artifacts": [
                     {
                         "model": f"{c.name}@{c.version}",
@@ -117,7 +118,14 @@ def verify_cmd(
         for c in report.checks:
             console.print(f"{c.status:<17}{c.message}", markup=False)
         console.print(f"{'index ' + report.index:<17}{report.index_message}", markup=False)
+        for path in report.leftovers:
+            console.print(
+                f"{'leftover':<17}{path}: staging folder of an interrupted publish; the next "
+                "publish removes it (or delete it)",
+                markup=False,
+            )
         bad = sum(not c.ok for c in report.checks) + (report.index != "ok")
+        bad += len(report.leftovers)
         console.print(
             f"{len(report.checks)} artifact(s) checked: "
             + ("no problems" if report.ok else f"{bad} problem(s)"),
