@@ -18,6 +18,7 @@ import tempfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ._hdf5_scan import Hdf5Facts, scan_hdf5
 from .errors import UnsafeModelError
@@ -57,14 +58,20 @@ class ZipFacts:
     weights: Hdf5Facts | None
 
 
-def scan_keras_zip(path: str, *, max_bytes: int) -> ZipFacts:
+def scan_keras_zip(path: str, *, max_bytes: int, source: Any = None) -> ZipFacts:
     """Check a ``.keras`` archive and return its config text.
+
+    Args:
+        path: the archive (named in errors).
+        max_bytes: cap on the total uncompressed size.
+        source: a seekable binary file object holding the archive's bytes, read instead
+            of opening ``path`` (the caller's one mapping of the file).
 
     Raises:
         UnsafeModelError: naming ``path`` and the first problem found.
     """
     try:
-        archive = zipfile.ZipFile(path)
+        archive = zipfile.ZipFile(path if source is None else source)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise UnsafeModelError(path, f"it is not a valid zip archive ({exc})") from None
     with archive:

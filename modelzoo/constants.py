@@ -17,6 +17,9 @@ variable                        meaning
 ``MODELZOO_DEBUG``              ``1``: the CLI shows full tracebacks
 ``MODELZOO_TIMEOUT``            connect/read timeout in seconds (default 10/60)
 ``MODELZOO_MAX_RETRIES``        retries per URL on connection errors and 5xx (default 3)
+``MODELZOO_TRUST_CACHE``        ``1``: skip the sha256 check of a cached file on every load
+                                (it costs one pass over the file, overlapped with the safety
+                                scan; ``modelzoo verify`` still checks on demand)
 ``MODELZOO_PROJECT``            the project folder (or its ``modelzoo.toml``); default: found
                                 by walking up from the current directory
 ``MODELZOO_CPU_DEVICES``        split the CPU into N logical devices when the first strategy
@@ -43,6 +46,7 @@ __all__ = [
     "debug",
     "timeouts",
     "max_retries",
+    "trust_cache",
     "env_flag",
     "project",
     "cpu_devices",
@@ -134,6 +138,11 @@ def max_retries() -> int:
     if raw.isdigit():
         return int(raw)
     return _DEFAULT_MAX_RETRIES
+
+
+def trust_cache(value: bool | None = None) -> bool:
+    """Whether loads skip re-checking a cached file's sha256 (``MODELZOO_TRUST_CACHE``)."""
+    return env_flag("MODELZOO_TRUST_CACHE", value)
 
 
 def project(value: str | os.PathLike[str] | None = None) -> Path | None:

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from . import constants
+from .errors import IntegrityError, UsageError
 from .manifest import Manifest
 
 __all__ = ["load", "build_application", "choose_variant", "manifest_of", "APPLICATIONS"]
@@ -154,11 +155,29 @@ def choose_variant(
         del notop
 
 
-def _load_file(path: Path, *, trust_remote_code: bool, fmt: str | None = None):
+def _load_file(path: Path, *, trust_remote_code: bool, fmt: str | None = None, sha256=None):
     from .safety import load_model_file
 
     fmt = fmt or ("keras" if path.suffix == ".keras" else "h5")
-    return load_model_file(path, expected_format=fmt, trust_remote_code=trust_remote_code)
+    return load_model_file(
+        path, expected_format=fmt, trust_remote_code=trust_remote_code, sha256=sha256
+    )
+
+
+@contextlib.contextmanager
+def _repair_hint(manifest: Manifest, variant: str):
+    """Say how to repair a cached file that fails its sha256 check."""
+    try:
+        yield
+    except IntegrityError as exc:
+        raise IntegrityError(
+            f"{exc.path}: the cached file of {manifest.spec} ({variant}) is damaged (its "
+            f"{exc.actual} differs from the {exc.expected} recorded at install); it was not "
+            f"loaded. Run `modelzoo install {manifest.spec} --force` to download it again.",
+            path=exc.path,
+            expected=exc.expected,
+            actual=exc.actual,
+        ) from exc
 
 
 def load(
@@ -212,24 +231,31 @@ def load(
         variant = choose_variant(manifest, cut, include_top=include_top, input_shape=input_shape)
         record = ensure_installed(resolved, variant)
         logger.info("loading %s (%s) from %s", manifest.spec, variant, record.path)
+        # Re-check the bytes against the install record, in the same read as the scan.
+        sha256 = None if constants.trust_cache() else record.sha256
         if manifest.build.kind == "keras-application":
             from .safety import load_weights_file
 
             model = build_application(
                 manifest, include_top=(variant == "full"), input_shape=input_shape
             )
-            load_weights_file(model, Path(record.path), trust_remote_code=trust_remote_code)
+            with _repair_hint(manifest, variant):
+                load_weights_file(
+                    model, Path(record.path), trust_remote_code=trust_remote_code, sha256=sha256
+                )
         else:
             if input_shape is not None:
                 raise UsageError(
                     f"{manifest.spec} is a whole saved model; its input shape is fixed. "
                     f"Received: input_shape={tuple(input_shape)}."
                 )
-            model = _load_file(
-                Path(record.path),
-                trust_remote_code=trust_remote_code,
-                fmt=manifest.artifact(variant).format,
-            )
+            with _repair_hint(manifest, variant):
+                model = _load_file(
+                    Path(record.path),
+                    trust_remote_code=trust_remote_code,
+                    fmt=manifest.artifact(variant).format,
+                    sha256=sha256,
+                )
     if cut is not None:
         model = slice(model, cut)
     if not trainable:

@@ -12,15 +12,24 @@ TMPDIR in full, padding and all.
 raises :class:`~modelzoo.errors.UnsafeModelError` for any of that. :func:`load_model_file`
 and :func:`load_weights_file` scan, then load. ``trust_remote_code=True`` is the one
 explicit way past the scan.
+
+Given the sha256 an install recorded, :func:`scan` also re-checks the file's integrity in
+the same read: the file is mapped once, a worker thread hashes the mapping while the
+scanner reads its structure from it, so a cache corrupted after install is refused with
+:class:`~modelzoo.errors.IntegrityError` for the cost of one overlapped pass.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import io
 import logging
+import mmap
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +38,8 @@ from . import _tf
 from ._config_scan import check_config, count_layers, parse_config
 from ._hdf5_scan import scan_hdf5
 from ._zip_scan import scan_keras_zip
-from .errors import ModelFileError, NotInstalledError, UnsafeModelError, UsageError
+from .errors import IntegrityError, ModelFileError, NotInstalledError, UnsafeModelError, UsageError
+from .hashes import Hasher
 
 __all__ = [
     "ScanReport",
@@ -68,6 +78,7 @@ class ScanReport:
         class_names: every Keras class the config names, sorted.
         warnings: things worth knowing that are not reasons to refuse.
         weights_layout: for HDF5, ``"legacy"``, ``"v3"`` or ``"unknown"``.
+        sha256: the file's sha256 when the scan was asked to check one, else None.
     """
 
     path: str
@@ -77,6 +88,7 @@ class ScanReport:
     class_names: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     weights_layout: str | None = None
+    sha256: str | None = None
 
 
 def detect_format(path: str | os.PathLike[str]) -> str:
@@ -116,6 +128,7 @@ def scan(
     expected_format: str,
     max_bytes: int | None = None,
     check_compile_config: bool = True,
+    sha256: str | None = None,
 ) -> ScanReport:
     """Check a model file without running anything from it.
 
@@ -155,10 +168,13 @@ def scan(
             f"its name ends in {p.suffix!r} but its content is {_DESCRIBE[found]}; tf_keras "
             "picks its loader from the name, so the two must agree",
         )
-    if found == "hdf5":
-        report = _scan_hdf5_file(p, expected_format, cap, check_compile_config)
-    else:
-        report = _scan_keras_file(p, cap, check_compile_config)
+    with _mapped(p) as source, _hash_in_background(source, p, sha256) as digest:
+        if found == "hdf5":
+            report = _scan_hdf5_file(p, source, expected_format, cap, check_compile_config)
+        else:
+            report = _scan_keras_file(p, source, cap, check_compile_config)
+    if sha256 is not None:
+        report = dataclasses.replace(report, sha256=digest.hex)
     logger.debug("safety scan passed: %s", report)
     return report
 
@@ -169,6 +185,7 @@ def load_model_file(
     expected_format: str,
     trust_remote_code: bool = False,
     compile: bool = False,
+    sha256: str | None = None,
 ):
     """Scan a whole saved model, then load it with tf_keras.
 
@@ -178,11 +195,14 @@ def load_model_file(
         trust_remote_code: skip the scan and load with ``safe_mode=False``. Code in the
             file (Lambda layers, custom modules) then runs. Only for files you trust.
         compile: restore the training configuration too.
+        sha256: the hex sha256 the file must have (checked even with
+            ``trust_remote_code``).
 
     Returns:
         A ``tf_keras.Model``.
 
     Raises:
+        IntegrityError: the file does not have the ``sha256`` given.
         UnsafeModelError: the scan refused the file.
         ModelFileError: the file passed the scan but tf_keras could not rebuild it.
     """
@@ -195,8 +215,9 @@ def load_model_file(
     p = _require_file(path)
     if trust_remote_code:
         _warn_skipped(p)
+        _check_sha256(p, sha256)
     else:
-        scan(p, expected_format=expected_format, check_compile_config=compile)
+        scan(p, expected_format=expected_format, check_compile_config=compile, sha256=sha256)
     keras = _tf.keras()
     suffix = ".keras" if expected_format == "keras" else ".h5"
     with _named(p, suffix) as load_path:
@@ -213,15 +234,24 @@ def load_model_file(
             ) from exc
 
 
-def load_weights_file(model, path: str | os.PathLike[str], *, trust_remote_code: bool = False):
+def load_weights_file(
+    model,
+    path: str | os.PathLike[str],
+    *,
+    trust_remote_code: bool = False,
+    sha256: str | None = None,
+):
     """Scan an HDF5 weights file, then load it into ``model`` (``model.load_weights``).
 
     Args:
         model: the ``tf_keras.Model`` the weights were saved from (same architecture).
         path: the weights file (any file name: a cached blob works).
         trust_remote_code: skip the scan (the file is still only read as weights).
+        sha256: the hex sha256 the file must have (checked even with
+            ``trust_remote_code``).
 
     Raises:
+        IntegrityError: the file does not have the ``sha256`` given.
         UnsafeModelError: the scan refused the file.
         ModelFileError: the weights do not fit ``model`` (layer count, weight count or
             shape mismatch): the file belongs to another architecture.
@@ -229,9 +259,10 @@ def load_weights_file(model, path: str | os.PathLike[str], *, trust_remote_code:
     p = _require_file(path)
     if trust_remote_code:
         _warn_skipped(p)
+        _check_sha256(p, sha256)
         layout = _quick_layout(p)
     else:
-        layout = scan(p, expected_format="h5-weights").weights_layout
+        layout = scan(p, expected_format="h5-weights", sha256=sha256).weights_layout
     # tf_keras picks the weights reader from the name: "x.weights.h5" is the v3 layout,
     # any other ".h5" the legacy one. Give it the name that matches the content.
     suffix, avoid = (".weights.h5", None) if layout == "v3" else (".h5", ".weights.h5")
@@ -252,9 +283,12 @@ def load_weights_file(model, path: str | os.PathLike[str], *, trust_remote_code:
 # --- scanning --------------------------------------------------------------------------
 
 
-def _scan_hdf5_file(p: Path, expected_format: str, cap: int, check_compile: bool) -> ScanReport:
+def _scan_hdf5_file(
+    p: Path, source, expected_format: str, cap: int, check_compile: bool
+) -> ScanReport:
     shown = str(p)
-    facts = scan_hdf5(shown, path=shown, size=p.stat().st_size, max_bytes=cap)
+    source = shown if source is None else source
+    facts = scan_hdf5(source, path=shown, size=p.stat().st_size, max_bytes=cap)
     warnings: list[str] = []
     n_layers = None
     classes: set[str] = set()
@@ -292,9 +326,9 @@ def _scan_hdf5_file(p: Path, expected_format: str, cap: int, check_compile: bool
     )
 
 
-def _scan_keras_file(p: Path, cap: int, check_compile: bool) -> ScanReport:
+def _scan_keras_file(p: Path, source, cap: int, check_compile: bool) -> ScanReport:
     shown = str(p)
-    facts = scan_keras_zip(shown, max_bytes=cap)
+    facts = scan_keras_zip(shown, max_bytes=cap, source=source)
     doc = parse_config(facts.config_text, shown, "config.json")
     if not check_compile:
         # tf_keras drops it too when compile=False, so it cannot run anything.
@@ -309,6 +343,107 @@ def _scan_keras_file(p: Path, cap: int, check_compile: bool) -> ScanReport:
         class_names=tuple(sorted(classes)),
         weights_layout=layout,
     )
+
+
+# --- integrity -------------------------------------------------------------------------
+
+
+class _MappedFile(io.RawIOBase):
+    """A read-only, seekable file object over a mapping (what h5py and zipfile read)."""
+
+    def __init__(self, mapping: mmap.mmap):
+        super().__init__()
+        self.mapping = mapping
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self.mapping)}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer) -> int:
+        data = self.mapping[self._pos : self._pos + len(buffer)]
+        buffer[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
+@contextlib.contextmanager
+def _mapped(p: Path) -> Iterator[_MappedFile | None]:
+    """The file mapped read-only (None when empty): hash and scan read the same pages."""
+    with open(p, "rb") as fh:
+        if os.fstat(fh.fileno()).st_size == 0:
+            yield None
+            return
+        mapping = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            yield _MappedFile(mapping)
+        finally:
+            mapping.close()
+
+
+class _Digest:
+    hex: str | None = None
+
+
+@contextlib.contextmanager
+def _hash_in_background(source: _MappedFile | None, p: Path, sha256: str | None):
+    """Hash ``source`` on a thread while the body runs; then compare with ``sha256``.
+
+    hashlib releases the GIL for the whole mapping, so the hash runs in parallel with
+    the scanner. A mismatch wins over an error of the scan: a corrupted file must be
+    reported as corrupted.
+    """
+    digest = _Digest()
+    if sha256 is None:
+        yield digest
+        return
+    hasher = Hasher()
+    thread = threading.Thread(
+        target=hasher.update,
+        args=(source.mapping if source is not None else b"",),
+        name="modelzoo-verify",
+        daemon=True,
+    )
+    thread.start()
+    try:
+        yield digest
+    except UnsafeModelError:
+        thread.join()
+        _compare(p, sha256, hasher.hexdigests()["sha256"])
+        raise
+    finally:
+        thread.join()
+    digest.hex = hasher.hexdigests()["sha256"]
+    _compare(p, sha256, digest.hex)
+
+
+def _check_sha256(p: Path, sha256: str | None) -> None:
+    """The sha256 check alone (for loads that skip the scan)."""
+    if sha256 is not None:
+        with _mapped(p) as source, _hash_in_background(source, p, sha256):
+            pass
+
+
+def _compare(p: Path, expected: str, actual: str) -> None:
+    if actual != expected.lower():
+        raise IntegrityError(
+            f"{p} does not match the sha256 recorded when it was installed "
+            f"(expected sha256:{expected.lower()}, got sha256:{actual}): the cached file was "
+            "changed or damaged after it was installed",
+            path=str(p),
+            expected=f"sha256:{expected.lower()}",
+            actual=f"sha256:{actual}",
+        )
 
 
 # --- helpers ---------------------------------------------------------------------------

@@ -145,3 +145,55 @@ def test_dry_run_does_not_count_another_unhashed_file_as_cached(apps):
     modelzoo.install("alpha@1.0.0", variant="notop")
     plan = modelzoo.install("beta", variant="notop", dry_run=True).planned["notop"]
     assert (plan.cached, plan.action, plan.path) == (False, "download", None)
+
+
+# --------------------------------------------------------------------------- defect 2
+
+
+def _flip_a_weight_byte(path: Path, dataset: str = "conv1/conv1/kernel:0") -> None:
+    """Flip one byte inside a weight array of an HDF5 weights file, keeping its size."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        offset = f[dataset].id.get_offset()
+    assert offset is not None  # contiguous storage: the array's bytes are at this offset
+    size = path.stat().st_size
+    path.chmod(0o644)
+    with open(path, "r+b") as fh:
+        fh.seek(offset + 5)
+        byte = fh.read(1)
+        fh.seek(offset + 5)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    assert path.stat().st_size == size
+
+
+def test_a_corrupted_blob_is_refused_on_load_and_install_force_repairs_it(apps, monkeypatch):
+    from modelzoo.errors import IntegrityError
+
+    _, weights = apps
+    rec = modelzoo.install("alpha@1.1.0", variant="notop").records["notop"]
+    _flip_a_weight_byte(rec.path)
+    monkeypatch.setenv("MODELZOO_OFFLINE", "1")
+    with pytest.raises(IntegrityError) as caught:
+        modelzoo.load("alpha@1.1.0", cut="conv_pw_13_relu")
+    message = str(caught.value)
+    assert str(rec.path) in message and "modelzoo install alpha@1.1.0 --force" in message
+    assert "\n" not in message and caught.value.path == str(rec.path)
+    # negative control: the flipped byte really is inside the weights
+    monkeypatch.setenv("MODELZOO_TRUST_CACHE", "1")
+    trusted = modelzoo.load("alpha@1.1.0", cut="conv_pw_13_relu")
+    assert not np.array_equal(trusted.get_weights()[0], weights["alpha", "1.1.0", "notop"][0])
+    monkeypatch.delenv("MODELZOO_TRUST_CACHE")
+    monkeypatch.delenv("MODELZOO_OFFLINE")
+    modelzoo.install("alpha@1.1.0", variant="notop", force=True)
+    repaired = modelzoo.load("alpha@1.1.0", cut="conv_pw_13_relu")
+    _assert_weights(repaired, weights["alpha", "1.1.0", "notop"])
+
+
+def test_verify_on_load_also_checks_when_the_scan_is_skipped(apps):
+    from modelzoo.errors import IntegrityError
+
+    rec = modelzoo.install("beta", variant="notop").records["notop"]
+    _flip_a_weight_byte(rec.path)
+    with pytest.raises(IntegrityError, match="modelzoo install beta@1.0.0 --force"):
+        modelzoo.load("beta", cut="conv_pw_13_relu", trust_remote_code=True)
