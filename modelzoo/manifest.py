@@ -67,9 +67,11 @@ __all__ = [
     "VARIANTS",
 ]
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
-_FILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
-_HEX = {"md5": re.compile(r"^[0-9a-f]{32}$"), "sha256": re.compile(r"^[0-9a-f]{64}$")}
+# \A...\Z, not ^...$: "$" also matches before a trailing newline, so "name\n" would pass
+# a plain .match(); callers should still use .fullmatch().
+NAME_RE = re.compile(r"\A[a-z0-9][a-z0-9._-]{0,99}\Z")
+_FILE_NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._+-]{0,199}\Z")
+_HEX = {"md5": re.compile(r"[0-9a-fA-F]{32}"), "sha256": re.compile(r"[0-9a-fA-F]{64}")}
 PREPROCESSING_MODES = ("caffe", "tf", "torch", "builtin", "none")
 ARTIFACT_FORMATS = ("h5-weights", "keras", "h5")
 BUILD_KINDS = ("keras-application", "keras-model")
@@ -204,7 +206,7 @@ class Manifest:
 
 def validate_name(name: str, *, what: str = "model name", source: str | None = None) -> str:
     """Return ``name`` if it is a safe model name, else raise :class:`ManifestError`."""
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise ManifestError(
             f"invalid {what} {name!r}: use 1-100 characters of a-z, 0-9, '.', '_', '-', "
             "starting with a letter or digit",
@@ -226,13 +228,13 @@ def parse_hash(value: Any, *, source: str | None = None, field: str = "hash") ->
         )
     algo, _, hexdigest = value.partition(":")
     algo = algo.lower()
-    if algo not in _HEX or not _HEX[algo].match(hexdigest):
+    if algo not in _HEX or not _HEX[algo].fullmatch(hexdigest):
         raise ManifestError(
-            f"expected 'md5:<32 hex>' or 'sha256:<64 hex>' (lowercase), got {value!r}",
+            f"expected 'md5:<32 hex>' or 'sha256:<64 hex>', got {value!r}",
             source=source,
             field=field,
         )
-    return Hash(algo, hexdigest)
+    return Hash(algo, hexdigest.lower())
 
 
 class _Reader:
@@ -294,6 +296,13 @@ def _url(r: _Reader, value: Any, path: str) -> str:
             raise r.fail(path, f"expected {scheme}://..., got {value!r}")
         if scheme != "file" and not parts.hostname:
             raise r.fail(path, f"URL has no host: {value!r}")
+        if "@" in parts.netloc:
+            # Never echo the URL: it holds a password.
+            raise r.fail(
+                path,
+                "URL carries credentials (user:password@host); manifests may not. "
+                "Remove them: private servers are authenticated from ~/.netrc",
+            )
         return value
     # Relative: resolved against the manifest's folder, so it must not climb out of it.
     # Decode %2e%2e and backslashes first: servers and file:// paths would undo them later.
@@ -322,7 +331,7 @@ def _artifact(r: _Reader, variant: str, data: Any, kind: str) -> Artifact:
         raise r.fail(f"{path}.format", "keras-model artifacts must be 'keras' or 'h5'")
     default_name = url.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
     file_name = r.get(data, "file_name", str, f"{path}.file_name", default=default_name)
-    if not _FILE_NAME_RE.match(file_name) or ".." in file_name:
+    if not _FILE_NAME_RE.fullmatch(file_name) or ".." in file_name:
         raise r.fail(f"{path}.file_name", f"unsafe file name {file_name!r}")
     size = r.get(data, "size", int, f"{path}.size")
     if size is not None and size < 0:
@@ -387,7 +396,7 @@ def parse_manifest(data: Any, *, source: str | None = None) -> Manifest:
     constructor = r.get(b, "constructor", str, "build.constructor")
     if kind == "keras-application" and not constructor:
         raise r.fail("build.constructor", "is required for keras-application")
-    if constructor is not None and not re.match(r"^[A-Za-z][A-Za-z0-9_]*$", constructor):
+    if constructor is not None and not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", constructor):
         raise r.fail("build.constructor", f"expected a bare constructor name, got {constructor!r}")
     kwargs = r.get(b, "kwargs", dict, "build.kwargs", default={})
     for banned in ("include_top", "weights", "input_tensor"):
@@ -402,7 +411,7 @@ def parse_manifest(data: Any, *, source: str | None = None) -> Manifest:
         raise r.fail("artifacts", "must name at least one artifact")
     artifacts = {}
     for variant, art in arts.items():
-        if not NAME_RE.match(variant):
+        if not NAME_RE.fullmatch(variant):
             raise r.fail(f"artifacts.{variant}", "invalid variant name")
         artifacts[variant] = _artifact(r, variant, art, kind)
 

@@ -21,6 +21,13 @@ def _mirror_error(rule: str, detail: str) -> UsageError:
 
 def _check_mirror_target(rule: str, target: str) -> None:
     parts = urlsplit(target)
+    if "@" in parts.netloc:
+        # Not _mirror_error: it would echo the rule, password included.
+        raise UsageError(
+            "MODELZOO_MIRROR names a URL with credentials (user:password@host); modelzoo "
+            "never takes credentials from URLs. Remove them and put them in ~/.netrc "
+            "(machine HOST login USER password PASSWORD) instead."
+        )
     if parts.scheme.lower() not in ALLOWED_SCHEMES or (
         parts.scheme.lower() != "file" and not parts.netloc
     ):

@@ -120,7 +120,7 @@ INVALID = [
     ("schema_version", 1.0, "schema_version", "reads schema_version 1"),
     ("extra", "x", "extra", "unknown field"),
     ("artifacts.full.hash", "md5:xyz", "artifacts.full.hash", "md5:<32 hex>"),
-    ("artifacts.full.hash", "md5:" + "A" * 32, "artifacts.full.hash", "lowercase"),
+    ("artifacts.full.hash", "md5:" + "g" * 32, "artifacts.full.hash", "32 hex"),
     ("artifacts.full.hash", "sha1:" + "a" * 40, "artifacts.full.hash", "sha256"),
     ("artifacts.full.hash", "a" * 32, "artifacts.full.hash", "md5:<32 hex>"),
     ("artifacts.full.url", "ftp://example.org/w.h5", "artifacts.full.url", "scheme 'ftp'"),
