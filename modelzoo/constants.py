@@ -17,6 +17,10 @@ variable                        meaning
 ``MODELZOO_DEBUG``              ``1``: the CLI shows full tracebacks
 ``MODELZOO_TIMEOUT``            connect/read timeout in seconds (default 10/60)
 ``MODELZOO_MAX_RETRIES``        retries per URL on connection errors and 5xx (default 3)
+``MODELZOO_DEADLINE``           seconds one artifact may take from one URL, retries included
+                                (default 3600)
+``MODELZOO_MIN_RATE``           ``BYTES_PER_S[/WINDOW_S]``: give up a URL that delivers less
+                                than this over the window (default ``1024/30``; ``0`` = off)
 ``MODELZOO_TRUST_CACHE``        ``1``: skip the sha256 check of a cached file on every load
                                 (it costs one pass over the file, overlapped with the safety
                                 scan; ``modelzoo verify`` still checks on demand)
@@ -33,6 +37,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .errors import UsageError  # errors.py imports nothing of ours
+
 __all__ = [
     "SCHEMA_VERSION",
     "CHUNK_SIZE",
@@ -46,6 +52,8 @@ __all__ = [
     "debug",
     "timeouts",
     "max_retries",
+    "deadline",
+    "min_rate",
     "trust_cache",
     "env_flag",
     "project",
@@ -64,6 +72,8 @@ TRUE_VALUES = frozenset({"1", "true", "yes", "on"})
 _DEFAULT_CONNECT_TIMEOUT = 10.0
 _DEFAULT_READ_TIMEOUT = 60.0
 _DEFAULT_MAX_RETRIES = 3
+_DEFAULT_DEADLINE = 3600.0
+_DEFAULT_MIN_RATE = (1024.0, 30.0)
 
 
 def env_flag(name: str, value: bool | None = None) -> bool:
@@ -140,6 +150,53 @@ def max_retries() -> int:
     return _DEFAULT_MAX_RETRIES
 
 
+def deadline() -> float:
+    """Seconds one artifact may take from one URL, retries included (``MODELZOO_DEADLINE``).
+
+    Raises:
+        UsageError: the value is not a positive number of seconds.
+    """
+    raw = os.environ.get("MODELZOO_DEADLINE", "").strip()
+    if not raw:
+        return _DEFAULT_DEADLINE
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise UsageError(
+            f"MODELZOO_DEADLINE must be a positive number of seconds. Received: {raw!r}. "
+            f"Unset it for the default ({_DEFAULT_DEADLINE:g} s)."
+        )
+    return value
+
+
+def min_rate() -> tuple[float, float]:
+    """``(bytes_per_second, window_seconds)`` from ``MODELZOO_MIN_RATE`` (``1024/30``).
+
+    A URL delivering fewer than ``bytes_per_second * window_seconds`` bytes over the
+    last ``window_seconds`` is given up. A rate of 0 switches the rule off.
+
+    Raises:
+        UsageError: the value cannot be read.
+    """
+    raw = os.environ.get("MODELZOO_MIN_RATE", "").strip()
+    if not raw:
+        return _DEFAULT_MIN_RATE
+    rate_text, _, window_text = raw.partition("/")
+    try:
+        rate = float(rate_text)
+        window = float(window_text) if window_text else _DEFAULT_MIN_RATE[1]
+    except ValueError:
+        rate = window = -1.0
+    if not (0 <= rate < float("inf") and 0 < window < float("inf")):
+        raise UsageError(
+            f"MODELZOO_MIN_RATE must be BYTES_PER_SECOND or BYTES_PER_SECOND/WINDOW_SECONDS "
+            f"(e.g. 1024/30; 0 turns the rule off). Received: {raw!r}."
+        )
+    return rate, window
+
+
 def trust_cache(value: bool | None = None) -> bool:
     """Whether loads skip re-checking a cached file's sha256 (``MODELZOO_TRUST_CACHE``)."""
     return env_flag("MODELZOO_TRUST_CACHE", value)
@@ -172,8 +229,6 @@ def cpu_devices(value: int | None = None) -> int | None:
             return int(raw)
         value = raw
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
-        from .errors import UsageError  # lazily: constants imports nothing else of ours
-
         raise UsageError(
             f"MODELZOO_CPU_DEVICES must be an integer from 1 to 64 (logical CPU devices). "
             f"Received: {value!r}. Unset it to keep TensorFlow's single CPU device."

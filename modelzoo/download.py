@@ -10,14 +10,16 @@ the expected size and hash. The caller then moves it into place. What it guarant
   ``Range`` request; the sidecar ``<partial>.meta`` records the URL, the server's
   validators (``ETag`` / ``Last-Modified``) and the expected hash, so bytes of two
   different files are never stitched together;
-* connection errors, timeouts, truncated bodies and 5xx are retried with capped
-  exponential backoff; other 4xx move on to the next URL at once;
+* connection errors, timeouts, truncated bodies, 429 and 5xx are retried with capped
+  exponential backoff (a ``Retry-After`` is honoured up to a cap); other 4xx move on to
+  the next URL at once;
+* a URL that passes the per-artifact deadline or delivers less than the minimum
+  throughput is given up with its bytes kept, so a later call resumes;
 * ``MODELZOO_MIRROR`` rewrites URLs (mirrors first, originals after; see
   :mod:`modelzoo.mirrors`) and ``MODELZOO_OFFLINE`` forbids the network (``file://``
   still works);
-* redirects are followed by hand and must keep their scheme (http -> https is the one
-  change allowed); only ``https``, ``http`` and ``file`` URLs are ever opened (both in
-  :mod:`modelzoo._http`);
+* every network rule (schemes, redirects, credentials, timeouts, deadline, minimum
+  throughput, retries, Retry-After, User-Agent) is :mod:`modelzoo._http`'s;
 * a wrong size or hash deletes the partial and raises :class:`IntegrityError`; a full
   disk deletes it and raises :class:`CacheError`.
 
@@ -32,7 +34,6 @@ import json
 import logging
 import os
 import shutil
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,15 +43,21 @@ from urllib.parse import urlsplit
 from . import _jsonio, constants
 from ._http import (
     ALLOWED_SCHEMES,
+    Pace,
     _content_range,
     _content_range_total,
     _describe,
     _int,
-    _new_session,
     _open,
     _Retry,
     _scheme,
+    _Stalled,
+    _status_failure,
     _UrlFailed,
+    new_session,
+    redact,
+    retry_delay,
+    url_problem,
 )
 from .errors import (
     CacheError,
@@ -75,9 +82,7 @@ logger = logging.getLogger("modelzoo")
 # Resumes that made progress do not use up retries; this bounds them all the same, so a
 # server that drip-feeds a few bytes per connection cannot keep a download alive forever.
 _MAX_RESUMES = 100
-_BACKOFF_CAP = 8.0
 _DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
-_RETRY_STATUS = frozenset({408, 425, 429})
 
 
 @dataclass(frozen=True)
@@ -173,18 +178,23 @@ class _Job:
         self.backoff = backoff
         self.fresh_retry_used = False  # one clean restart after a mismatch on resumed bytes
         self.no_range = False
+        self.pace: Pace | None = None
+        self.served_by: str | None = None  # the URL the last response came from
 
     # -- retry loop per URL --
 
     def fetch(self, url: str) -> DownloadResult:
         failures = resumes = 0
         best = _size_of(self.partial) or 0
+        self.pace = pace = Pace()  # deadline and minimum throughput, per URL
         while True:
             try:
                 if _scheme(url) == "file":
                     return self._copy_file(url)
+                pace.check()
                 return self._attempt(url)
             except _Retry as exc:
+                pace.check()  # a stall or the deadline ends this URL, bytes kept
                 now = _size_of(self.partial) or 0
                 if now > best and resumes < _MAX_RESUMES:
                     # Bytes were saved: the server works, the link is flaky. Resume at once,
@@ -199,9 +209,9 @@ class _Job:
                     raise _UrlFailed(
                         f"{exc} (gave up after {attempts})", status=exc.status
                     ) from exc
-                delay = min(self.backoff * 2 ** (failures - 1), _BACKOFF_CAP)
+                delay = retry_delay(failures, self.backoff, exc.retry_after)
                 logger.info("%s: %s; retrying in %.2g s", url, exc, delay)
-                time.sleep(delay)
+                pace.sleep(delay)
 
     # -- http(s) --
 
@@ -240,8 +250,9 @@ class _Job:
     def _attempt(self, url: str) -> DownloadResult:
         offset, headers = self._resume_plan(url)
         headers = {"Accept-Encoding": "identity", **headers}
-        response = _open(self.session, url, headers)
+        response = _open(self.session, url, headers, pace=self.pace)
         with response:
+            self.served_by = response.url or url
             status = response.status_code
             if status == 416 and offset:
                 total = _content_range_total(response.headers.get("Content-Range"))
@@ -250,10 +261,9 @@ class _Job:
                 _discard(self.partial)
                 raise _Retry("the server refused to resume (HTTP 416); starting again")
             reason = f"HTTP {status} {response.reason or ''}".strip()
-            if status >= 500 or status in _RETRY_STATUS:
-                raise _Retry(reason, status=status)
-            if status >= 400:
-                raise _UrlFailed(reason, status=status)
+            verdict = _status_failure(response)
+            if verdict is not None:
+                raise verdict
             if status not in (200, 206):
                 raise _UrlFailed(f"unexpected {reason}", status=status)
             encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
@@ -331,7 +341,7 @@ class _Job:
             _discard(self.partial)
             needed = total - offset - sink.written if total is not None else None
             raise _cache_error(self.partial, write_error, needed=needed) from write_error
-        if isinstance(failure, _UrlFailed):
+        if isinstance(failure, _UrlFailed) and not isinstance(failure, _Stalled):
             _discard(self.partial)
         if failure is not None:
             raise failure
@@ -354,7 +364,7 @@ class _Job:
                     # links, steady progress and little to lose on slow ones.
                     chunk = read(constants.CHUNK_SIZE, decode_content=decode)
                 except network_errors as exc:
-                    raise _Retry(_describe(exc)) from exc
+                    raise _Retry(_describe(exc, self.pace.read_timeout())) from exc
                 if not chunk:
                     return received
                 received += len(chunk)
@@ -362,6 +372,8 @@ class _Job:
                     raise _UrlFailed(f"the server sent more than the expected {limit:,} bytes")
                 sink.put(chunk)
                 bar.update(len(chunk))
+                self.pace.got(len(chunk))
+                self.pace.check()
 
     # -- file:// --
 
@@ -428,13 +440,16 @@ class _Job:
                 self.fresh_retry_used = True
                 raise _Retry(f"{problem[0]} mismatch after resuming; starting again")
             what, want, got = problem
+            source = url if _scheme(url) == "file" else (self.served_by or url)
+            shown = url if source == url else f"{url} (served from {source})"
             raise IntegrityError(
-                f"{url} does not match its published {what}: expected {want}, got {got}. "
+                f"{shown} does not match its published {what}: expected {want}, got {got}. "
                 "The download was deleted. If this happens again the file on the server has "
                 "changed: tell the registry's maintainers, or check the manifest's hash.",
                 path=str(self.partial),
                 expected=want,
                 actual=got,
+                url=source,
             )
         with contextlib.suppress(FileNotFoundError):
             _meta_path(self.partial).unlink()
@@ -524,13 +539,12 @@ def download(
     status = None
     try:
         for url in candidates:
-            scheme = _scheme(url)
-            if scheme not in ALLOWED_SCHEMES:
-                reason = f"unsupported scheme {scheme or '(none)'!r}; only https, http and file"
-                failures.append((url, reason + " URLs are fetched"))
+            problem = url_problem(url)
+            if problem:
+                failures.append((redact(url), problem))
                 continue
-            if scheme != "file" and job.session is None:
-                job.session = _new_session()
+            if _scheme(url) != "file" and job.session is None:
+                job.session = new_session()
             logger.info("Downloading %s to %s", url, partial)
             try:
                 return job.fetch(url)
@@ -541,17 +555,20 @@ def download(
     finally:
         if session is None and job.session is not None:
             job.session.close()
-    message = _failure_message(originals[0], partial, failures)
-    raise DownloadError(message, url=originals[0], status=status)
+    message = _failure_message(redact(originals[0]), partial, failures)
+    raise DownloadError(message, url=redact(originals[0]), status=status)
 
 
 def _failure_message(first: str, partial: Path, failures: list[tuple[str, str]]) -> str:
-    lines = [f"Could not download {first} from any of {len(failures)} URL(s):"]
-    lines += [f"  {url}: {reason}" for url, reason in failures]
+    """One line: what failed, each URL's reason, and the next step."""
+    if len(failures) == 1 and failures[0][0] == first:
+        what = f"Could not download {first}: {failures[0][1]}."
+    else:
+        reasons = "; ".join(f"{url}: {reason}" for url, reason in failures)
+        what = f"Could not download {first} from any of {len(failures)} URLs ({reasons})."
     kept = _size_of(partial)
-    tail = "Check your network connection and proxy settings, or set MODELZOO_MIRROR to a "
+    tail = " Check your network connection and proxy settings, or set MODELZOO_MIRROR to a "
     tail += "reachable mirror, then try again."
     if kept:
         tail += f" The {kept:,} bytes already received are kept and will be resumed."
-    lines.append(tail)
-    return "\n".join(lines)
+    return what + tail

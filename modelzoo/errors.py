@@ -158,12 +158,16 @@ class IntegrityError(ModelZooError, ValueError):
         path: the file checked (already deleted when it was a download).
         expected: the expected ``algo:hex`` (or size).
         actual: what was computed.
+        url: the URL the bytes came from (a mirror or redirect target), when downloaded.
     """
 
-    def __init__(self, message: str, *, path: str | None = None, expected=None, actual=None):
+    def __init__(
+        self, message: str, *, path: str | None = None, expected=None, actual=None, url=None
+    ):
         self.path = path
         self.expected = expected
         self.actual = actual
+        self.url = url
         super().__init__(message)
 
 

@@ -306,14 +306,17 @@ def _download_artifact(cache, manifest, registry, artifact, urls, key, force, pr
         _drop_partial(cache, key)
         if first_seen is None:
             raise
+        source = exc.url or urls[0]
         raise IntegrityError(
-            f"{manifest.spec} ({artifact.variant}): the file at {urls[0]} changed since it was "
-            f"first installed (trusted on first use: sha256:{first_seen}, now "
+            f"{manifest.spec} ({artifact.variant}): the file at {source} changed since it was "
+            f"first installed{f' from {urls[0]}' if source != urls[0] else ''} (trusted on "
+            f"first use: sha256:{first_seen}, now "
             f"{exc.actual}). Refusing it. If the publisher really replaced the file, remove "
             f"its entry from {cache.tofu_path} and install again.",
             path=exc.path,
             expected=f"sha256:{first_seen}",
             actual=exc.actual,
+            url=source,
         ) from exc
     if artifact.hash is None and first_seen is None:
         for url in dict.fromkeys([urls[0], result.url]):
@@ -353,17 +356,9 @@ def _remote_size(url: str) -> int | None:
             return None
     if parts.scheme not in ("http", "https"):
         return None
-    import requests
+    from ._http import head_size  # lazily: requests is only needed here
 
-    try:
-        response = requests.head(url, allow_redirects=True, timeout=constants.timeouts())
-    except requests.RequestException as exc:
-        logger.info("HEAD %s failed: %s", url, exc)
-        return None
-    length = response.headers.get("Content-Length")
-    if response.ok and length and length.isdigit():
-        return int(length)
-    return None
+    return head_size(url)
 
 
 def _plan(cache: Cache, manifest: Manifest, artifact: Artifact, urls, *, force) -> PlannedDownload:

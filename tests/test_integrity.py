@@ -197,3 +197,88 @@ def test_verify_on_load_also_checks_when_the_scan_is_skipped(apps):
     _flip_a_weight_byte(rec.path)
     with pytest.raises(IntegrityError, match="modelzoo install beta@1.0.0 --force"):
         modelzoo.load("beta", cut="conv_pw_13_relu", trust_remote_code=True)
+
+
+# --------------------------------------------------------------------------- defect 5: validation
+
+_SHA = "ab" * 32
+
+
+def test_uppercase_hex_is_accepted_and_normalised():
+    from modelzoo.manifest import Hash, parse_hash
+
+    assert parse_hash("sha256:" + _SHA.upper()) == Hash("sha256", _SHA)
+    assert parse_hash("MD5:" + "C" * 32) == Hash("md5", "c" * 32)
+
+
+@pytest.mark.parametrize("bad", [f"sha256:{_SHA}\n", f"sha256:{_SHA} ", "md5:" + "a" * 31])
+def test_a_hash_with_a_trailing_newline_is_refused(bad):
+    from modelzoo.errors import ManifestError
+    from modelzoo.manifest import parse_hash
+
+    with pytest.raises(ManifestError):
+        parse_hash(bad)
+
+
+def test_a_name_with_a_trailing_newline_is_refused(tmp_path):
+    from modelzoo.errors import ManifestError
+    from modelzoo.manifest import NAME_RE, validate_name
+
+    assert NAME_RE.fullmatch("name") and not NAME_RE.match("name\n")
+    with pytest.raises(ManifestError):
+        validate_name("name\n")
+
+
+# --------------------------------------------------------------------------- defect 4
+
+
+def _doc_with(url: str, mirrors=()) -> dict:
+    art = {"url": url, "mirrors": list(mirrors), "format": "h5", "hash": None}
+    return {
+        "schema_version": 1,
+        "name": "creds",
+        "version": "1.0.0",
+        "summary": "credentials test",
+        "input": {"shape": [8, 8, 3]},
+        "build": {"kind": "keras-model"},
+        "artifacts": {"full": art},
+    }
+
+
+@pytest.mark.parametrize(
+    ("url", "mirrors"),
+    [
+        ("http://user:s3cret@127.0.0.1/x.h5", ()),
+        ("https://token@example.org/x.h5", ()),
+        ("https://example.org/x.h5", ("https://user:s3cret@mirror.example.org/x.h5",)),
+    ],
+    ids=["url-password", "url-user", "mirror"],
+)
+def test_manifest_urls_with_credentials_are_refused(url, mirrors):
+    from modelzoo.errors import ManifestError
+    from modelzoo.manifest import parse_manifest
+
+    with pytest.raises(ManifestError, match="credentials") as caught:
+        parse_manifest(_doc_with(url, mirrors), source="m.json")
+    assert "s3cret" not in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_mirror_rule_with_credentials_is_refused(monkeypatch):
+    from modelzoo.errors import UsageError
+    from modelzoo.mirrors import rewrite_urls
+
+    with pytest.raises(UsageError, match="credentials") as caught:
+        rewrite_urls(["https://example.org/x.h5"], "https://u:s3cret@mirror.example.org/")
+    assert "s3cret" not in str(caught.value)
+
+
+def test_credentials_in_a_url_are_never_sent_nor_written(local_server, tmp_path):
+    from modelzoo.download import download
+    from modelzoo.errors import DownloadError
+
+    (local_server.root / "x.bin").write_bytes(b"x" * 100)
+    host = local_server.url.split("//", 1)[1]
+    with pytest.raises(DownloadError) as caught:
+        download(f"http://user:s3cret@{host}/x.bin", tmp_path / "p" / "x.part")
+    assert local_server.requests == []
+    assert "s3cret" not in str(caught.value)
