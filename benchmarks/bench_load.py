@@ -4,20 +4,25 @@ Run from the repository root::
 
     .venv/bin/python benchmarks/bench_load.py [--repeat 15] [--mem-repeat 2]
 
-Two models, both already installed in a temporary ``MODELZOO_HOME``:
+Three models, all already installed in a temporary ``MODELZOO_HOME``:
 
 * ``bench_mobilenet_1.0_224``: MobileNet(alpha=1.0, 224x224, 1000 classes) with seeded
   random weights (a ~17 MB ``full.h5``), published in a temporary folder registry;
+* ``bench_resnet50``: ResNet50 (224x224, 1000 classes) the same way (a ~103 MB file);
 * ``mobilenet_v1_0.25_32_digits``: the bundled offline model (~1 MB).
 
 **Time** (one process). ``modelzoo`` is ``modelzoo.load(name)``: resolve the name, find
 the install record, build the allow-listed constructor, scan the weights file, load it,
-freeze. ``raw`` is what a user would write by hand: the same
+freeze; the scan also re-checks the file's sha256 against the install record (verify-on-
+load, hashed on a thread over the same mapping the scanner reads). ``raw`` is what a user
+would write by hand: the same
 ``tf_keras.applications`` constructor with ``weights=None`` and ``model.load_weights``
 of the *same* cached file. Each variant runs once untimed first (imports, first-call
 tracing), then the two alternate, ``repeat`` times each, with ``clear_session`` and a
 garbage collection between calls (outside the timed region). The pieces modelzoo adds
-(resolution, install record, safety scan) are also timed on their own.
+(resolution, install record, safety scan with and without the sha256 check, the sha256
+alone) are also timed on their own; "verify cost" is scan+verify minus scan, over the
+median raw load.
 
 **Peak memory** (Linux). Fresh subprocesses do only one thing each (``import tf_keras``,
 or one raw load, or one ``modelzoo.load``) and report their ``ru_maxrss``, also split
@@ -59,7 +64,11 @@ GOAL_OVERHEAD = 0.10
 
 BIG = "bench_mobilenet_1.0_224"
 BIG_KWARGS = {"alpha": 1.0, "input_shape": [224, 224, 3], "classes": 1000}
+RESNET = "bench_resnet50"
+RESNET_KWARGS = {"input_shape": [224, 224, 3], "classes": 1000}
 DIGITS = "mobilenet_v1_0.25_32_digits"
+#: name -> (constructor, kwargs) of the models published with random weights
+PUBLISHED = {BIG: ("MobileNet", BIG_KWARGS), RESNET: ("ResNet50", RESNET_KWARGS)}
 
 # One load in a fresh interpreter. Prints JSON (MiB): ru_maxrss after importing tf_keras
 # (the import's peak); ru_maxrss at the end with the kernel's high-water mark reset after
@@ -80,6 +89,7 @@ def rss():
         return None
 
 mode, name, path, kwargs = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+constructor = sys.argv[5] if len(sys.argv) > 5 else "MobileNet"
 import tf_keras as keras
 import_peak = maxrss()
 try:
@@ -93,7 +103,7 @@ if mode == "modelzoo":
     model = modelzoo.load(name)
 elif mode == "raw":
     kwargs["input_shape"] = tuple(kwargs["input_shape"])
-    model = keras.applications.MobileNet(include_top=True, weights=None, **kwargs)
+    model = getattr(keras.applications, constructor)(include_top=True, weights=None, **kwargs)
     model.load_weights(path)
 end_peak = maxrss()
 print(json.dumps({
@@ -110,30 +120,31 @@ print(json.dumps({
 _VIA_SHELL = ["sh", "-c", '"$@"; exit $?', "sh"]
 
 
-def _publish_big(registry: Path) -> None:
-    """Write a folder registry holding one MobileNet 1.0 / 224 with random weights."""
+def _publish(registry: Path, name: str) -> None:
+    """Add to a folder registry one ``PUBLISHED`` model with random weights."""
     import tf_keras as keras
 
     from modelzoo import registry as registry_module
 
+    constructor, build_kwargs = PUBLISHED[name]
     keras.utils.set_random_seed(0)
-    kwargs = dict(BIG_KWARGS, input_shape=tuple(BIG_KWARGS["input_shape"]))
-    model = keras.applications.MobileNet(include_top=True, weights=None, **kwargs)
-    folder = registry / "models" / BIG / "1.0.0"
+    kwargs = dict(build_kwargs, input_shape=tuple(build_kwargs["input_shape"]))
+    model = getattr(keras.applications, constructor)(include_top=True, weights=None, **kwargs)
+    folder = registry / "models" / name / "1.0.0"
     folder.mkdir(parents=True)
     weights = folder / "full.h5"
     model.save_weights(weights)
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
     manifest = {
         "schema_version": 1,
-        "name": BIG,
+        "name": name,
         "version": "1.0.0",
-        "family": "MobileNet",
-        "summary": "MobileNet v1 1.0 224 with random weights (load benchmark)",
+        "family": constructor,
+        "summary": f"{constructor} with random weights (load benchmark)",
         "license": "MIT",
         "input": {"shape": [224, 224, 3], "min_size": 32, "preprocessing": "tf"},
         "labels": "imagenet",
-        "build": {"kind": "keras-application", "constructor": "MobileNet", "kwargs": BIG_KWARGS},
+        "build": {"kind": "keras-application", "constructor": constructor, "kwargs": build_kwargs},
         "artifacts": {
             "full": {
                 "url": "full.h5",
@@ -156,7 +167,7 @@ def _fresh() -> None:
     gc.collect()
 
 
-def _variants(name: str, blob: Path, kwargs: dict) -> dict:
+def _variants(name: str, blob: Path, kwargs: dict, constructor: str) -> dict:
     import tf_keras as keras
 
     import modelzoo
@@ -167,15 +178,17 @@ def _variants(name: str, blob: Path, kwargs: dict) -> dict:
         return modelzoo.load(name)
 
     def raw():
-        model = keras.applications.MobileNet(include_top=True, weights=None, **build_kwargs)
+        ctor = getattr(keras.applications, constructor)
+        model = ctor(include_top=True, weights=None, **build_kwargs)
         model.load_weights(str(blob))
         return model
 
     return {"modelzoo": via_modelzoo, "raw": raw}
 
 
-def _pieces(name: str, blob: Path, model) -> dict:
+def _pieces(name: str, blob: Path, model, sha256: str) -> dict:
     """What modelzoo.load adds around build + load_weights, each callable on its own."""
+    from modelzoo.hashes import file_digests
     from modelzoo.installer import ensure_installed
     from modelzoo.loading import choose_variant
     from modelzoo.project import resolve_in_context
@@ -192,10 +205,18 @@ def _pieces(name: str, blob: Path, model) -> dict:
     def safety_scan():
         return scan(blob, expected_format="h5-weights")
 
+    def scan_and_verify():  # what load does: sha256 hashed on a thread during the scan
+        return scan(blob, expected_format="h5-weights", sha256=sha256)
+
+    def sha256_alone():
+        return file_digests(blob)
+
     return {
         "resolve": resolve,
         "resolve+record": record,
         "safety scan": safety_scan,
+        "scan+verify": scan_and_verify,
+        "sha256 alone": sha256_alone,
         "freeze": lambda: freeze(model),
     }
 
@@ -205,10 +226,12 @@ def _time_model(name: str, repeat: int) -> dict:
     from modelzoo.project import resolve_in_context
 
     resolved = resolve_in_context(name)
-    blob = Path(ensure_installed(resolved, "full").path)
+    rec = ensure_installed(resolved, "full")
+    blob = Path(rec.path)
     kwargs = dict(resolved.manifest.build.kwargs)
-    variants = _variants(name, blob, kwargs)
-    pieces = _pieces(name, blob, variants["raw"]())
+    constructor = resolved.manifest.build.constructor
+    variants = _variants(name, blob, kwargs, constructor)
+    pieces = _pieces(name, blob, variants["raw"](), rec.sha256)
     samples: dict[str, list[float]] = {k: [] for k in [*variants, *pieces]}
     cpu: dict[str, list[float]] = {k: [] for k in variants}
     for fn in (*variants.values(), *pieces.values()):  # warm-up, untimed
@@ -230,12 +253,13 @@ def _time_model(name: str, repeat: int) -> dict:
             samples[key].append(time.perf_counter() - start)
     median = {k: statistics.median(v) for k, v in samples.items()}
     median_cpu = {k: statistics.median(v) for k, v in cpu.items()}
-    added = median["resolve+record"] + median["safety scan"] + median["freeze"]
+    added = median["resolve+record"] + median["scan+verify"] + median["freeze"]
     pairwise = [m / r for m, r in zip(samples["modelzoo"], samples["raw"], strict=True)]
     return {
         "blob": str(blob),
         "blob_bytes": blob.stat().st_size,
         "build_kwargs": kwargs,
+        "constructor": constructor,
         "samples_s": samples,
         "median_s": median,
         "samples_cpu_s": cpu,
@@ -250,23 +274,30 @@ def _time_model(name: str, repeat: int) -> dict:
         # against the raw load (immune to the build's run-to-run noise)
         "added_steps_s": added,
         "overhead_of_added_steps": added / median["raw"],
+        # verify-on-load alone: what the sha256 check adds to the scan, over a raw load
+        "verify_s": median["scan+verify"] - median["safety scan"],
+        "verify_share_of_raw": (median["scan+verify"] - median["safety scan"]) / median["raw"],
+        "sha256_alone_share_of_raw": median["sha256 alone"] / median["raw"],
         "overhead_per_repetition": [p - 1 for p in pairwise],
     }
 
 
 def _memory(models: dict[str, dict], repeat: int, env: dict[str, str]) -> dict:
     """Medians (MiB) over fresh processes that each do only one thing (Linux)."""
-    jobs = [("import tf_keras only", "import", "-", "-", {})]
+    jobs = [("import tf_keras only", "import", "-", "-", {}, "-")]
     for name, info in models.items():
         for mode in ("raw", "modelzoo"):
-            jobs.append((f"{name}: {mode}", mode, name, info["blob"], info["build_kwargs"]))
+            jobs.append(
+                (f"{name}: {mode}", mode, name, info["blob"], info["build_kwargs"],
+                 info["constructor"])
+            )  # fmt: skip
     samples: dict[str, list[dict]] = {label: [] for label, *_ in jobs}
     for rep in range(repeat):
         order = jobs if rep % 2 == 0 else jobs[::-1]
-        for label, mode, name, blob, kwargs in order:
+        for label, mode, name, blob, kwargs, constructor in order:
             proc = subprocess.run(
                 [*_VIA_SHELL, sys.executable, "-c", _MEMORY_CHILD, mode, name, blob,
-                 json.dumps(kwargs)],
+                 json.dumps(kwargs), constructor],
                 env=env, capture_output=True, text=True, check=True,
             )  # fmt: skip
             samples[label].append(json.loads(proc.stdout.strip().splitlines()[-1]))
@@ -279,7 +310,7 @@ def _memory(models: dict[str, dict], repeat: int, env: dict[str, str]) -> dict:
     return {"samples_mib": samples, "median_mib": median}
 
 
-def run(repeat: int, mem_repeat: int) -> dict:
+def run(repeat: int, mem_repeat: int, names: list[str]) -> dict:
     work = Path(tempfile.mkdtemp(prefix="mz-bench-load-"))
     saved_env = dict(os.environ)
     saved_cwd = Path.cwd()
@@ -291,13 +322,15 @@ def run(repeat: int, mem_repeat: int) -> dict:
         os.environ["MODELZOO_DISABLE_PROGRESS_BARS"] = "1"
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         os.chdir(work)  # no modelzoo.toml project above us
-        _publish_big(work / "registry")
+        for name in names:
+            if name in PUBLISHED:
+                _publish(work / "registry", name)
         import modelzoo
 
-        for name in (BIG, DIGITS):
+        for name in names:
             modelzoo.install(name)
         load_before = os.getloadavg()
-        models = {name: _time_model(name, repeat) for name in (BIG, DIGITS)}
+        models = {name: _time_model(name, repeat) for name in names}
         memory = _memory(models, mem_repeat, dict(os.environ))
         load_after = os.getloadavg()
     finally:
@@ -310,9 +343,8 @@ def run(repeat: int, mem_repeat: int) -> dict:
         goals[f"{name}: load overhead <= {GOAL_OVERHEAD:.0%} (paired runs)"] = (
             info["overhead_paired"] <= GOAL_OVERHEAD
         )
-        goals[f"{name}: modelzoo's own steps <= {GOAL_OVERHEAD:.0%} of a raw load"] = (
-            info["overhead_of_added_steps"] <= GOAL_OVERHEAD
-        )
+        own = f"{name}: modelzoo's own steps incl. verify-on-load <= {GOAL_OVERHEAD:.0%} of raw"
+        goals[own] = info["overhead_of_added_steps"] <= GOAL_OVERHEAD
     return {
         "benchmark": "load",
         "repeat": repeat,
@@ -334,9 +366,9 @@ def run(repeat: int, mem_repeat: int) -> dict:
 def _table(result: dict) -> str:
     lines = [
         "| model | weights MB | raw s | modelzoo s | overhead: medians | paired runs |"
-        " per-rep min–max | CPU s medians | resolve+record ms | scan ms | freeze ms |"
-        " own steps / raw |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        " per-rep min–max | CPU s medians | resolve+record ms | scan ms | scan+verify ms |"
+        " sha256 alone ms | verify / raw | freeze ms | own steps / raw |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, info in result["models"].items():
         med = info["median_s"]
@@ -346,6 +378,8 @@ def _table(result: dict) -> str:
             f"{med['modelzoo']:.3f} | {info['overhead']:+.1%} | {info['overhead_paired']:+.1%} | "
             f"{min(per):+.1%} – {max(per):+.1%} | {info['overhead_cpu']:+.1%} | "
             f"{med['resolve+record'] * 1000:.1f} | {med['safety scan'] * 1000:.1f} | "
+            f"{med['scan+verify'] * 1000:.1f} | {med['sha256 alone'] * 1000:.1f} | "
+            f"{info['verify_share_of_raw']:.1%} | "
             f"{med['freeze'] * 1000:.1f} | {info['overhead_of_added_steps']:.1%} |"
         )
     lines += [
@@ -372,8 +406,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--mem-repeat", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--models", nargs="+", default=[BIG, RESNET, DIGITS])
     args = parser.parse_args(argv)
-    result = run(args.repeat, args.mem_repeat)
+    result = run(args.repeat, args.mem_repeat, args.models)
     return finish(result, args.out, _table(result))
 
 
