@@ -545,49 +545,22 @@ def fetch_cached(
 
 
 def http_get(url: str) -> bytes:
-    """GET ``url`` with modelzoo's timeouts and retries; errors become RegistryError."""
-    import requests  # lazily: folder registries and the bundled one never need it
+    """GET ``url`` under modelzoo's one HTTP policy; errors become RegistryError."""
+    from ._http import _UrlFailed, get_bytes  # lazily: folder registries never need requests
 
-    from . import __version__
-
-    retries = constants.max_retries()
-    headers = {"User-Agent": f"modelzoo/{__version__}", "Accept": "application/json"}
-    for attempt in range(retries + 1):
-        retry = attempt < retries
-        try:
-            with requests.get(
-                url, timeout=constants.timeouts(), headers=headers, stream=True
-            ) as response:
-                if urlsplit(response.url).scheme != urlsplit(url).scheme:
-                    raise RegistryError(
-                        f"{url} redirected to {response.url}; refusing a change of URL scheme. "
-                        "Configure the registry with its final URL."
-                    )
-                if response.status_code >= 500 and retry:
-                    time.sleep(min(0.25 * 2**attempt, 2.0))
-                    continue
-                if response.status_code != 200:
-                    what = "not found" if response.status_code == 404 else "failed"
-                    raise RegistryError(
-                        f"GET {url} {what} (HTTP {response.status_code}). Check the registry "
-                        "URL (`modelzoo registry list`); a registry serves index.json and "
-                        "models/<name>/<version>/manifest.json."
-                    )
-                body = bytearray()
-                for chunk in response.iter_content(chunk_size=1 << 16):
-                    body += chunk
-                    if len(body) > _MAX_DOCUMENT_BYTES:
-                        raise RegistryError(
-                            f"{url} is larger than {_MAX_DOCUMENT_BYTES >> 20} MB; refusing it."
-                        )
-                return bytes(body)
-        except requests.RequestException as exc:
-            transient = isinstance(exc, (requests.ConnectionError, requests.Timeout))
-            if transient and retry:
-                time.sleep(min(0.25 * 2**attempt, 2.0))
-                continue
-            raise RegistryError(
-                f"Cannot reach registry at {url}: {type(exc).__name__}: {exc}. Check the URL "
-                "and your network, or set MODELZOO_OFFLINE=1 to use cached copies."
-            ) from exc
-    raise AssertionError("unreachable")  # pragma: no cover - the loop always returns or raises
+    try:
+        status, _headers, body = get_bytes(
+            url, headers={"Accept": "application/json"}, max_bytes=_MAX_DOCUMENT_BYTES
+        )
+    except _UrlFailed as exc:
+        raise RegistryError(
+            f"Cannot read registry document {url}: {exc}. Check the URL (`modelzoo registry "
+            "list`) and your network, or set MODELZOO_OFFLINE=1 to use cached copies."
+        ) from exc
+    if status != 200:
+        what = "not found" if status == 404 else "failed"
+        raise RegistryError(
+            f"GET {url} {what} (HTTP {status}). Check the registry URL (`modelzoo registry "
+            "list`); a registry serves index.json and models/<name>/<version>/manifest.json."
+        )
+    return body

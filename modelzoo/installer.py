@@ -80,6 +80,8 @@ class InstallResult:
         paths: variant -> local file (for a dry run: only the variants already cached).
         planned: variant -> :class:`PlannedDownload` (dry runs only).
         fetched: the variants whose bytes were downloaded by this call.
+        linked: the variants newly installed by this call from bytes already in the cache
+            (the same verified file, stored for another model or version).
         dry_run: whether nothing was downloaded or written on purpose.
     """
 
@@ -90,6 +92,7 @@ class InstallResult:
     planned: dict[str, PlannedDownload] = field(default_factory=dict)
     fetched: tuple[str, ...] = ()
     dry_run: bool = False
+    linked: tuple[str, ...] = ()
 
     @property
     def spec(self) -> str:
@@ -254,12 +257,13 @@ def _install_artifact(
     *,
     force: bool,
     progress: bool | None,
-) -> tuple[InstallRecord, bool]:
-    """Install one artifact; return its record and whether bytes were downloaded."""
+) -> tuple[InstallRecord, str]:
+    """Install one artifact; return its record and ``"fetched"``, ``"linked"`` (a new
+    record for bytes already in the cache) or ``"installed"`` (nothing to do)."""
     if not force:
         rec = _reusable(cache, manifest, artifact)
         if rec is not None:
-            return rec, False
+            return rec, "installed"
     if constants.offline() and not any(_is_local(u) for u in urls):
         raise _offline_error(manifest, artifact.variant)
     key = artifact_key(artifact, urls[0])
@@ -268,7 +272,7 @@ def _install_artifact(
             # Another process may have installed it while we waited for the lock.
             rec = _reusable(cache, manifest, artifact)
             if rec is not None:
-                return rec, False
+                return rec, "installed"
             with cache.exclusive():  # prune must not delete the blob before the record exists
                 shared = _shared_blob(cache, artifact, urls[0])
                 if shared is not None:
@@ -279,7 +283,7 @@ def _install_artifact(
                     cache.write_record(manifest, artifact.variant, rec)
             if shared is not None:
                 logger.info("%s (%s): reusing stored %s", manifest.spec, artifact.variant, path)
-                return rec, False
+                return rec, "linked"
         return _download_artifact(cache, manifest, registry, artifact, urls, key, force, progress)
 
 
@@ -338,7 +342,7 @@ def _download_artifact(cache, manifest, registry, artifact, urls, key, force, pr
         cache.write_record(manifest, artifact.variant, rec)
     _drop_partial(cache, key)
     logger.info("installed %s (%s) at %s", manifest.spec, artifact.variant, blob)
-    return rec, True
+    return rec, "fetched"
 
 
 # --------------------------------------------------------------------------- dry run
@@ -408,17 +412,23 @@ def _install_resolved(
         paths = {v: p.path for v, p in planned.items() if p.path is not None}
         return InstallResult(manifest, registry, paths=paths, planned=planned, dry_run=True)
     records: dict[str, InstallRecord] = {}
-    fetched = []
+    done: dict[str, list[str]] = {"fetched": [], "linked": [], "installed": []}
     for v in variants:
         art = manifest.artifacts[v]
-        rec, downloaded = _install_artifact(
+        rec, how = _install_artifact(
             cache, manifest, registry, art, urls(v), force=force, progress=progress
         )
         records[v] = rec
-        if downloaded:
-            fetched.append(v)
+        done[how].append(v)
     paths = {v: r.path for v, r in records.items()}
-    return InstallResult(manifest, registry, records, paths, fetched=tuple(fetched))
+    return InstallResult(
+        manifest,
+        registry,
+        records,
+        paths,
+        fetched=tuple(done["fetched"]),
+        linked=tuple(done["linked"]),
+    )
 
 
 def _from_cache(

@@ -19,6 +19,7 @@ Fault routes are path prefixes; they can be stacked (``/flaky/1/truncate/100/x.b
 ==================================  ======================================================
 ``/status/<code>/<file>``           answer ``code`` (404, 500, ...) with a short text body
 ``/flaky/<n>/<file>``               503 for the first ``n`` requests of this exact path
+``/retry-after/<seconds>/<file>``   429 with ``Retry-After: <seconds>`` (stack after ``first``)
 ``/truncate/<nbytes>/<file>``       announce the full length, close after ``nbytes`` of body
 ``/lying-length/<file>``            Content-Length 100 bytes larger than the body, then close
 ``/stall/<seconds>/<file>``         send the headers, then wait ``seconds`` before the body
@@ -56,7 +57,7 @@ from pathlib import Path
 
 __all__ = ["LocalServer", "Request"]
 
-_ARG_ROUTES = ("first", "status", "flaky", "truncate", "stall", "slow")
+_ARG_ROUTES = ("first", "status", "flaky", "retry-after", "truncate", "stall", "slow")
 _FLAG_ROUTES = ("lying-length", "norange", "nolength")
 _LIE = 100  # extra bytes claimed by /lying-length/
 
@@ -195,6 +196,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._reply(302, f"redirect to {target}\n", head, {"Location": target})
         if "flaky" in faults and hits <= int(faults["flaky"] or 0):
             return self._reply(503, "flaky: try again\n", head, {"Retry-After": "0"})
+        if "retry-after" in faults:
+            wait = faults["retry-after"] or "0"
+            return self._reply(429, "too many requests\n", head, {"Retry-After": wait})
         if "status" in faults:
             code = int(faults["status"] or 500)
             return self._reply(code, f"injected status {code}\n", head)

@@ -282,3 +282,340 @@ def test_credentials_in_a_url_are_never_sent_nor_written(local_server, tmp_path)
         download(f"http://user:s3cret@{host}/x.bin", tmp_path / "p" / "x.part")
     assert local_server.requests == []
     assert "s3cret" not in str(caught.value)
+
+
+# --------------------------------------------------------------------------- defect 5: messages
+
+
+@pytest.fixture
+def reg(tmp_path, monkeypatch):
+    """A generated registry folder (MODELZOO_REGISTRY) whose files a local server serves."""
+    from _registry_fixture import TestRegistry
+
+    with LocalServer(tmp_path / "registry") as server:
+        registry_ = TestRegistry(tmp_path / "registry", base_url=server.url)
+        monkeypatch.setenv("MODELZOO_REGISTRY", str(registry_.root))
+        yield registry_, server
+
+
+def test_a_new_version_sharing_bytes_says_installed_not_already_installed(reg):
+    from _registry_fixture import make_bytes
+    from typer.testing import CliRunner
+
+    from modelzoo.cli import app
+
+    registry_, server = reg
+    data = make_bytes(20_000, seed="same")
+    registry_.publish("pacman-net", "1.0.0", data={"full": data}, absolute=True)
+    registry_.publish("pacman-net", "1.1.0", data={"full": data}, absolute=True)
+    runner = CliRunner()
+    first = runner.invoke(app, ["install", "pacman-net@1.0.0"], catch_exceptions=False)
+    assert first.stdout.startswith("installed pacman-net@1.0.0 [full]")
+    second = runner.invoke(app, ["install", "pacman-net@1.1.0"], catch_exceptions=False)
+    assert second.exit_code == 0
+    assert second.stdout.startswith("installed (bytes already in the cache) pacman-net@1.1.0")
+    assert "already installed pacman" not in second.stdout
+    third = runner.invoke(app, ["install", "pacman-net@1.1.0"], catch_exceptions=False)
+    assert third.stdout.startswith("already installed pacman-net@1.1.0")
+    assert len([p for p in server.paths("GET") if p.endswith(".h5")]) == 1
+
+
+def test_a_mismatch_names_the_mirror_the_bytes_came_from(reg, monkeypatch):
+    from modelzoo.errors import IntegrityError
+
+    registry_, server = reg
+    art = registry_.publish("tofu-m", variants={"full": 5000}, hash_algo=None, absolute=True)
+    modelzoo.install("tofu-m")  # sha256 recorded on first use from the origin
+    mirror = registry_.root / "mirror" / art["full"].served_path.lstrip("/")
+    mirror.parent.mkdir(parents=True)
+    mirror.write_bytes(b"y" * 5000)  # the mirror serves other bytes
+    monkeypatch.setenv("MODELZOO_MIRROR", f"{server.url}/={server.url}/mirror/")
+    with pytest.raises(IntegrityError) as caught:
+        modelzoo.install("tofu-m", force=True)
+    mirror_url = f"{server.url}/mirror{art['full'].served_path}"
+    assert caught.value.url == mirror_url
+    assert str(caught.value).split(" changed since")[0].endswith(f"the file at {mirror_url}")
+
+
+def test_a_mismatch_after_a_redirect_names_where_the_bytes_came_from(local_server, tmp_path):
+    import urllib.parse
+
+    from modelzoo.download import download
+    from modelzoo.errors import IntegrityError
+
+    (local_server.root / "other.bin").write_bytes(b"z" * 100)
+    target = urllib.parse.quote(local_server.url + "/other.bin", safe="")
+    asked = f"{local_server.url}/redirect/{target}"
+    with pytest.raises(IntegrityError) as caught:
+        download(asked, tmp_path / "p" / "x.part", expected="sha256:" + "0" * 64)
+    assert caught.value.url == local_server.url + "/other.bin"
+    assert f"(served from {local_server.url}/other.bin)" in str(caught.value)
+
+
+def test_retry_after_is_honoured(local_server, tmp_path):
+    import time
+
+    from modelzoo.download import download
+
+    (local_server.root / "x.bin").write_bytes(b"x" * 1000)
+    start = time.monotonic()
+    download(f"{local_server.url}/first/1/retry-after/1/x.bin", tmp_path / "x.part", backoff=0.01)
+    assert time.monotonic() - start >= 1.0  # not the 0.01 s backoff
+    assert len(local_server.requests) == 2
+
+
+def test_retry_after_is_capped(local_server, tmp_path, monkeypatch):
+    import time
+
+    from modelzoo import _http
+    from modelzoo.download import download
+
+    monkeypatch.setattr(_http, "RETRY_AFTER_CAP", 0.2)
+    (local_server.root / "x.bin").write_bytes(b"x" * 1000)
+    start = time.monotonic()
+    download(f"{local_server.url}/first/1/retry-after/3600/x.bin", tmp_path / "x.part")
+    assert time.monotonic() - start < 10
+
+
+# --------------------------------------------------------------------------- defect 3: stalls
+
+
+@pytest.fixture
+def short_limits(monkeypatch):
+    """Give up a URL delivering under 1000 bytes/s over 1 s; one retry."""
+    monkeypatch.setenv("MODELZOO_MIN_RATE", "1000/1")
+    monkeypatch.setenv("MODELZOO_MAX_RETRIES", "1")
+
+
+@pytest.fixture
+def silent_server():
+    """Accepts connections and never answers (nothing at all, not even headers)."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept():
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    listener.close()
+
+
+def _timed_failure(url, partial, **kwargs):
+    import time
+
+    from modelzoo.download import download
+    from modelzoo.errors import DownloadError
+
+    start = time.monotonic()
+    with pytest.raises(DownloadError) as caught:
+        download(url, partial, **kwargs)
+    return time.monotonic() - start, str(caught.value)
+
+
+def test_a_slow_drip_fails_fast_keeps_its_bytes_and_resumes(local_server, tmp_path, short_limits):
+    from modelzoo.download import download
+
+    data = bytes(range(256)) * 400
+    (local_server.root / "x.bin").write_bytes(data)
+    partial = tmp_path / "p" / "x.part"
+    url = f"{local_server.url}/first/1/slow/1/x.bin"  # 1 byte/s once, then normal
+    elapsed, message = _timed_failure(url, partial)
+    assert elapsed < 5 and "stalled" in message and "MODELZOO_MIN_RATE" in message
+    assert "\n" not in message and "kept and will be resumed" in message
+    kept = partial.stat().st_size
+    assert 0 < kept < len(data)
+    result = download(url, partial)
+    assert partial.read_bytes() == data and result.size == len(data)
+    assert local_server.requests[-1].headers.get("Range") == f"bytes={kept}-"
+
+
+def test_headers_then_nothing_fails_fast(local_server, tmp_path, short_limits):
+    (local_server.root / "x.bin").write_bytes(b"x" * 1000)
+    elapsed, message = _timed_failure(f"{local_server.url}/stall/60/x.bin", tmp_path / "x.part")
+    assert elapsed < 5 and "stalled" in message and "\n" not in message
+
+
+def test_nothing_at_all_fails_fast(silent_server, tmp_path, short_limits):
+    elapsed, message = _timed_failure(f"{silent_server}/x.bin", tmp_path / "x.part")
+    assert elapsed < 5 and "stalled" in message and "\n" not in message
+
+
+def test_the_deadline_ends_a_slow_but_steady_download(local_server, tmp_path, monkeypatch):
+    monkeypatch.setenv("MODELZOO_MIN_RATE", "0")
+    monkeypatch.setenv("MODELZOO_DEADLINE", "1")
+    (local_server.root / "x.bin").write_bytes(b"x" * 100_000)
+    elapsed, message = _timed_failure(f"{local_server.url}/slow/5000/x.bin", tmp_path / "x.part")
+    assert elapsed < 5 and "deadline" in message and "MODELZOO_DEADLINE" in message
+
+
+def test_a_stalled_install_is_one_line_and_a_later_install_resumes(reg, short_limits):
+    from modelzoo.errors import DownloadError
+
+    registry_, server = reg
+    art = registry_.publish(
+        "drip", variants={"full": 50_000}, absolute=True, url_prefix="first/1/slow/1/"
+    )["full"]
+    with pytest.raises(DownloadError) as caught:
+        modelzoo.install("drip")
+    assert "\n" not in str(caught.value) and "stalled" in str(caught.value)
+    result = modelzoo.install("drip")
+    assert result.path.read_bytes() == art.data
+    assert server.requests[-1].headers.get("Range", "").startswith("bytes=")
+
+
+@pytest.mark.parametrize(
+    ("value", "variable"),
+    [("abc", "MODELZOO_MIN_RATE"), ("-1", "MODELZOO_DEADLINE"), ("5/0", "MODELZOO_MIN_RATE")],
+)
+def test_unreadable_limits_are_one_line_usage_errors(monkeypatch, value, variable):
+    from modelzoo import constants
+    from modelzoo.errors import UsageError
+
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(UsageError, match=variable):
+        constants.min_rate() if variable == "MODELZOO_MIN_RATE" else constants.deadline()
+
+
+# --------------------------------------------------------------------------- item 6: one policy
+
+
+@pytest.fixture
+def netrc(tmp_path, monkeypatch):
+    """~/.netrc credentials for 127.0.0.1 only (requests reads NETRC)."""
+    path = tmp_path / "netrc"
+    path.write_text("machine 127.0.0.1 login alice password s3cret\n", encoding="utf-8")
+    path.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(path))
+    return path
+
+
+def _cross_host(server, path: str) -> str:
+    """A URL on 127.0.0.1 redirecting to ``path`` on localhost (another host, same server)."""
+    import urllib.parse
+
+    port = server.url.rsplit(":", 1)[1]
+    return f"{server.url}/redirect/" + urllib.parse.quote(f"http://localhost:{port}{path}", safe="")
+
+
+def _auth_by_host(server) -> list[tuple[str, bool]]:
+    return [
+        (r.headers.get("Host", "").split(":")[0], "Authorization" in r.headers)
+        for r in server.requests
+    ]
+
+
+def test_netrc_credentials_are_sent_to_their_host_only_download(local_server, tmp_path, netrc):
+    from modelzoo.download import download
+
+    (local_server.root / "x.bin").write_bytes(b"x" * 1000)
+    download(_cross_host(local_server, "/x.bin"), tmp_path / "x.part")
+    assert _auth_by_host(local_server) == [("127.0.0.1", True), ("localhost", False)]
+
+
+def test_netrc_credentials_are_sent_to_their_host_only_head(reg, netrc):
+    registry_, server = reg
+    art = registry_.publish("headed", variants={"full": 777}, absolute=True, publish_size=False)
+    doc_path = registry_.model_dir("headed", "1.0.0") / "manifest.json"
+    doc = json.loads(doc_path.read_text(encoding="utf-8"))
+    doc["artifacts"]["full"]["url"] = _cross_host(server, art["full"].served_path)
+    doc_path.write_text(json.dumps(doc), encoding="utf-8")
+    registry_.write_index()
+    plan = modelzoo.install("headed", dry_run=True).planned["full"]
+    assert plan.size == 777
+    assert [r.method for r in server.requests] == ["HEAD", "HEAD"]
+    assert _auth_by_host(server) == [("127.0.0.1", True), ("localhost", False)]
+
+
+def test_netrc_credentials_are_sent_to_their_host_only_index(reg, netrc, monkeypatch):
+    import urllib.parse
+
+    registry_, server = reg
+    registry_.publish("indexed", variants={"full": 100})
+    port = server.url.rsplit(":", 1)[1]
+    base = f"{server.url}/redirect/" + urllib.parse.quote(f"http://localhost:{port}", safe="")
+    monkeypatch.setenv("MODELZOO_REGISTRY", base)
+    assert [r.name for r in modelzoo.search("indexed")] == ["indexed"]
+    assert _auth_by_host(server)[:2] == [("127.0.0.1", True), ("localhost", False)]
+
+
+@pytest.fixture
+def tls_server(tmp_path):
+    import subprocess
+
+    root = tmp_path / "tls"
+    root.mkdir()
+    try:
+        srv = LocalServer(root, tls=True)
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"cannot make a TLS test server: {exc}")
+    with srv:
+        yield srv
+
+
+def test_index_fetch_never_downgrades_https_to_http(tls_server, local_server, monkeypatch):
+    import urllib.parse
+
+    from modelzoo._index import http_get
+    from modelzoo.errors import RegistryError
+
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", tls_server.cafile)
+    (tls_server.root / "index.json").write_text("{}", encoding="utf-8")
+    assert http_get(f"{tls_server.url}/index.json") == b"{}"  # https itself works
+    target = urllib.parse.quote(local_server.url + "/index.json", safe="")
+    with pytest.raises(RegistryError, match=r"may not change the scheme \(https -> http\)"):
+        http_get(f"{tls_server.url}/redirect/{target}")
+    assert local_server.requests == []
+
+
+def test_head_never_downgrades_https_to_http(tls_server, local_server, monkeypatch):
+    import urllib.parse
+
+    from modelzoo._http import head_size
+
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", tls_server.cafile)
+    (local_server.root / "x.bin").write_bytes(b"x" * 10)
+    (tls_server.root / "x.bin").write_bytes(b"x" * 10)
+    assert head_size(f"{tls_server.url}/x.bin") == 10  # https itself works
+    target = urllib.parse.quote(local_server.url + "/x.bin", safe="")
+    assert head_size(f"{tls_server.url}/redirect/{target}") is None
+    assert local_server.requests == []
+
+
+def test_head_and_index_cut_redirect_loops(local_server, monkeypatch):
+    from modelzoo._http import MAX_REDIRECTS, head_size
+    from modelzoo._index import http_get
+    from modelzoo.errors import RegistryError
+
+    assert head_size(local_server.url + "/redirect/x") is None
+    assert len(local_server.requests) == MAX_REDIRECTS + 1
+    with pytest.raises(RegistryError, match=f"more than {MAX_REDIRECTS} redirects"):
+        http_get(local_server.url + "/redirect/x")
+
+
+def test_every_request_has_the_same_user_agent(reg, monkeypatch):
+    registry_, server = reg
+    registry_.publish("ua", variants={"full": 100}, absolute=True, publish_size=False)
+    monkeypatch.setenv("MODELZOO_REGISTRY", server.url)  # index and manifest over http too
+    modelzoo.install("ua", dry_run=True)
+    modelzoo.install("ua")
+    assert {r.method for r in server.requests} == {"GET", "HEAD"}
+    assert any(r.path.endswith("index.json") for r in server.requests)
+    agents = {r.headers.get("User-Agent") for r in server.requests}
+    assert len(agents) == 1 and next(iter(agents)).startswith("modelzoo/")

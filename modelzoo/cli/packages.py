@@ -168,6 +168,7 @@ def install_cmd(
                     "registry": r.registry,
                     "dry_run": r.dry_run,
                     "fetched": list(r.fetched),
+                    "linked": list(r.linked),
                     "records": {k: v.to_dict() for k, v in r.records.items()},
                     "planned": r.planned,
                 }
@@ -190,7 +191,12 @@ def install_cmd(
     console = out()
     for r in results:
         for variant_name, rec in r.records.items():
-            verb = "installed" if variant_name in r.fetched else "already installed"
+            if variant_name in r.fetched:
+                verb = "installed"
+            elif variant_name in r.linked:
+                verb = "installed (bytes already in the cache)"
+            else:
+                verb = "already installed"
             trust = " (no published hash: sha256 recorded on first use)" * rec.trusted_on_first_use
             console.print(
                 f"{verb} {r.spec} [{variant_name}] {human_size(rec.size)} "
