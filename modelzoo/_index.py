@@ -36,6 +36,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import _jsonio, constants
+from ._http import _UrlFailed, get_bytes, redact
 from .constants import SCHEMA_VERSION
 from .errors import ManifestError, OfflineError, RegistryError
 from .manifest import NAME_RE, Manifest, load_manifest, parse_manifest
@@ -546,21 +547,20 @@ def fetch_cached(
 
 def http_get(url: str) -> bytes:
     """GET ``url`` under modelzoo's one HTTP policy; errors become RegistryError."""
-    from ._http import _UrlFailed, get_bytes  # lazily: folder registries never need requests
-
+    shown = redact(url)  # get_bytes refuses credentials in URLs; messages never show them
     try:
         status, _headers, body = get_bytes(
             url, headers={"Accept": "application/json"}, max_bytes=_MAX_DOCUMENT_BYTES
         )
     except _UrlFailed as exc:
         raise RegistryError(
-            f"Cannot read registry document {url}: {exc}. Check the URL (`modelzoo registry "
+            f"Cannot read registry document {shown}: {exc}. Check the URL (`modelzoo registry "
             "list`) and your network, or set MODELZOO_OFFLINE=1 to use cached copies."
         ) from exc
     if status != 200:
         what = "not found" if status == 404 else "failed"
         raise RegistryError(
-            f"GET {url} {what} (HTTP {status}). Check the registry URL (`modelzoo registry "
+            f"GET {shown} {what} (HTTP {status}). Check the registry URL (`modelzoo registry "
             "list`); a registry serves index.json and models/<name>/<version>/manifest.json."
         )
     return body

@@ -35,6 +35,12 @@ def _normalize_location(location: Any, *, what: str = "registry location") -> tu
     if "://" in text:
         parts = urlsplit(text)
         scheme = parts.scheme.lower()
+        if "@" in parts.netloc:  # never echo it: it holds a password
+            raise UsageError(
+                f"Invalid {what}: the URL carries credentials (user:password@host), which "
+                "modelzoo never takes from URLs. Remove them and put them in ~/.netrc "
+                "(machine HOST login USER password PASSWORD)."
+            )
         if scheme in ("http", "https"):
             if not parts.hostname:
                 raise UsageError(f"Invalid {what} {text!r}: the URL has no host.")

@@ -619,3 +619,13 @@ def test_every_request_has_the_same_user_agent(reg, monkeypatch):
     assert any(r.path.endswith("index.json") for r in server.requests)
     agents = {r.headers.get("User-Agent") for r in server.requests}
     assert len(agents) == 1 and next(iter(agents)).startswith("modelzoo/")
+
+
+def test_a_registry_url_with_credentials_is_refused(monkeypatch, caplog):
+    from modelzoo.errors import UsageError
+
+    monkeypatch.setenv("MODELZOO_REGISTRY", "http://alice:s3cret@127.0.0.1:9/")
+    with pytest.raises(UsageError, match="credentials") as caught:
+        modelzoo.search("anything")
+    assert "s3cret" not in str(caught.value) and "s3cret" not in caplog.text
+    assert not any("s3cret" in str(p) for p in Cache().root.rglob("*"))
