@@ -324,6 +324,8 @@ def compile_defaults(
     labels: str = "categorical",
     learning_rate: float = 1e-3,
     metrics: Sequence[Any] | None = None,
+    optimizer: Any = None,
+    steps_per_execution: int = 1,
 ):
     """Compile ``model`` with Adam and the loss/metrics that fit the task.
 
@@ -346,13 +348,18 @@ def compile_defaults(
             classification uses it. :func:`label_format` tells them apart.
         learning_rate: Adam's learning rate (> 0).
         metrics: metrics to use instead of the defaults.
+        optimizer: an optimizer to use instead of a new Adam, e.g. the model's own to
+            recompile without losing its state (``iterations``, moments).
+        steps_per_execution: training steps per call into TensorFlow (Keras's compile
+            argument); :func:`modelzoo.distribute.steps_per_execution_for` suggests one.
 
     Returns:
         The same model, compiled.
 
     Raises:
         UsageError: an unknown task or label format, ``labels="sparse"`` for another
-            task than classification, or a non-positive learning rate.
+            task than classification, a non-positive learning rate, or a
+            ``steps_per_execution`` that is not a positive integer.
     """
     keras = _tf.keras()
     if task not in TASKS:
@@ -372,6 +379,14 @@ def compile_defaults(
         or not learning_rate > 0
     ):
         raise UsageError(f"learning_rate must be > 0. Received: {learning_rate!r}.")
+    if (
+        isinstance(steps_per_execution, bool)
+        or not isinstance(steps_per_execution, int)
+        or steps_per_execution < 1
+    ):
+        raise UsageError(
+            f"steps_per_execution must be a positive integer. Received: {steps_per_execution!r}."
+        )
 
     if task == "classification" and labels == "sparse":
         loss = keras.losses.SparseCategoricalCrossentropy()
@@ -386,8 +401,9 @@ def compile_defaults(
         loss = keras.losses.MeanSquaredError()
         default = [keras.metrics.MeanAbsoluteError(name="mae")]
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=float(learning_rate)),
+        optimizer=optimizer or keras.optimizers.Adam(learning_rate=float(learning_rate)),
         loss=loss,
         metrics=list(metrics) if metrics is not None else default,
+        steps_per_execution=steps_per_execution,
     )
     return model

@@ -116,6 +116,9 @@ class TransferLearner:
         augment: a Keras layer (e.g. ``RandomFlip``) applied to images before the base;
             turns the feature cache off (augmented images differ every epoch).
         trust_remote_code: skip the safety scan of saved-model bases.
+        steps_per_execution: training steps per call into TensorFlow; None =
+            :func:`~modelzoo.distribute.steps_per_execution_for` the strategy (32 on TPUs,
+            1 elsewhere). A fit on data of unknown length runs one step per call.
     """
 
     def __init__(
@@ -138,8 +141,9 @@ class TransferLearner:
         feature_cache: bool = True,
         augment: Any = None,
         trust_remote_code: bool = False,
+        steps_per_execution: int | None = None,
     ):
-        from .distribute import choose_strategy, in_scope
+        from .distribute import choose_strategy, in_scope, steps_per_execution_for
         from .heads import attach_head
         from .loading import load, manifest_of
         from .slicing import freeze, slice
@@ -158,7 +162,8 @@ class TransferLearner:
         self.learning_rate = float(learning_rate)
         self.cut = cut
         self._use_feature_cache = bool(feature_cache) and augment is None
-        self._compiled_for: str | None = None
+        # id(model) -> (label format, steps per execution) it was last compiled with.
+        self._compiled: dict[int, tuple[str, int]] = {}
         self.history: dict[str, list[float]] = {}
         self.last_fit: dict[str, Any] = {}
 
@@ -166,6 +171,18 @@ class TransferLearner:
         # (MODELZOO_CPU_DEVICES) must happen before the runtime starts.
         self.choice = choose_strategy(strategy)
         self.strategy = self.choice.strategy
+        if steps_per_execution is None:
+            steps_per_execution = steps_per_execution_for(self.choice)
+        elif (
+            isinstance(steps_per_execution, bool)
+            or not isinstance(steps_per_execution, int)
+            or steps_per_execution < 1
+        ):
+            raise UsageError(
+                "steps_per_execution must be a positive integer or None. Received: "
+                f"{steps_per_execution!r}."
+            )
+        self._steps_per_execution = steps_per_execution
         logger.info(
             "strategy: %s, %d replica(s) on %s (%s)",
             self.choice.kind,
@@ -243,37 +260,46 @@ class TransferLearner:
             x = layer(x)
         return k.Model(inputs, x, name="head")
 
-    def _compile(self, label_format: str) -> None:
-        if self._compiled_for == label_format:
-            return
-        from .distribute import steps_per_execution_for
+    def _compile(self, label_format: str, *, model=None, steps: int | None = None) -> None:
+        """Compile both models for ``label_format``; ``model`` with ``steps`` per execution.
+
+        Keras builds its train function at the first fit after a compile and reads the
+        steps per call only then, so a new ``steps_per_execution`` takes a compile: set
+        behind Keras's back, it left a one-step train function running while Keras
+        counted 32 steps per call (1 optimizer step per epoch instead of 16). A compile
+        for the same label format keeps the model's optimizer, and so its state.
+        """
         from .heads import compile_defaults
 
         with self.strategy.scope():
-            # Each model gets its own optimizer, created inside the scope.
-            for model in filter(None, (self.model, self.head_model)):
+            for each in filter(None, (self.model, self.head_model)):
+                before = self._compiled.get(id(each))
+                want = before[1] if before else self._steps_per_execution
+                if each is model and steps is not None:
+                    want = steps
+                if before == (label_format, want):
+                    continue
+                keep = before is not None and before[0] == label_format
                 compile_defaults(
-                    model,
+                    each,
                     task=self.task,
                     labels=label_format,
                     learning_rate=self.learning_rate,
+                    # Otherwise each model gets its own new optimizer, inside the scope.
+                    optimizer=each.optimizer if keep else None,
+                    steps_per_execution=want,
                 )
-                # compile_defaults takes no steps_per_execution; Keras reads this
-                # variable when fit builds its train function.
-                model._steps_per_execution.assign(steps_per_execution_for(self.choice))
-        self._compiled_for = label_format
+                self._compiled[id(each)] = (label_format, want)
 
-    def _set_steps_per_execution(self, model, train) -> None:
-        """Several steps per call on TPUs, unless the data's length is unknown.
+    def _steps_for(self, train) -> int:
+        """Several steps per call when asked (TPUs), unless the data's length is unknown.
 
         Keras needs to know how many steps an epoch has to run several per call, and
         ``rebatch``/``filter`` pipelines do not say. Rather than read the data twice, such
         a fit runs one step per call; ``dataset.apply(tf.data.experimental.
         assert_cardinality(n))`` restores the fast path.
         """
-        from .distribute import steps_per_execution_for
-
-        steps = steps_per_execution_for(self.choice)
+        steps = self._steps_per_execution
         if steps > 1 and int(train.cardinality()) < 0:
             logger.info(
                 "the training data does not know its length: 1 step per execution instead "
@@ -281,7 +307,7 @@ class TransferLearner:
                 steps,
             )
             steps = 1
-        model._steps_per_execution.assign(steps)
+        return steps
 
     # -- data helpers -----------------------------------------------------------------------
 
@@ -372,6 +398,7 @@ class TransferLearner:
         verbose: Any = "auto",
         callbacks: list | None = None,
         shuffle: bool = True,
+        seed: int | None = None,
     ) -> dict[str, list[float]]:
         """Train the head (and any unfrozen base layers).
 
@@ -387,6 +414,8 @@ class TransferLearner:
                 otherwise.
             callbacks: extra Keras callbacks.
             shuffle: reshuffle array inputs every epoch.
+            seed: the shuffle order's seed (None: TensorFlow's global seed; under
+                multi-worker training a fixed seed that every worker shares).
 
         Returns:
             The history of this call (also merged into ``self.history``).
@@ -420,7 +449,6 @@ class TransferLearner:
             x, y, val = self._split_validation(x, y, validation)
             fmt = label_format(y) if self.task == "classification" else "categorical"
             n = int(len(x))
-        self._compile(fmt)
         if verbose == "auto":
             verbose = 1 if sys.stderr.isatty() else 2
         logger.info(
@@ -436,17 +464,17 @@ class TransferLearner:
         model = self.model
         if use_cache:
             feats, cache_state = self._features(x, global_batch)
-            train = batch_dataset((feats, y), global_batch, self.choice, shuffle=shuffle)
+            train = batch_dataset((feats, y), global_batch, self.choice, shuffle=shuffle, seed=seed)
             if val is not None:
                 val = (self._features(val[0], global_batch)[0], val[1])
             model = self.head_model
         elif not stream:
-            train = batch_dataset((x, y), global_batch, self.choice, shuffle=shuffle)
+            train = batch_dataset((x, y), global_batch, self.choice, shuffle=shuffle, seed=seed)
         if _is_dataset(val):
             val = batch_dataset(val, global_batch, self.choice, batched=self._batched(val))
         elif val is not None:
             val = batch_dataset(tuple(val), global_batch, self.choice)
-        self._set_steps_per_execution(model, train)
+        self._compile(fmt, model=model, steps=self._steps_for(train))
         t1 = time.perf_counter()
         with cluster_failures(self.choice, action="Training"):
             hist = model.fit(
@@ -462,6 +490,7 @@ class TransferLearner:
             "strategy": self.choice.kind,
             "static_batches": self.choice.kind == "tpu",
             "examples": n,
+            "shuffle_seed": seed,
         }
         this = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
         for k, vals in this.items():

@@ -52,10 +52,13 @@ def test_train_predict_export_round_trip(run, image_folder, tmp_path):
         0.25,
         "--out",
         out,
+        "--seed",
+        5,
         "--json",
     )
     assert res.exit_code == 0, res.stdout
     data = json.loads(res.stdout)
+    assert data["fit"]["shuffle_seed"] == 5  # --seed also sets the shuffle order
     assert data["labels"] == ["digit_5", "digit_6"]
     assert len(data["history"]["loss"]) == 3 and "val_accuracy" in data["history"]
     assert out.exists() and (tmp_path / "digits56.labels.json").exists()

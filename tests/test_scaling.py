@@ -268,6 +268,27 @@ def test_batch_dataset_shards_by_data_and_shuffles_alike_on_every_worker():
 
 
 @pytest.mark.tf
+def test_the_fit_seed_sets_the_shuffle_order_under_multi_worker(tiny_base):
+    """Issue 11.7: under multi-worker training the shuffle order came from a constant,
+    whatever seed was asked for (``train --seed``)."""
+    from modelzoo import TransferLearner
+
+    x, y = _images(32)
+    worker = _pretend("multi-worker")
+    start = None
+    trained = {}
+    for run, seed in (("a", 1), ("b", 2), ("c", 1)):
+        learner = TransferLearner(tiny_base, CUT, num_classes=3, strategy=worker)
+        start = start or learner.model.get_weights()
+        learner.model.set_weights(start)
+        learner.fit(x, y, epochs=1, batch_size=4, verbose=0, seed=seed)
+        assert learner.last_fit["shuffle_seed"] == seed
+        trained[run] = learner.model.get_weights()[-1]
+    np.testing.assert_array_equal(trained["a"], trained["c"])  # same seed, same order
+    assert np.abs(trained["a"] - trained["b"]).max() > 1e-6  # another seed, another order
+
+
+@pytest.mark.tf
 def test_batch_dataset_rebatches_datasets_and_rejects_bad_input():
     import tensorflow as tf
 
@@ -317,6 +338,32 @@ def test_tpu_shaped_learner_uses_static_batches_and_steps_per_execution(tiny_bas
     assert learner.last_fit["examples"] == 40
     with pytest.raises(UsageError, match="On a TPU every batch must be full"):
         learner.fit(x[:8], y[:8], epochs=1, batch_size=16, verbose=0)
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("where", ["tpu-shaped", "cpu-asked"])
+def test_steps_per_execution_stays_in_sync_across_fits(tiny_base, where):
+    """Issue 11.6: a fit on data of unknown length (1 step per call) followed by a fit on
+    arrays (16 steps per call) must still take every optimizer step of every epoch."""
+    import tensorflow as tf
+
+    from modelzoo import TransferLearner
+
+    x, y = _images(32)
+    if where == "tpu-shaped":  # the TPU plan over the CPU: 32 steps per call
+        kwargs = {"strategy": _pretend("tpu")}
+    else:  # the default CPU strategy, asked for several steps per call
+        kwargs = {"strategy": "cpu", "steps_per_execution": 16}
+    learner = TransferLearner(tiny_base, CUT, num_classes=3, feature_cache=False, **kwargs)
+    unknown = tf.data.Dataset.from_tensor_slices((x, y)).batch(5)  # re-batched: length unknown
+    for array_batch, epochs in ((2, 2), (4, 1)):
+        learner.fit(unknown, epochs=1, batch_size=8, verbose=0)
+        iterations = learner.model.optimizer.iterations
+        # (Keras counts one step more than the 4 batches for data of unknown length.)
+        assert int(iterations.numpy()) >= 4
+        before = int(iterations.numpy())
+        learner.fit(x, y, epochs=epochs, batch_size=array_batch, verbose=0)
+        assert int(iterations.numpy()) - before == epochs * 32 // array_batch
 
 
 @pytest.mark.tf

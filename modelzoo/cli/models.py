@@ -102,7 +102,9 @@ def train_cmd(
         help="auto | cpu | gpu[:N] | mirrored[:DEVICES] | multi-worker (TF_CONFIG) | "
         "tpu[:NAME_OR_GRPC_ADDRESS]; see `modelzoo doctor` for what auto picks here.",
     ),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(
+        0, "--seed", help="Seeds the head's initial weights, the split and the shuffle order."
+    ),
     plot: Path = typer.Option(None, "--plot", help="Write loss/accuracy curves to this PNG."),
     tensorboard: Path = typer.Option(None, "--tensorboard", help="Write TensorBoard logs here."),
     json_out: bool = typer.Option(False, "--json"),
@@ -185,6 +187,7 @@ def train_cmd(
             validation=val_ds,
             verbose=0 if json_out else 2,
             callbacks=callbacks or None,
+            seed=seed,
         )
     saved = learner.save(out_path)
     result = {
