@@ -15,7 +15,8 @@ variable                        meaning
 ``MODELZOO_REQUIRE_HASHES``     ``1``: refuse artifacts without a published hash
 ``MODELZOO_DISABLE_PROGRESS_BARS``  ``1``: never draw progress bars
 ``MODELZOO_DEBUG``              ``1``: the CLI shows full tracebacks
-``MODELZOO_TIMEOUT``            connect/read timeout in seconds (default 10/60)
+``MODELZOO_TIMEOUT``            connect/read timeout in seconds (default 10/60); a read also
+                                ends after ``MODELZOO_MIN_RATE``'s window
 ``MODELZOO_MAX_RETRIES``        retries per URL on connection errors and 5xx (default 3)
 ``MODELZOO_DEADLINE``           seconds one artifact may take from one URL, retries included
                                 (default 3600)

@@ -34,13 +34,17 @@ def _app_manifest(name: str, version: str, artifacts: dict) -> dict:
     }
 
 
-def _save_weights(path: Path, *, seed: int, include_top: bool) -> list[np.ndarray]:
+def _save_weights(models: dict, path: Path, *, seed: int, include_top: bool) -> list[np.ndarray]:
     """Random MobileNet weights for ``seed``, saved the way official Keras weights are."""
     import tf_keras as keras
 
-    keras.utils.set_random_seed(seed)
-    kwargs = dict(KWARGS, input_shape=tuple(KWARGS["input_shape"]))
-    model = keras.applications.MobileNet(include_top=include_top, weights=None, **kwargs)
+    key = "full" if include_top else "notop"
+    if key not in models:  # build each architecture once; only the weights differ
+        kwargs = dict(KWARGS, input_shape=tuple(KWARGS["input_shape"]))
+        models[key] = keras.applications.MobileNet(include_top=include_top, weights=None, **kwargs)
+    model = models[key]
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.normal(0, 0.1, w.shape).astype(w.dtype) for w in model.get_weights()])
     path.parent.mkdir(parents=True, exist_ok=True)
     model.save_weights(path)
     return model.get_weights()
@@ -59,13 +63,13 @@ def hashless(tmp_path_factory):
         ("alpha", "1.1.0"): {"notop": 3},
         ("beta", "1.0.0"): {"notop": 4},
     }
-    weights = {}
+    weights, models = {}, {}
     for (name, version), variants in layout.items():
         folder = root / "models" / name / version
         artifacts = {}
         for variant, seed in variants.items():
             weights[name, version, variant] = _save_weights(
-                folder / f"{variant}.h5", seed=seed, include_top=variant == "full"
+                models, folder / f"{variant}.h5", seed=seed, include_top=variant == "full"
             )
             # filled with the server's URL by the `apps` fixture
             artifacts[variant] = {"url": f"{variant}.h5", "format": "h5-weights", "hash": None}
