@@ -21,6 +21,7 @@ deterministic: a test can compare it with a fresh build and git diffs stay small
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import json
@@ -32,13 +33,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from . import _jsonio, constants
 from ._http import _UrlFailed, get_bytes, redact
 from .constants import SCHEMA_VERSION
-from .errors import ManifestError, OfflineError, RegistryError
+from .errors import ManifestError, ModelZooError, OfflineError, RegistryError
 from .manifest import NAME_RE, Manifest, load_manifest, parse_manifest
 from .versions import best_match, is_version, parse_version
 
@@ -60,10 +61,15 @@ __all__ = [
     "parse_index_file",
     "parse_manifest_bytes",
     "fetch_cached",
+    "load_cached",
+    "drop_cached",
+    "Fetched",
     "http_get",
 ]
 
 logger = logging.getLogger("modelzoo")
+
+T = TypeVar("T")
 
 INDEX_FILE = "index.json"
 MODELS_DIR = "models"
@@ -521,46 +527,199 @@ def _age(path: Path) -> float | None:
         return None
 
 
+#: A revalidation answered in this process less than this many seconds ago counts as
+#: fresh: ``outdated`` resolves every model against the same index, one request is enough.
+_REVALIDATED_FOR = 1.0
+_revalidated: dict[str, float] = {}
+
+
+def _validators_path(cached: Path) -> Path:
+    return cached.with_name(cached.name + ".http.json")
+
+
+def _read_validators(cached: Path) -> dict[str, str]:
+    """The ETag / Last-Modified the server sent with the cached copy ({} when unknown)."""
+    try:
+        data = _jsonio.read(_validators_path(cached))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if k in ("etag", "last_modified") and isinstance(v, str)}
+
+
+def drop_cached(cached: Path) -> None:
+    """Forget a cached remote document (and its validators)."""
+    for path in (cached, _validators_path(cached)):
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def _store(url: str, cached: Path, fetched: Fetched) -> None:
+    """Cache a fetched document; a cache that cannot be written costs speed, not the answer."""
+    from ._cachefs import claim_home  # the registries/ folder lives in modelzoo's home
+
+    validators = {
+        k: v for k, v in (("etag", fetched.etag), ("last_modified", fetched.last_modified)) if v
+    }
+    try:
+        claim_home(constants.home())
+        _validators_path(cached).unlink(missing_ok=True)  # never pair new bytes with old tags
+        atomic_write_bytes(cached, fetched.body or b"")
+        if validators:
+            atomic_write_bytes(_validators_path(cached), json.dumps(validators).encode("utf-8"))
+    except (OSError, ModelZooError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        logger.warning(
+            "Cannot cache %s under %s (%s); using it uncached. Make MODELZOO_HOME writable.",
+            url,
+            constants.home(),
+            reason,
+        )
+
+
 def fetch_cached(
-    url: str, cached: Path, *, refresh: bool, validate: Callable[[bytes], object]
-) -> None:
-    """Make sure ``cached`` holds a usable copy of ``url`` (fetching it if stale)."""
+    url: str,
+    cached: Path,
+    *,
+    refresh: bool,
+    parse: Callable[[bytes], T],
+    revalidate: bool = False,
+) -> T | None:
+    """Bring the cached copy of ``url`` up to date; return the parsed document when it
+    was just fetched, None when the cached copy is the one to read.
+
+    Args:
+        url: the remote document.
+        cached: where its copy lives.
+        refresh: fetch it unconditionally.
+        parse: validate (and parse) the bytes; nothing that fails it is cached.
+        revalidate: ask the server whether the copy changed (``If-None-Match`` /
+            ``If-Modified-Since``; a 304 keeps it) even when it is younger than the TTL.
+
+    Raises:
+        OfflineError: offline mode and no cached copy.
+        RegistryError, ManifestError: the fetch failed and there is no cached copy.
+    """
     age = _age(cached)
     if constants.offline():
         if age is None:
             raise OfflineError(f"{url} is not in the cache.", url=url)
-        return
-    if age is not None and 0 <= age < TTL_SECONDS and not refresh:
-        return
+        return None
+    if age is not None and not refresh:
+        if revalidate:
+            recent = _revalidated.get(url)
+            if recent is not None and time.monotonic() - recent < _REVALIDATED_FOR:
+                return None
+        elif 0 <= age < TTL_SECONDS:
+            return None
+    validators = _read_validators(cached) if age is not None and not refresh else {}
     try:
-        raw = http_get(url)
-        validate(raw)  # never cache what cannot be read back
+        fetched = http_get(
+            url, etag=validators.get("etag"), last_modified=validators.get("last_modified")
+        )
+        if fetched.body is None:  # 304 Not Modified: the copy is current again
+            with contextlib.suppress(OSError):
+                os.utime(cached)
+            _revalidated[url] = time.monotonic()
+            return None
+        value = parse(fetched.body)  # never cache what cannot be read back
     except (RegistryError, ManifestError) as exc:
         if age is None:
             raise
         logger.warning(
-            "Could not refresh %s (%s); using the copy cached %.0f minutes ago.", url, exc, age / 60
+            "Could not refresh %s; using the copy cached %.0f minute(s) ago. (%s)",
+            url,
+            age / 60,
+            _first_line(exc),
         )
-        return
-    atomic_write_bytes(cached, raw)
+        return None
+    _revalidated[url] = time.monotonic()
+    _store(url, cached, fetched)
+    return value
 
 
-def http_get(url: str) -> bytes:
-    """GET ``url`` under modelzoo's one HTTP policy; errors become RegistryError."""
-    shown = redact(url)  # get_bytes refuses credentials in URLs; messages never show them
+def load_cached(
+    url: str,
+    cached: Path,
+    *,
+    refresh: bool,
+    parse: Callable[[bytes], T],
+    parse_cached: Callable[[], T],
+    revalidate: bool = False,
+) -> T:
+    """The parsed document at ``url``, through its cached copy (see :func:`fetch_cached`).
+
+    A cached copy that no longer parses (damaged on disk) is dropped and fetched once
+    more, so a corrupt cache never sticks and is never blamed on the server.
+
+    Args:
+        parse_cached: parse the cached copy (may reuse an earlier parse of the same file).
+    """
+    value = fetch_cached(url, cached, refresh=refresh, parse=parse, revalidate=revalidate)
+    if value is not None:
+        return value
     try:
-        status, _headers, body = get_bytes(
-            url, headers={"Accept": "application/json"}, max_bytes=_MAX_DOCUMENT_BYTES
-        )
+        return parse_cached()
+    except (RegistryError, ManifestError) as exc:
+        drop_cached(cached)
+        if constants.offline():
+            raise OfflineError(
+                f"The cached copy of {url} was damaged ({_first_line(exc)}) and has been "
+                "deleted; go online to fetch it again.",
+                url=url,
+            ) from None
+        logger.warning("The cached copy of %s was damaged; fetching it again.", url)
+    value = fetch_cached(url, cached, refresh=True, parse=parse)
+    return value if value is not None else parse_cached()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A document fetched by :func:`http_get`.
+
+    Attributes:
+        body: the bytes, or None when the server answered 304 Not Modified.
+        etag: the ``ETag`` header, if any.
+        last_modified: the ``Last-Modified`` header, if any.
+    """
+
+    body: bytes | None
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+def http_get(url: str, *, etag: str | None = None, last_modified: str | None = None) -> Fetched:
+    """GET ``url`` under modelzoo's one HTTP policy; errors become RegistryError.
+
+    With ``etag`` / ``last_modified`` the request is conditional (``If-None-Match`` /
+    ``If-Modified-Since``); a 304 answer returns ``Fetched(body=None)``.
+    """
+    shown = redact(url)  # get_bytes refuses credentials in URLs; messages never show them
+    headers = {"Accept": "application/json"}
+    if etag:
+        headers["If-None-Match"] = etag
+    if last_modified:
+        headers["If-Modified-Since"] = last_modified
+    try:
+        status, got, body = get_bytes(url, headers=headers, max_bytes=_MAX_DOCUMENT_BYTES)
     except _UrlFailed as exc:
         raise RegistryError(
             f"Cannot read registry document {shown}: {exc}. Check the URL (`modelzoo registry "
             "list`) and your network, or set MODELZOO_OFFLINE=1 to use cached copies."
         ) from exc
+    if status == 304 and (etag or last_modified):
+        return Fetched(None, etag, last_modified)
     if status != 200:
         what = "not found" if status == 404 else "failed"
         raise RegistryError(
             f"GET {shown} {what} (HTTP {status}). Check the registry URL (`modelzoo registry "
             "list`); a registry serves index.json and models/<name>/<version>/manifest.json."
         )
-    return body
+    lower = {k.lower(): v for k, v in got.items()}
+    return Fetched(body, lower.get("etag"), lower.get("last-modified"))

@@ -475,6 +475,7 @@ def install(
     dry_run: bool = False,
     require_hashes: bool | None = None,
     progress: bool | None = None,
+    refresh: bool = False,
 ) -> InstallResult:
     """Install a model into the cache (or reuse what is already there).
 
@@ -489,6 +490,8 @@ def install(
             ``MODELZOO_REQUIRE_HASHES``).
         progress: draw a progress bar (default: on unless
             ``MODELZOO_DISABLE_PROGRESS_BARS=1``).
+        refresh: fetch remote registry indexes and manifests again, ignoring cached
+            copies (without it, a spec without a version still revalidates the index).
 
     Returns:
         An :class:`InstallResult`; ``result.paths["full"]`` is the local model file.
@@ -531,7 +534,9 @@ def install(
     from .registry import resolve  # imported lazily: keeps `import modelzoo.cache` light
 
     try:
-        resolved = resolve(name, version=wanted)
+        # Without a version "latest" must be the registry's latest: ask the server
+        # (a conditional GET) rather than trust a cached index that may be minutes old.
+        resolved = resolve(name, version=wanted, refresh=refresh, revalidate=wanted is None)
     except OfflineError as exc:
         # The registry could not be read offline: name the model, not the index file.
         shown = f"{name}@{wanted}" if wanted else name

@@ -161,12 +161,19 @@ def _registries(project: Project | None) -> list:
     return result
 
 
-def _pick(registry, name: str, constraint: str | None, names: list[str] | None = None):
+def _pick(
+    registry,
+    name: str,
+    constraint: str | None,
+    names: list[str] | None = None,
+    *,
+    revalidate: bool = False,
+):
     """Resolve ``name`` in one registry; None when it does not know the name (then its
     names are added to ``names``, for suggestions)."""
     from .registry import Resolved
 
-    index = registry.load_index()
+    index = registry.load_index(revalidate=revalidate)
     group = index.by_name.get(name)
     if not group:
         if names is not None:
@@ -185,8 +192,13 @@ def _pick(registry, name: str, constraint: str | None, names: list[str] | None =
     return Resolved(manifest, registry.name, registry.location, base_url, tuple(versions))
 
 
-def _resolve(name: str, constraint: str | None, project: Project | None):
-    """Resolve through the project's registries first, then the configured ones."""
+def _resolve(
+    name: str, constraint: str | None, project: Project | None, *, revalidate: bool = False
+):
+    """Resolve through the project's registries first, then the configured ones.
+
+    ``revalidate`` asks remote registries whether their cached index is current.
+    """
     from .registry import resolve
 
     if constraint is not None and constraint.strip() in ANY:
@@ -194,7 +206,7 @@ def _resolve(name: str, constraint: str | None, project: Project | None):
     names: list[str] = []
     for registry in _registries(project):
         try:
-            hit = _pick(registry, name, constraint, names)
+            hit = _pick(registry, name, constraint, names, revalidate=revalidate)
         except (RegistryError, OfflineError) as exc:
             if not registry.is_remote:
                 raise
@@ -203,7 +215,7 @@ def _resolve(name: str, constraint: str | None, project: Project | None):
         if hit is not None:
             return hit
     try:
-        return resolve(name, version=constraint)
+        return resolve(name, version=constraint, revalidate=revalidate)
     except VersionNotFoundError:
         raise
     except ModelNotFoundError as exc:
@@ -587,7 +599,7 @@ def outdated(project: str | os.PathLike[str] | None = None) -> list[Outdated]:
     result = []
     for name, constraint, current_version in rows:
         try:
-            latest = _resolve(name, None, proj)
+            latest = _resolve(name, None, proj, revalidate=True)  # never a stale "latest"
         except ModelNotFoundError:
             result.append(Outdated(name, constraint, current_version, None, None, None))
             continue

@@ -20,11 +20,14 @@ The first registry that knows a name owns it: its versions are the only ones con
 and the same name in lower-priority registries is shadowed (hidden from search too).
 
 Remote indexes and manifests are cached under ``<MODELZOO_HOME>/registries/<slug>/`` and
-re-fetched after 10 minutes (or on ``refresh=True``). If a refresh fails, the stale copy
-is used with a warning. With ``MODELZOO_OFFLINE=1`` the network is never used: the cached
-copy or :class:`~modelzoo.errors.OfflineError`. A remote registry that cannot be read is
-skipped with a warning when another registry can answer; a local folder that cannot be
-read is always an error. Nothing here imports TensorFlow.
+re-fetched after 10 minutes (or on ``refresh=True``), with a conditional GET (ETag /
+Last-Modified) so an unchanged file costs a 304. ``revalidate=True`` asks the server on
+every call (``outdated`` and ``install NAME`` do, so "latest" is never 10 minutes stale).
+A cached copy that no longer parses is dropped and fetched again. If a refresh fails,
+the stale copy is used with a one-line warning. With ``MODELZOO_OFFLINE=1`` the network
+is never used: the cached copy or :class:`~modelzoo.errors.OfflineError`. A remote
+registry that cannot be read is skipped with a warning when another registry can answer;
+a local folder that cannot be read is always an error. Nothing here imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -42,8 +45,8 @@ from ._index import (
     LoadedIndex,
     build_index,
     cache_slug,
-    fetch_cached,
     is_safe_relpath,
+    load_cached,
     parse_index,
     parse_index_file,
     parse_manifest_bytes,
@@ -129,11 +132,13 @@ class Registry:
             return f"{self.location}/{INDEX_FILE}"
         return str(Path(self.location) / INDEX_FILE)
 
-    def load_index(self, *, refresh: bool = False) -> LoadedIndex:
+    def load_index(self, *, refresh: bool = False, revalidate: bool = False) -> LoadedIndex:
         """Read (or fetch) and validate this registry's index.
 
         Args:
             refresh: for remote registries, fetch even if the cached copy is fresh.
+            revalidate: for remote registries, ask the server whether the cached copy
+                is still current (a cheap conditional GET) even if it is fresh.
 
         Raises:
             RegistryError: the index is missing, invalid or unreachable.
@@ -145,12 +150,18 @@ class Registry:
                 f"remove the registry with `modelzoo registry remove {self.name}` if it is gone."
             )
             cached = self.cache_dir / INDEX_FILE
-
-            def check(raw: bytes) -> None:
-                parse_index(raw, source=self.index_source, registry=self.name, hint=hint)
-
-            fetch_cached(self.index_source, cached, refresh=refresh, validate=check)
-            return parse_index_file(cached, registry=self.name, source=self.index_source, hint=hint)
+            return load_cached(
+                self.index_source,
+                cached,
+                refresh=refresh,
+                revalidate=revalidate,
+                parse=lambda raw: parse_index(
+                    raw, source=self.index_source, registry=self.name, hint=hint
+                ),
+                parse_cached=lambda: parse_index_file(
+                    cached, registry=self.name, source=f"{cached} (cached)", hint=hint
+                ),
+            )
         path = Path(self.location) / INDEX_FILE
         hint = f"Rebuild it with `modelzoo registry index {self.location}`."
         if not path.is_file():
@@ -190,11 +201,21 @@ class Registry:
         if self.is_remote:
             cached = self.cache_dir / entry.manifest
 
-            def check(raw: bytes) -> None:  # never cache a manifest we would refuse
-                self._check_matches(parse_manifest_bytes(raw, source=url), entry, url)
+            def parse(raw: bytes) -> Manifest:  # never cache a manifest we would refuse
+                manifest = parse_manifest_bytes(raw, source=url)
+                self._check_matches(manifest, entry, url)
+                return manifest
 
-            fetch_cached(url, cached, refresh=refresh, validate=check)
-            manifest = parse_manifest_bytes(cached.read_bytes(), source=url)
+            def parse_cached() -> Manifest:
+                try:
+                    raw = cached.read_bytes()
+                except OSError as exc:
+                    raise ManifestError(f"cannot read: {exc}", source=str(cached)) from exc
+                return parse(raw)
+
+            manifest = load_cached(
+                url, cached, refresh=refresh, parse=parse, parse_cached=parse_cached
+            )
         else:
             path = Path(self.location) / entry.manifest
             if not path.is_file():
@@ -410,12 +431,14 @@ def remove_registry(name_or_location: str | os.PathLike[str]) -> Registry:
 # reading indexes and manifests
 
 
-def _indexes(*, refresh: bool) -> tuple[list[tuple[Registry, LoadedIndex]], list[Exception]]:
+def _indexes(
+    *, refresh: bool, revalidate: bool = False
+) -> tuple[list[tuple[Registry, LoadedIndex]], list[Exception]]:
     """Every readable registry's index in priority order, plus the remote ones that failed."""
     loaded, failed = [], []
     for registry in list_registries():
         try:
-            loaded.append((registry, registry.load_index(refresh=refresh)))
+            loaded.append((registry, registry.load_index(refresh=refresh, revalidate=revalidate)))
         except (RegistryError, OfflineError) as exc:
             if not registry.is_remote:
                 raise
@@ -480,7 +503,9 @@ def _parse_spec(spec: str, version: str | None) -> tuple[str, str | None]:
     return name, constraint
 
 
-def resolve(spec: str, *, version: str | None = None, refresh: bool = False) -> Resolved:
+def resolve(
+    spec: str, *, version: str | None = None, refresh: bool = False, revalidate: bool = False
+) -> Resolved:
     """Find the manifest for ``name``, ``name@1.2.0`` or ``name@^1.2``.
 
     The highest-priority registry that knows the name owns it (see the module docstring).
@@ -491,6 +516,9 @@ def resolve(spec: str, *, version: str | None = None, refresh: bool = False) -> 
         spec: the model name, optionally with ``@version`` or ``@constraint``.
         version: a version or constraint, instead of writing it in ``spec``.
         refresh: re-fetch remote indexes and manifests even if cached recently.
+        revalidate: ask remote registries whether their cached index is still current
+            (a conditional GET; 304 keeps it) even if it was cached recently. Used when
+            "the latest version" must really be the latest (``outdated``, ``install NAME``).
 
     Raises:
         ModelNotFoundError: no registry has the name (with suggestions).
@@ -499,7 +527,7 @@ def resolve(spec: str, *, version: str | None = None, refresh: bool = False) -> 
         RegistryError, OfflineError: a registry that could hold the name is unreadable.
     """
     name, constraint = _parse_spec(spec, version)
-    loaded, failed = _indexes(refresh=refresh)
+    loaded, failed = _indexes(refresh=refresh, revalidate=revalidate)
     for registry, index in loaded:
         group = index.by_name.get(name)
         if not group:

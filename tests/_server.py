@@ -11,7 +11,9 @@ Every test in the project may use it (pytest puts ``tests/`` on ``sys.path``)::
         assert server.requests[-1].headers.get("Range") == "bytes=100-"
 
 Plain paths serve files below ``root`` with ``ETag``, ``Last-Modified``, ``Accept-Ranges``,
-single ``Range`` requests (206 / 416 with ``Content-Range``), ``If-Range`` and ``HEAD``.
+single ``Range`` requests (206 / 416 with ``Content-Range``), ``If-Range``, ``HEAD`` and
+conditional GETs (``If-None-Match`` / ``If-Modified-Since`` -> 304, counted in
+``server.not_modified``).
 Bodies go out with ``sendfile`` so the server stays cheap next to the code under test.
 
 Fault routes are path prefixes; they can be stacked (``/flaky/1/truncate/100/x.bin``):
@@ -84,6 +86,7 @@ class LocalServer:
         self.root = Path(root).resolve()
         self.requests: list[Request] = []
         self.cafile: str | None = None
+        self.not_modified = 0  # 304 answers sent
         self._hits: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
         self._closing = threading.Event()
@@ -234,6 +237,13 @@ class _Handler(BaseHTTPRequestHandler):
         start, end = 0, size  # [start, end)
         status = 200
         wanted = self.headers.get("Range")
+        if not wanted and _not_modified(self.headers, etag, stat.st_mtime):
+            self.server.owner.not_modified += 1
+            self.send_response(304)
+            self.send_header("ETag", etag)
+            self.send_header("Last-Modified", modified)
+            self.end_headers()
+            return
         if_range = self.headers.get("If-Range")
         if wanted and "norange" not in faults and if_range in (None, etag, modified):
             parsed = _parse_range(wanted, size)
@@ -291,6 +301,20 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(len(data) / rate)
         if length:
             self.close_connection = True
+
+
+def _not_modified(headers, etag: str, mtime: float) -> bool:
+    """Whether a conditional GET may be answered 304 (If-None-Match wins, as in RFC 9110)."""
+    if_none_match = headers.get("If-None-Match")
+    if if_none_match is not None:
+        return etag in [t.strip() for t in if_none_match.split(",")] or if_none_match == "*"
+    since = headers.get("If-Modified-Since")
+    if since:
+        try:
+            return int(mtime) <= email.utils.parsedate_to_datetime(since).timestamp()
+        except (TypeError, ValueError):
+            return False
+    return False
 
 
 def _parse_range(header: str, size: int):

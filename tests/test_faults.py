@@ -396,3 +396,101 @@ def test_pack_killed_mid_way_leaves_a_tmp_file_the_next_pack_removes(tmp_path, m
     res = cli("pack", "big", "-o", out / "b.tar.gz")
     assert res.returncode == 0, res.stderr
     assert sorted(p.name for p in out.iterdir()) == ["b.tar.gz"]
+
+
+# --------------------------------------------------------------------------- 13.6 / 12.7 indexes
+
+
+def _served_registry(local_server, *versions: str) -> TestRegistry:
+    reg = TestRegistry(local_server.root)
+    for version in versions:
+        reg.publish("alpha", version, variants={"full": 500})
+    return reg
+
+
+def _cached(home: Path, name: str) -> Path:
+    (path,) = home.glob(f"registries/*/{name}")
+    return path
+
+
+def _index_gets(server) -> list:
+    return [r for r in server.requests if r.method == "GET" and r.path == "/index.json"]
+
+
+@pytest.mark.parametrize("damage", ["{not json", DEEP, '{"schema_version": 1}'])
+def test_a_damaged_cached_index_is_dropped_and_fetched_again(local_server, _isolated_home, damage):
+    _served_registry(local_server, "1.0.0")
+    env = {"MODELZOO_REGISTRY": local_server.url}
+    assert cli("search", "alpha", env=env).returncode == 0
+    cached = _cached(_isolated_home, "index.json")
+    cached.write_text(damage)
+    res = cli("info", "alpha", env=env)
+    assert res.returncode == 0, res.stderr
+    assert "alpha@1.0.0" in res.stdout
+    assert res.stderr.count("\n") == 1 and "damaged; fetching it again" in res.stderr
+    assert json.loads(cached.read_text())["models"][0]["name"] == "alpha"
+    assert len(_index_gets(local_server)) == 2
+
+    cached.write_text(damage)  # offline: cannot refetch, so say what happened in one line
+    res = cli("info", "alpha", env={**env, "MODELZOO_OFFLINE": "1"})
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert "damaged" in res.stderr and "go online" in res.stderr
+
+
+def test_a_damaged_cached_manifest_is_dropped_and_fetched_again(local_server, _isolated_home):
+    _served_registry(local_server, "1.0.0")
+    env = {"MODELZOO_REGISTRY": local_server.url}
+    assert cli("info", "alpha", env=env).returncode == 0
+    cached = _cached(_isolated_home, "models/alpha/1.0.0/manifest.json")
+    cached.write_text("[" * 50)
+    res = cli("install", "alpha@1.0.0", env=env)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(cached.read_text())["name"] == "alpha"
+
+
+def test_info_and_install_refresh_fetch_again_within_the_ttl(local_server, _isolated_home):
+    reg = _served_registry(local_server, "1.0.0")
+    env = {"MODELZOO_REGISTRY": local_server.url}
+    assert "alpha@1.0.0" in cli("info", "alpha", env=env).stdout
+    reg.publish("alpha", "1.1.0", variants={"full": 500})
+    assert "alpha@1.0.0" in cli("info", "alpha", env=env).stdout  # cached for 10 minutes
+    assert "alpha@1.1.0" in cli("info", "alpha", "--refresh", env=env).stdout
+    reg.publish("alpha", "1.2.0", variants={"full": 500})
+    res = cli("install", "alpha@^1", "--refresh", env=env)
+    assert res.returncode == 0 and "alpha@1.2.0" in res.stdout, res.stderr
+
+
+def test_outdated_and_install_revalidate_remote_indexes_with_conditional_gets(
+    local_server, _isolated_home
+):
+    reg = _served_registry(local_server, "1.0.0")
+    env = {"MODELZOO_REGISTRY": local_server.url}
+    assert cli("install", "alpha", env=env).returncode == 0
+    assert len(_index_gets(local_server)) == 1
+
+    res = cli("outdated", "--json", env=env)  # unchanged: one conditional GET, a 304
+    assert json.loads(res.stdout)[0]["latest"] == "1.0.0"
+    gets = _index_gets(local_server)
+    assert len(gets) == 2 and "If-None-Match" in gets[-1].headers
+    assert local_server.not_modified == 1
+
+    reg.publish("alpha", "1.1.0", variants={"full": 500})  # seconds later, well inside the TTL
+    res = cli("outdated", "--json", env=env)
+    assert json.loads(res.stdout)[0]["latest"] == "1.1.0", res.stderr
+    assert local_server.not_modified == 1 and len(_index_gets(local_server)) == 3
+
+    reg.publish("alpha", "1.2.0", variants={"full": 500})
+    for offline in (["--offline"], []):
+        before = len(_index_gets(local_server))
+        res = cli("outdated", "--json", *offline, env=env)
+        latest = json.loads(res.stdout)[0]["latest"]
+        assert latest == ("1.1.0" if offline else "1.2.0")
+        assert len(_index_gets(local_server)) == before + (0 if offline else 1)
+    res = cli("outdated", "--json", env={**env, "MODELZOO_OFFLINE": "1"})
+    assert len(_index_gets(local_server)) == 4  # MODELZOO_OFFLINE: no request either
+
+    reg.publish("alpha", "1.3.0", variants={"full": 500})
+    res = cli("install", "alpha", env=env)  # no version: "latest" is asked for
+    assert res.returncode == 0 and "alpha@1.3.0" in res.stdout, res.stderr
+    res = cli("install", "alpha@1.3.0", env=env)  # pinned and installed: no request
+    assert len(_index_gets(local_server)) == 5

@@ -2,12 +2,40 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-__all__ = ["out", "err", "emit_json", "table", "human_size", "to_jsonable", "fail"]
+__all__ = [
+    "out",
+    "err",
+    "emit_json",
+    "table",
+    "human_size",
+    "to_jsonable",
+    "fail",
+    "offline_mode",
+]
+
+
+@contextlib.contextmanager
+def offline_mode(enabled: bool) -> Iterator[None]:
+    """``--offline``: the same switch as ``MODELZOO_OFFLINE=1``, for one command."""
+    if not enabled:
+        yield
+        return
+    previous = os.environ.get("MODELZOO_OFFLINE")
+    os.environ["MODELZOO_OFFLINE"] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("MODELZOO_OFFLINE", None)
+        else:
+            os.environ["MODELZOO_OFFLINE"] = previous
 
 
 def out():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from ._output import emit_json, human_size, out, table
+from ._output import emit_json, human_size, offline_mode, out, table
 from .project import print_project_install, project_option
 
 __all__ = ["register"]
@@ -46,13 +46,16 @@ def search_cmd(
 
 def info_cmd(
     spec: str = typer.Argument(..., help="name or name@version"),
+    refresh: bool = typer.Option(
+        False, "--refresh", help="Fetch remote registry indexes and manifests again."
+    ),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Show a model's manifest: input, preprocessing, artifacts, cut points, licence."""
     from ..cache import list_installed
     from ..registry import resolve
 
-    resolved = resolve(spec)
+    resolved = resolve(spec, refresh=refresh)
     m = resolved.manifest
     installed = [r for r in list_installed(m.name) if r.version == m.version]
     if json_out:
@@ -124,6 +127,14 @@ def install_cmd(
         "--frozen",
         help="Install exactly what modelzoo.lock pins; fail if it disagrees with modelzoo.toml.",
     ),
+    refresh: bool = typer.Option(
+        False, "--refresh", help="Fetch remote registry indexes and manifests again."
+    ),
+    offline: bool = typer.Option(
+        False,
+        "--offline",
+        help="Use only the cache and cached registry indexes (as MODELZOO_OFFLINE=1).",
+    ),
     project: Path = project_option(),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -146,20 +157,23 @@ def install_cmd(
                 f"modelzoo.lock; it takes no {given}. Name models without --frozen to install "
                 "them into the cache only."
             )
-        result = install_project(project, frozen=frozen)
+        with offline_mode(offline):
+            result = install_project(project, frozen=frozen)
         print_project_install(result, json_out=json_out)
         return
     results = []
-    for spec in specs:
-        results.append(
-            install(
-                spec,
-                variant=variant,
-                force=force,
-                dry_run=dry_run,
-                require_hashes=require_hashes,
+    with offline_mode(offline):
+        for spec in specs:
+            results.append(
+                install(
+                    spec,
+                    variant=variant,
+                    force=force,
+                    dry_run=dry_run,
+                    require_hashes=require_hashes,
+                    refresh=refresh,
+                )
             )
-        )
     if json_out:
         emit_json(
             [

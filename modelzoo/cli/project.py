@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from ._output import emit_json, human_size, out, table
+from ._output import emit_json, human_size, offline_mode, out, table
 
 __all__ = ["register", "project_option", "print_project_install"]
 
@@ -79,12 +79,19 @@ def add_cmd(
 
 def outdated_cmd(
     project: Path = project_option(),
+    offline: bool = typer.Option(
+        False,
+        "--offline",
+        help="Compare with cached registry indexes only (as MODELZOO_OFFLINE=1); by default "
+        "remote indexes are revalidated with the server.",
+    ),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Show newer versions: locked (or installed), wanted by the constraint, latest."""
     from ..project import outdated
 
-    rows = outdated(project)
+    with offline_mode(offline):
+        rows = outdated(project)
     if json_out:
         emit_json(
             [
