@@ -581,7 +581,7 @@ def test_index_fetch_never_downgrades_https_to_http(tls_server, local_server, mo
 
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", tls_server.cafile)
     (tls_server.root / "index.json").write_text("{}", encoding="utf-8")
-    assert http_get(f"{tls_server.url}/index.json") == b"{}"  # https itself works
+    assert http_get(f"{tls_server.url}/index.json").body == b"{}"  # https itself works
     target = urllib.parse.quote(local_server.url + "/index.json", safe="")
     with pytest.raises(RegistryError, match=r"may not change the scheme \(https -> http\)"):
         http_get(f"{tls_server.url}/redirect/{target}")
