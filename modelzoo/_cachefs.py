@@ -42,7 +42,12 @@ def _cache_error(exc: OSError, path: Path, action: str) -> CacheError:
             f"File too large while trying to {action} {path} (a file size limit is in "
             "effect). Raise the limit (ulimit -f) or set MODELZOO_HOME to another disk."
         )
-    elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
+    elif code == errno.EROFS:
+        hint = (
+            f"{path} is on a read-only file system, so modelzoo cannot {action} it. Set "
+            "MODELZOO_HOME to a writable folder."
+        )
+    elif code in (errno.EACCES, errno.EPERM):
         hint = (
             f"Permission denied while trying to {action} {path}. Make the cache folder "
             "writable or set MODELZOO_HOME to a folder you can write."

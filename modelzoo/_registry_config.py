@@ -18,9 +18,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import _jsonio, constants
-from ._cachefs import claim_home
+from ._cachefs import _cache_error, claim_home
 from ._index import atomic_write_bytes
-from .errors import LockTimeoutError, RegistryError, UsageError
+from .errors import LockTimeoutError, ModelZooError, RegistryError, UsageError
 
 __all__: list[str] = []  # helpers of modelzoo.registry; nothing here is public API
 
@@ -33,7 +33,11 @@ def _normalize_location(location: Any, *, what: str = "registry location") -> tu
         raise UsageError(f"Invalid {what} {location!r}: give a folder path or an http(s) URL.")
     text = str(location).strip()
     if "://" in text:
-        parts = urlsplit(text)
+        try:
+            parts = urlsplit(text)
+            parts.port  # noqa: B018 - parses the port: "http://h:x" fails here, not later
+        except ValueError as exc:
+            raise UsageError(f"Invalid {what} {text!r}: {exc}.") from None
         scheme = parts.scheme.lower()
         if "@" in parts.netloc:  # never echo it: it holds a password
             raise UsageError(
@@ -121,4 +125,8 @@ def _update_config(change) -> Any:
             f"Another modelzoo process has held {lock.lock_file} for 30 s. Wait for it to "
             "finish; if none is running, delete that file."
         ) from exc
+    except ModelZooError:
+        raise
+    except OSError as exc:  # a read-only or full MODELZOO_HOME
+        raise _cache_error(exc, path, "write") from exc
     return result

@@ -622,17 +622,12 @@ class Cache:
         marked now.
 
         Raises:
-            CacheError: the root is not a folder, or it holds files modelzoo did not
-                create and no modelzoo marker (it is not a cache; nothing is deleted).
+            CacheError: the root holds files modelzoo did not create and no modelzoo
+                marker (it is not a cache; nothing is deleted).
         """
-        root = self.root
-        if not root.exists():
-            return []
+        root = self.root  # constants.home() has refused a file
         if not root.is_dir():
-            raise CacheError(
-                f"MODELZOO_HOME {root} is a file, not a folder, so there is no cache to clear. "
-                "Set MODELZOO_HOME to a folder (or unset it)."
-            )
+            return []
         if not _is_marked(root) and not (_looks_like_cache(root) and claim_home(root)):
             foreign = _foreign_entries(root)
             shown = ", ".join(e.name for e in foreign[:3]) + (", ..." if len(foreign) > 3 else "")

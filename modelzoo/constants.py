@@ -85,15 +85,25 @@ def env_flag(name: str, value: bool | None = None) -> bool:
 
 
 def home(path: str | os.PathLike[str] | None = None) -> Path:
-    """The cache root: ``path`` > ``MODELZOO_HOME`` > the platform's user cache dir."""
-    if path is not None:
-        return Path(path).expanduser()
-    env = os.environ.get("MODELZOO_HOME", "").strip()
-    if env:
-        return Path(env).expanduser()
-    import platformdirs  # imported lazily: only needed when no override is given
+    """The cache root: ``path`` > ``MODELZOO_HOME`` > the platform's user cache dir.
 
-    return Path(platformdirs.user_cache_dir("modelzoo", appauthor=False))
+    Raises:
+        UsageError: the root exists but is a file, not a folder.
+    """
+    if path is not None:
+        root = Path(path).expanduser()
+    elif env := os.environ.get("MODELZOO_HOME", "").strip():
+        root = Path(env).expanduser()
+    else:
+        import platformdirs  # imported lazily: only needed when no override is given
+
+        root = Path(platformdirs.user_cache_dir("modelzoo", appauthor=False))
+    if root.exists() and not root.is_dir():
+        raise UsageError(
+            f"MODELZOO_HOME {root} is a file, not a folder. Set MODELZOO_HOME to a folder "
+            "(it is created if missing), or unset it for the default."
+        )
+    return root
 
 
 def registries_from_env() -> list[str]:
@@ -133,22 +143,32 @@ def debug(value: bool | None = None) -> bool:
 def timeouts() -> tuple[float, float]:
     """``(connect, read)`` timeouts in seconds; ``MODELZOO_TIMEOUT`` sets both."""
     raw = os.environ.get("MODELZOO_TIMEOUT", "").strip()
-    if raw:
-        try:
-            value = float(raw)
-        except ValueError:
-            value = -1.0
-        if value > 0:
-            return (value, value)
-    return (_DEFAULT_CONNECT_TIMEOUT, _DEFAULT_READ_TIMEOUT)
+    if not raw:
+        return (_DEFAULT_CONNECT_TIMEOUT, _DEFAULT_READ_TIMEOUT)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise UsageError(
+            f"MODELZOO_TIMEOUT must be a positive number of seconds. Received: {raw!r}. "
+            f"Unset it for the defaults ({_DEFAULT_CONNECT_TIMEOUT:g} s to connect, "
+            f"{_DEFAULT_READ_TIMEOUT:g} s per read)."
+        )
+    return (value, value)
 
 
 def max_retries() -> int:
     """Retries per URL on connection errors and 5xx (``MODELZOO_MAX_RETRIES``)."""
     raw = os.environ.get("MODELZOO_MAX_RETRIES", "").strip()
-    if raw.isdigit():
+    if not raw:
+        return _DEFAULT_MAX_RETRIES
+    if raw.isascii() and raw.isdigit() and int(raw) <= 100:
         return int(raw)
-    return _DEFAULT_MAX_RETRIES
+    raise UsageError(
+        f"MODELZOO_MAX_RETRIES must be a whole number from 0 to 100. Received: {raw!r}. "
+        f"Unset it for the default ({_DEFAULT_MAX_RETRIES})."
+    )
 
 
 def deadline() -> float:

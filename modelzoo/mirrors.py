@@ -20,7 +20,10 @@ def _mirror_error(rule: str, detail: str) -> UsageError:
 
 
 def _check_mirror_target(rule: str, target: str) -> None:
-    parts = urlsplit(target)
+    try:
+        parts = urlsplit(target)
+    except ValueError as exc:  # e.g. "http://[::1": Invalid IPv6 URL
+        raise _mirror_error(rule, f"{target!r} is not a valid URL ({exc})") from None
     if "@" in parts.netloc:
         # Not _mirror_error: it would echo the rule, password included.
         raise UsageError(

@@ -494,3 +494,109 @@ def test_outdated_and_install_revalidate_remote_indexes_with_conditional_gets(
     assert res.returncode == 0 and "alpha@1.3.0" in res.stdout, res.stderr
     res = cli("install", "alpha@1.3.0", env=env)  # pinned and installed: no request
     assert len(_index_gets(local_server)) == 5
+
+
+# --------------------------------------------------------------------------- 13.7 odd homes / env
+
+
+@pytest.fixture
+def read_only_home(tmp_path):
+    """An existing, read-only MODELZOO_HOME (a read-only bind mount when running as root,
+    since root ignores permission bits)."""
+    home = tmp_path / "ro-home"
+    home.mkdir()
+    if os.geteuid() != 0:
+        home.chmod(0o555)
+        yield home
+        home.chmod(0o755)
+        return
+    src = tmp_path / "ro-src"
+    src.mkdir()
+    mounted = subprocess.run(["mount", "--bind", src, home], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot make a read-only folder as root here: {mounted.stderr!r}")
+    try:
+        remount = subprocess.run(["mount", "-o", "remount,ro,bind", home], capture_output=True)
+        if remount.returncode != 0:
+            pytest.skip(f"cannot remount read-only: {remount.stderr!r}")
+        yield home
+    finally:
+        subprocess.run(["umount", home], capture_output=True)
+
+
+def test_read_only_home_registry_add_is_one_line(read_only_home, tmp_path):
+    reg = TestRegistry(tmp_path / "reg")
+    reg.publish("alpha")
+    res = cli("registry", "add", reg.root, env={"MODELZOO_HOME": str(read_only_home)})
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    assert res.stderr.count("\n") == 1 and "read-only" in res.stderr, res.stderr
+
+
+def test_read_only_home_search_with_an_http_registry_still_answers(read_only_home, local_server):
+    TestRegistry(local_server.root).publish("alpha")
+    env = {"MODELZOO_HOME": str(read_only_home), "MODELZOO_REGISTRY": local_server.url}
+    res = cli("search", "alpha", env=env)
+    assert res.returncode == 0 and "alpha" in res.stdout, res.stderr
+    assert res.stderr.count("\n") == 1 and "Cannot cache" in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("var", ["MODELZOO_REGISTRY", "MODELZOO_MIRROR"])
+def test_an_invalid_ipv6_url_is_one_line(tmp_path, local_server, var):
+    reg = TestRegistry(tmp_path / "reg")
+    reg.publish("alpha", variants={"full": 100})
+    env = {"MODELZOO_REGISTRY": str(reg.root), var: "http://[::1"}
+    res = cli("install", "alpha", env=env)
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    assert res.stderr.count("\n") == 1 and "[::1" in res.stderr, res.stderr
+    if var == "MODELZOO_REGISTRY":
+        res = cli("registry", "add", "http://[::1")
+        assert res.returncode == 1 and res.stderr.count("\n") == 1, res.stderr
+
+
+def test_modelzoo_home_being_a_file_is_one_line_and_fails(tmp_path):
+    home = tmp_path / "a-file"
+    home.write_text("not a folder")
+    for args in (("list",), ("registry", "list"), ("cache", "clear", "-y")):
+        res = cli(*args, env={"MODELZOO_HOME": str(home)})
+        assert res.returncode == 1, (args, res.stdout)
+        assert res.stderr.count("\n") == 1 and "is a file, not a folder" in res.stderr, res.stderr
+    assert home.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("MODELZOO_TIMEOUT", "abc"),
+        ("MODELZOO_TIMEOUT", "-5"),
+        ("MODELZOO_MAX_RETRIES", "many"),
+        ("MODELZOO_MAX_RETRIES", "-1"),
+        ("MODELZOO_DEADLINE", "soon"),
+        ("MODELZOO_MIN_RATE", "fast"),
+        ("MODELZOO_CPU_DEVICES", "x"),
+    ],
+)
+def test_invalid_numeric_environment_variables_are_named(var, value):
+    from modelzoo import constants
+    from modelzoo.errors import UsageError
+
+    readers = {
+        "MODELZOO_TIMEOUT": constants.timeouts,
+        "MODELZOO_MAX_RETRIES": constants.max_retries,
+        "MODELZOO_DEADLINE": constants.deadline,
+        "MODELZOO_MIN_RATE": constants.min_rate,
+        "MODELZOO_CPU_DEVICES": constants.cpu_devices,
+    }
+    os.environ[var] = value
+    try:
+        with pytest.raises(UsageError, match=var):
+            readers[var]()
+    finally:
+        del os.environ[var]
+
+
+def test_invalid_timeout_through_the_cli_is_one_line(local_server):
+    TestRegistry(local_server.root).publish("alpha")
+    env = {"MODELZOO_REGISTRY": local_server.url, "MODELZOO_TIMEOUT": "abc"}
+    res = cli("install", "alpha", env=env)
+    assert res.returncode == 1 and res.stderr.count("\n") == 1, res.stderr
+    assert "MODELZOO_TIMEOUT" in res.stderr and "'abc'" in res.stderr
