@@ -46,7 +46,9 @@ ALLOWED_SCHEMES = ("https", "http", "file")
 #: Redirects followed per request before giving up.
 MAX_REDIRECTS = 10
 #: The only request headers sent to another host after a redirect (plus the User-Agent).
-FORWARDED_HEADERS = frozenset({"range", "if-range", "accept", "accept-encoding"})
+FORWARDED_HEADERS = frozenset(
+    {"range", "if-range", "accept", "accept-encoding", "if-none-match", "if-modified-since"}
+)
 #: Longest pause between two retries from exponential backoff (seconds).
 BACKOFF_CAP = 8.0
 #: Longest ``Retry-After`` honoured (seconds); longer requests are cut to this.
