@@ -10,6 +10,8 @@ beside TensorFlow 2.21). An export folder looks like::
         labels.json             optional: class names, index = output unit
         preprocessing.json      optional: input size + per-channel mean/std for the demo
         index.html              optional: a no-build demo page (file picker, drop, webcam)
+        .modelzoo-export        marker: this folder holds a modelzoo export, so a later
+                                export may replace its files
 
 Everything is written to a temporary folder beside ``out_dir`` first and moved into
 place at the end, so an interrupted export never leaves a half-written model behind.
@@ -45,6 +47,8 @@ __all__ = [
     "ExportResult",
     "export_tfjs",
     "check_tfjs",
+    "check_export_target",
+    "EXPORT_MARKER",
     "TFJS_VERSION",
     "TFJS_CDN_URL",
     "TFJS_LAYERS",
@@ -62,6 +66,8 @@ TFJS_CDN_URL = f"https://cdn.jsdelivr.net/npm/@tensorflow/tfjs@{TFJS_VERSION}/di
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 _SHARD_RE = re.compile(r"^group\d+-shard\d+of\d+\.bin$")
+#: Written into every export folder; a non-empty folder without it is not overwritten.
+EXPORT_MARKER = ".modelzoo-export"
 
 #: Input preprocessing the demo page can apply, as a per-channel ``(x - mean) / std``
 #: on 0-255 pixels after an optional RGB->BGR swap. "baked": the model does it itself.
@@ -250,14 +256,16 @@ def export_tfjs(
     preprocessing: str | None = None,
     with_demo: bool = False,
     tfjs_url: str | None = None,
+    force: bool = False,
 ) -> ExportResult:
     """Write ``model`` in the TensorFlow.js layers format, ready for ``tf.loadLayersModel``.
 
     Args:
         model: a built tf_keras Functional or Sequential model (nested models, sliced
             models and models from ``attach_head`` included).
-        out_dir: folder to write; created if missing. Existing export files in it are
-            replaced (stale weight shards are removed); other files are left alone.
+        out_dir: folder to write; created if missing. It must be empty or hold an earlier
+            modelzoo export (its files are replaced, stale weight shards removed; other
+            files are left alone), unless ``force``.
         shard_size: maximum bytes per weight file (default 4 MiB, which browsers cache well).
         dtype: ``"float32"`` (exact) or ``"float16"`` (half the size; TF.js converts the
             weights back to float32 when it loads them).
@@ -271,6 +279,8 @@ def export_tfjs(
         tfjs_url: where the demo page loads TF.js from when there is no ``tfjs.min.js``
             beside it (default: :data:`TFJS_CDN_URL`). To work offline, copy
             ``@tensorflow/tfjs/dist/tf.min.js`` into ``out_dir`` as ``tfjs.min.js``.
+        force: write into a non-empty folder that holds no earlier export (files with
+            the export's names are replaced; nothing else is touched).
 
     Returns:
         An :class:`ExportResult` describing the files written.
@@ -287,9 +297,7 @@ def export_tfjs(
         raise UsageError(
             f"shard_size must be a positive number of bytes. Received: shard_size={shard_size!r}."
         )
-    out = Path(out_dir).expanduser()
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"Export target {out} exists and is not a folder. Choose a folder path.")
+    out = check_export_target(out_dir, force=force)
     mode = _preprocessing_mode(preprocessing)
     if tfjs_url is not None and not with_demo:
         logger.warning("tfjs_url=%r is only used by the demo page; pass with_demo=True.", tfjs_url)
@@ -345,6 +353,8 @@ def export_tfjs(
         if page is not None:
             (tmp / "index.html").write_text(page, "utf-8")
             written.append("index.html")
+        (tmp / EXPORT_MARKER).write_text(f"modelzoo {__version__} TF.js export\n", "utf-8")
+        written.append(EXPORT_MARKER)
         _write_json(tmp / "model.json", model_json)
         written.append("model.json")  # last: a reader never sees it before its shards
         _move_into_place(tmp, out, written)
@@ -377,6 +387,43 @@ def export_tfjs(
         dtype,
     )
     return result
+
+
+def check_export_target(out_dir: str | os.PathLike[str], *, force: bool = False) -> Path:
+    """Refuse an export folder that would mix the export with someone else's files.
+
+    Cheap (no TensorFlow): callers run it before loading a model.
+
+    Returns:
+        The folder path.
+
+    Raises:
+        UsageError: ``out_dir`` is a file, or a non-empty folder without an earlier
+            export and ``force`` is not set.
+    """
+    out = Path(out_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"Export target {out} exists and is not a folder. Choose a folder path.")
+    if not force and not _may_write_into(out):
+        raise UsageError(
+            f"Export folder {out} is not empty and holds no earlier modelzoo export; refusing "
+            "to write model.json and weight shards among its files. Choose a new or empty "
+            "folder, or pass --force (force=True) to write into it anyway."
+        )
+    return out
+
+
+def _may_write_into(out: Path) -> bool:
+    """Whether ``out`` is missing, empty, or an earlier export (marker, or a model.json
+    written by modelzoo before the marker existed)."""
+    try:
+        if not out.is_dir() or not any(out.iterdir()) or (out / EXPORT_MARKER).is_file():
+            return True
+        with open(out / "model.json", "rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return False
+    return b'"convertedBy": "modelzoo"' in head
 
 
 def _write_json(path: Path, obj: Any) -> None:

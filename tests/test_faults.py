@@ -600,3 +600,40 @@ def test_invalid_timeout_through_the_cli_is_one_line(local_server):
     res = cli("install", "alpha", env=env)
     assert res.returncode == 1 and res.stderr.count("\n") == 1, res.stderr
     assert "MODELZOO_TIMEOUT" in res.stderr and "'abc'" in res.stderr
+
+
+# --------------------------------------------------------------------------- 13.9 export --out
+
+
+@pytest.mark.tf
+def test_export_refuses_a_non_empty_folder_without_an_earlier_export(
+    tmp_path, tiny_model_file, run
+):
+    out = tmp_path / "site"
+    _user_files(out)
+    (out / "model.json").write_text('{"mine": true}')
+    res = run("export", tiny_model_file, "--out", out)
+    one_line(res, "not empty", "--force")
+    _assert_user_files(out)
+    assert json.loads((out / "model.json").read_text()) == {"mine": True}
+    assert sorted(p.name for p in out.iterdir()) == ["docs", "model.json", "thesis.tex"]
+
+    res = run("export", tiny_model_file, "--out", out, "--force")
+    assert res.exit_code == 0, res.stderr
+    _assert_user_files(out)  # --force replaces only the export's own files
+    assert json.loads((out / "model.json").read_text())["convertedBy"] == "modelzoo"
+
+    again = run("export", tiny_model_file, "--out", out)  # an earlier export: no --force
+    assert again.exit_code == 0, again.stderr
+
+
+@pytest.mark.tf
+def test_export_writes_into_an_empty_folder_or_an_export_made_before_the_marker(
+    tmp_path, tiny_model_file, run
+):
+    out = tmp_path / "empty"
+    out.mkdir()
+    assert run("export", tiny_model_file, "--out", out).exit_code == 0
+    (out / ".modelzoo-export").unlink()  # as an older modelzoo left it
+    assert run("export", tiny_model_file, "--out", out).exit_code == 0
+    assert (out / ".modelzoo-export").is_file()

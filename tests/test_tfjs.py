@@ -323,6 +323,7 @@ def test_sequential_export(tmp_path):
     assert result.labels_json is None and result.index_html is None
     assert result.preprocessing_json is None
     assert sorted(p.name for p in (tmp_path / "seq").iterdir()) == [
+        ".modelzoo-export",
         "group1-shard1of1.bin",
         "model.json",
     ]
@@ -435,6 +436,7 @@ def test_reexport_replaces_files_and_removes_stale_shards(pets, tmp_path):
     second = export_tfjs(pets, out)
     assert len(first.shards) > 1 and len(second.shards) == 1
     assert sorted(p.name for p in out.iterdir()) == [
+        ".modelzoo-export",
         "group1-shard1of1.bin",
         "model.json",
         "notes.txt",

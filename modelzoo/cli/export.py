@@ -20,15 +20,19 @@ def export_cmd(
     tfjs_url: str = typer.Option(None, "--tfjs-url", help="Where the demo page loads TF.js."),
     shard_mb: float = typer.Option(4.0, "--shard-mb", help="Maximum shard size in MB."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
+    force: bool = typer.Option(
+        False, "--force", help="Write into a non-empty folder that holds no earlier export."
+    ),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Export a model for the browser (load it with tf.loadLayersModel('model.json'))."""
     from ..errors import UsageError
     from ..inference import Predictor
-    from ..tfjs import export_tfjs
+    from ..tfjs import check_export_target, export_tfjs
 
     if fmt != "tfjs":
         raise UsageError(f"Unknown export format. Received: --format {fmt}. Valid: tfjs.")
+    check_export_target(out_dir, force=force)  # before the (slow) model load
     predictor = Predictor(model, trust_remote_code=trust_remote_code)
     result = export_tfjs(
         predictor.model,
@@ -39,6 +43,7 @@ def export_cmd(
         preprocessing=predictor.preprocessing,
         with_demo=with_demo,
         tfjs_url=tfjs_url,
+        force=force,
     )
     if json_out:
         emit_json(result)
