@@ -61,11 +61,11 @@ class Predictor:
                 raise UsageError(f"No such model file: {path}.")
             from .safety import load_model_file
 
+            meta = read_sidecar(path)  # a bad labels file fails before the slow load
             fmt = "keras" if path.suffix == ".keras" else "h5"
             self.model = load_model_file(
                 path, expected_format=fmt, trust_remote_code=trust_remote_code
             )
-            meta = read_sidecar(path)
             self.labels = meta.get("labels")
             self.preprocessing = meta.get("preprocessing", "none")
         else:

@@ -125,21 +125,19 @@ class RegistryReport:
 
 
 def read_labels(path: str | os.PathLike[str]) -> list[str]:
-    """Read a labels file: a JSON list of class names (``["cat", "dog"]``).
+    """The class names in a labels file (:func:`modelzoo.transfer.read_labels_file`).
+
+    Accepts what ``modelzoo train`` writes (``{"labels": [...], ...}``) and a plain list.
 
     Raises:
-        UsageError: unreadable, not JSON, or not a list of strings.
+        UsageError: unreadable, not in that format, or without labels.
     """
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise UsageError(f"Cannot read labels from {path}: {exc}.") from None
-    if not isinstance(data, list) or not data or not all(isinstance(x, str) for x in data):
-        raise UsageError(
-            f'{path}: expected a JSON list of class names like ["cat", "dog"], got '
-            f"{type(data).__name__}."
-        )
-    return data
+    from .transfer import read_labels_file
+
+    labels = read_labels_file(path).get("labels")
+    if not labels:
+        raise UsageError(f'{path}: no class names in it; expected e.g. ["cat", "dog"].')
+    return labels
 
 
 def _check_args(name: str, version: str, model_file: Path, preprocessing: str):

@@ -41,7 +41,7 @@ import numpy as np
 
 from .errors import UsageError
 
-__all__ = ["TransferLearner", "sidecar_path", "read_sidecar"]
+__all__ = ["TransferLearner", "sidecar_path", "read_sidecar", "read_labels_file"]
 
 logger = logging.getLogger("modelzoo")
 
@@ -52,12 +52,50 @@ def sidecar_path(model_path: str | os.PathLike[str]) -> Path:
     return p.with_name(p.stem + ".labels.json")
 
 
+_LABELS_FORMAT = (
+    'expected {"labels": ["cat", "dog"], ...} (what `modelzoo train` writes) or a plain '
+    'list ["cat", "dog"]'
+)
+
+
+def read_labels_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a labels file: the one reader for ``train``'s sidecars and ``publish --labels``.
+
+    The documented format is the object ``train`` writes next to a model (``x.labels.json``):
+    ``{"labels": ["cat", "dog"], "preprocessing": "...", ...}`` where ``labels`` (class
+    names, index = output unit) may be null and the other keys are optional metadata. A
+    plain JSON list of class names is accepted too and read as ``{"labels": [...]}``.
+
+    Raises:
+        UsageError: unreadable, not JSON, or not in that format (one line naming the file).
+    """
+    from . import _jsonio
+
+    try:
+        data = _jsonio.read(path)
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise UsageError(f"Cannot read labels from {path}: {reason}.") from None
+    if isinstance(data, list):
+        data = {"labels": data}
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: {_LABELS_FORMAT}; got {type(data).__name__}.")
+    labels = data.get("labels")
+    if labels is not None and not (
+        isinstance(labels, list) and all(isinstance(x, str) for x in labels)
+    ):
+        raise UsageError(f"{path}: labels must be a list of class names; {_LABELS_FORMAT}.")
+    if not isinstance(data.get("preprocessing", ""), str):
+        raise UsageError(f'{path}: preprocessing must be a string like "tf" or "none".')
+    return data
+
+
 def read_sidecar(model_path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The metadata saved with a trained model, or ``{}`` when there is none."""
+    """The metadata saved with a trained model (:func:`read_labels_file`), or ``{}``."""
     path = sidecar_path(model_path)
     if not path.exists():
         return {}
-    return json.loads(path.read_text(encoding="utf-8"))
+    return read_labels_file(path)
 
 
 def _is_dataset(x: Any) -> bool:
@@ -534,6 +572,7 @@ class TransferLearner:
         Returns:
             ``path``, on every worker.
         """
+        from ._index import atomic_write_bytes
         from .cluster import saving_path
         from .distribute import cluster_failures
 
@@ -555,13 +594,36 @@ class TransferLearner:
             tmp = target.with_name(f".{target.stem}.tmp-{os.getpid()}.keras")
             try:
                 with cluster_failures(self.choice, action="Saving"):
+                    self._optimizer_state_that_trained()
                     self.model.save(tmp)
                 os.replace(tmp, target)
             finally:
                 tmp.unlink(missing_ok=True)
-            side = sidecar_path(target)
-            side.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+            atomic_write_bytes(
+                sidecar_path(target), (json.dumps(meta, indent=2) + "\n").encode("utf-8")
+            )
         return path
+
+    def _optimizer_state_that_trained(self) -> None:
+        """Make ``model``'s optimizer hold the state that trained the head, before saving.
+
+        With the feature cache the head trains through ``head_model`` (same layers, own
+        optimizer), so ``model``'s optimizer never steps and has no slot variables; a
+        compiled load (plain ``load_model``) then warns "Skipping variable loading for
+        optimizer". Build the slots and copy the head optimizer's values into them.
+        """
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is None or int(optimizer.iterations.numpy()) > 0:
+            return  # not compiled, or it trained this model itself
+        with self.strategy.scope():
+            optimizer.build(self.model.trainable_variables)
+        trained = getattr(self.head_model, "optimizer", None)
+        if trained is None or int(trained.iterations.numpy()) == 0:
+            return
+        src, dst = trained.variables, optimizer.variables
+        if len(src) == len(dst) and all(a.shape == b.shape for a, b in zip(src, dst, strict=False)):
+            for a, b in zip(src, dst, strict=True):
+                b.assign(a)
 
     def _baked(self) -> bool:
         return any(layer.name.startswith("preprocess_") for layer in self.base.layers)

@@ -48,6 +48,7 @@ __all__ = [
     "layer_map_tree",
     "plot_filters",
     "plot_history",
+    "require_tensorboard",
     "save_feature_maps",
     "save_figure",
     "tensorboard_callback",
@@ -538,6 +539,20 @@ def plot_history(history: Mapping[str, Any], path: str | os.PathLike[str]) -> Pa
     return _plots.save(history_figure(history), path)
 
 
+def require_tensorboard() -> None:
+    """Check that TensorBoard is installed (it is an optional extra).
+
+    Raises:
+        DependencyError: the ``tensorboard`` package is not installed.
+    """
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError as exc:
+        raise DependencyError(
+            "tensorboard", "pip install 'tensorboard>=2.21,<2.22'", "TensorBoard logs"
+        ) from exc
+
+
 def tensorboard_callback(log_dir: str | os.PathLike[str], **kwargs: Any):
     """A ``tf_keras.callbacks.TensorBoard`` writing to ``log_dir``, checked up front.
 
@@ -551,12 +566,7 @@ def tensorboard_callback(log_dir: str | os.PathLike[str], **kwargs: Any):
     Raises:
         DependencyError: the ``tensorboard`` package is not installed.
     """
-    try:
-        import tensorboard  # noqa: F401
-    except ImportError as exc:
-        raise DependencyError(
-            "tensorboard", "pip install 'tensorboard>=2.21,<2.22'", "TensorBoard logs"
-        ) from exc
+    require_tensorboard()
     from ._tf import keras
 
     return keras().callbacks.TensorBoard(log_dir=os.fspath(log_dir), **kwargs)

@@ -2,14 +2,15 @@
 
 Commands are thin: parse, call the library, format the result (a table, or ``--json``).
 Every :class:`~modelzoo.errors.ModelZooError` becomes one line on stderr and exit code 1;
-``MODELZOO_DEBUG=1`` shows the traceback instead. Package-manager commands never import
+``MODELZOO_DEBUG=1`` shows the traceback instead. TensorFlow's start-up logging is hidden
+unless ``-v``/``--verbose`` or ``MODELZOO_DEBUG=1``. Package-manager commands never import
 TensorFlow.
 """
 
 from __future__ import annotations
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from .. import constants
 from ..errors import ModelZooError
@@ -39,6 +40,37 @@ class _Group(TyperGroup):
             ctx.exit(130)
 
 
+class _RepeatedArgument(TyperArgument):
+    """A repeatable argument: its help row shows ``NAME...``, not ``<list[str]>``."""
+
+    def display_type_rich(self, ctx):
+        return None
+
+
+class _Command(TyperCommand):
+    """Usage lines in the usual notation: ``NAME`` required, ``[NAME]`` optional.
+
+    (typer's own marks required arguments as ``{name}``, which reads like a template.)
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if type(param) is TyperArgument and param.nargs != 1:
+                param.__class__ = _RepeatedArgument
+
+    def collect_usage_pieces(self, ctx):
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name != "argument":
+                pieces.extend(param.get_usage_pieces(ctx))
+                continue
+            name = param.metavar or (param.name or "").upper()
+            piece = name if param.required else f"[{name}]"
+            pieces.append(piece if param.nargs == 1 else f"{piece}...")
+        return pieces
+
+
 app = typer.Typer(
     cls=_Group,
     name="modelzoo",
@@ -57,6 +89,13 @@ def _register() -> None:
         module.register(app)
     app.add_typer(cache.app, name="cache")
     app.add_typer(registry.app, name="registry")
+    for info in (
+        *app.registered_commands,
+        *cache.app.registered_commands,
+        *registry.app.registered_commands,
+    ):
+        if info.cls is TyperCommand:
+            info.cls = _Command
 
 
 _register()
@@ -79,8 +118,19 @@ def _root(
         callback=_print_version,
         is_eager=True,
     ),
+    verbose: bool = typer.Option(
+        False,
+        "--verbose",
+        "-v",
+        help="Show TensorFlow's own start-up logging (hidden by default; MODELZOO_DEBUG=1 "
+        "shows it too).",
+    ),
 ) -> None:
     """npm install for pretrained neural networks: install, inspect, slice and train."""
+    from .._tf import quiet_logs
+
+    # Before any command can import TensorFlow: its C++ logging starts at import.
+    quiet_logs(not (verbose or constants.debug()))
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from ._options import JSON_OPTION
 from ._output import emit_json, human_size, out, table
 
 __all__ = ["app"]
@@ -12,7 +13,7 @@ app = typer.Typer(help="Inspect and clean the local cache.", no_args_is_help=Tru
 
 
 @app.command("path")
-def path_cmd(json_out: bool = typer.Option(False, "--json")) -> None:
+def path_cmd(json_out: bool = JSON_OPTION) -> None:
     """Print the cache root (MODELZOO_HOME or the platform cache folder)."""
     from ..cache import Cache
 
@@ -24,7 +25,7 @@ def path_cmd(json_out: bool = typer.Option(False, "--json")) -> None:
 
 
 @app.command("size")
-def size_cmd(json_out: bool = typer.Option(False, "--json")) -> None:
+def size_cmd(json_out: bool = JSON_OPTION) -> None:
     """Bytes used by each area of the cache."""
     from ..cache import Cache
 
@@ -40,7 +41,7 @@ def prune_cmd(
     partials: bool = typer.Option(
         False, "--partials", help="Also delete recent partial downloads."
     ),
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Delete unreferenced blobs, stale partial downloads and free lock files."""
     from ..cache import Cache
@@ -58,7 +59,7 @@ def prune_cmd(
 @app.command("clear")
 def clear_cmd(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Delete every installed model and download (keeps registry configuration).
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from ._options import JSON_OPTION
 from ._output import emit_json, out, table
 
 __all__ = ["register"]
@@ -14,10 +15,12 @@ __all__ = ["register"]
 def demo_cmd(
     seeds: int = typer.Option(3, "--seeds", help="Repeat with this many seeds (0..N-1)."),
     shots: int = typer.Option(10, "--shots", help="Training examples per new class."),
-    epochs: int = typer.Option(60, "--epochs"),
+    epochs: int = typer.Option(
+        60, "--epochs", help="Training epochs for both models (fewer: faster, less accurate)."
+    ),
     out_dir: Path = typer.Option(Path("modelzoo-demo"), "--out", help="Where to save results."),
     cut: str = typer.Option("conv_pw_13_relu", "--cut", help="Layer to cut the base at."),
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Learn digits 5-9 from a few examples with a base pretrained on 0-4 (offline)."""
     from ..demo import run_demo

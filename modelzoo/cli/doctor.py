@@ -7,6 +7,7 @@ import time
 
 import typer
 
+from ._options import JSON_OPTION
 from ._output import emit_json, human_size, out
 
 __all__ = ["register"]
@@ -36,7 +37,7 @@ def _registries() -> list[dict]:
 
 
 def doctor_cmd(
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = JSON_OPTION,
     no_tf: bool = typer.Option(False, "--no-tf", help="Skip TensorFlow (devices, strategy)."),
 ) -> None:
     """Check this installation: versions, devices, strategy, cache, registries, offline mode."""

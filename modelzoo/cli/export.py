@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from ._options import JSON_OPTION, TRUST_REMOTE_CODE_OPTION
 from ._output import emit_json, human_size, out
 
 __all__ = ["register"]
@@ -19,11 +20,11 @@ def export_cmd(
     with_demo: bool = typer.Option(False, "--with-demo", help="Also write a demo index.html."),
     tfjs_url: str = typer.Option(None, "--tfjs-url", help="Where the demo page loads TF.js."),
     shard_mb: float = typer.Option(4.0, "--shard-mb", help="Maximum shard size in MB."),
-    trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
+    trust_remote_code: bool = TRUST_REMOTE_CODE_OPTION,
     force: bool = typer.Option(
         False, "--force", help="Write into a non-empty folder that holds no earlier export."
     ),
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Export a model for the browser (load it with tf.loadLayersModel('model.json'))."""
     from ..errors import UsageError

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from ._options import JSON_OPTION, TRUST_REMOTE_CODE_OPTION
 from ._output import emit_json, out, table
 
 __all__ = ["register"]
@@ -52,8 +53,8 @@ def layers_cmd(
     tree: bool = typer.Option(
         False, "--tree", help="Indented tree: shapes, resolution drops, cut points."
     ),
-    json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
-    trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
+    json_out: bool = JSON_OPTION,
+    trust_remote_code: bool = TRUST_REMOTE_CODE_OPTION,
 ) -> None:
     """List a model's layers (index, name, type, output shape, params) to choose a cut."""
     from ..slicing import layers
@@ -90,11 +91,13 @@ def train_cmd(
     data: Path = typer.Option(
         ..., "--data", help="Folder with one sub-folder of images per class."
     ),
-    epochs: int = typer.Option(10, "--epochs"),
+    epochs: int = typer.Option(10, "--epochs", help="Passes over the training images."),
     batch_size: int = typer.Option(32, "--batch-size", help="Examples per replica."),
     lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate."),
     val_split: float = typer.Option(0.2, "--val-split", help="Fraction held out for validation."),
-    hidden: list[int] = typer.Option([100], "--hidden", help="Hidden Dense sizes (repeatable)."),
+    hidden: list[int] = typer.Option(
+        [100], "--hidden", metavar="UNITS", help="Hidden Dense sizes (repeatable)."
+    ),
     out_path: Path = typer.Option(Path("model.keras"), "--out", help="Where to save (.keras)."),
     strategy: str = typer.Option(
         "auto",
@@ -107,7 +110,7 @@ def train_cmd(
     ),
     plot: Path = typer.Option(None, "--plot", help="Write loss/accuracy curves to this PNG."),
     tensorboard: Path = typer.Option(None, "--tensorboard", help="Write TensorBoard logs here."),
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Train a new head on a pretrained base, from a folder of images.
 
@@ -120,6 +123,15 @@ def train_cmd(
     from ..registry import resolve
     from ..transfer import TransferLearner
 
+    # Optional extras first: a missing one must not cost a training run.
+    if plot is not None:
+        from .._plots import require_matplotlib
+
+        require_matplotlib()
+    if tensorboard is not None:
+        from ..viz import require_tensorboard
+
+        require_tensorboard()
     if not data.is_dir():
         raise UsageError(f"--data must be a folder with one sub-folder per class. Received: {data}")
     if batch_size < 1:
@@ -225,12 +237,17 @@ def predict_cmd(
     model: str = typer.Argument(..., help="A trained .keras file, or a registry model name."),
     images: list[Path] = typer.Argument(..., help="Image files."),
     top: int = typer.Option(3, "--top", help="How many classes to show per image."),
-    json_out: bool = typer.Option(False, "--json"),
-    trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
+    json_out: bool = JSON_OPTION,
+    trust_remote_code: bool = TRUST_REMOTE_CODE_OPTION,
 ) -> None:
     """Classify image files with a trained model (labels included)."""
+    from ..errors import UsageError
     from ..inference import Predictor
 
+    # Before the model loads (TensorFlow takes seconds to import): a typo fails at once.
+    for image in images:
+        if not image.is_file():
+            raise UsageError(f"No such image file: {image}. Pass existing image files.")
     predictor = Predictor(model, trust_remote_code=trust_remote_code)
     results = predictor.predict_files(images, top=top)
     if json_out:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from ._options import JSON_OPTION
 from ._output import emit_json, human_size, offline_mode, out, table
 from .project import print_project_install, project_option
 
@@ -22,7 +23,7 @@ def search_cmd(
     family: str = typer.Option(None, "--family", help="Only this family."),
     limit: int = typer.Option(0, "--limit", "-n", help="Show at most N results (0 = all)."),
     refresh: bool = typer.Option(False, "--refresh", help="Re-fetch remote registry indexes."),
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Search the registries (reads only their indexes: fast)."""
     from ..registry import search
@@ -49,7 +50,7 @@ def info_cmd(
     refresh: bool = typer.Option(
         False, "--refresh", help="Fetch remote registry indexes and manifests again."
     ),
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Show a model's manifest: input, preprocessing, artifacts, cut points, licence."""
     from ..cache import list_installed
@@ -136,7 +137,7 @@ def install_cmd(
         help="Use only the cache and cached registry indexes (as MODELZOO_OFFLINE=1).",
     ),
     project: Path = project_option(),
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Download, verify and cache models (atomic; resumes interrupted downloads).
 
@@ -221,7 +222,7 @@ def install_cmd(
 
 def list_cmd(
     name: str = typer.Argument(None, help="Only this model."),
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """List installed models."""
     from ..cache import list_installed
@@ -256,7 +257,7 @@ def remove_cmd(
         False, "--keep-cache", help="In a project: only edit modelzoo.toml and modelzoo.lock."
     ),
     project: Path = project_option(),
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Uninstall a model from the cache.
 
@@ -291,7 +292,7 @@ def remove_cmd(
 
 def verify_cmd(
     spec: str = typer.Argument(None, help="Only this model (name or name@version)."),
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Re-hash installed artifacts against their recorded and published hashes."""
     from ..cache import Cache, verify

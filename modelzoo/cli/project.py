@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from ._options import JSON_OPTION
 from ._output import emit_json, human_size, offline_mode, out, table
 
 __all__ = ["register", "project_option", "print_project_install"]
@@ -69,7 +70,7 @@ def add_cmd(
     spec: str = typer.Argument(..., help="NAME or NAME@CONSTRAINT (e.g. resnet50@^1.0)."),
     variant: str = typer.Option(None, "--variant", help="full | notop | all (default: full)."),
     project: Path = project_option(),
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Add a model to modelzoo.toml (created if missing), install it, update modelzoo.lock."""
     from ..project import add
@@ -85,7 +86,7 @@ def outdated_cmd(
         help="Compare with cached registry indexes only (as MODELZOO_OFFLINE=1); by default "
         "remote indexes are revalidated with the server.",
     ),
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Show newer versions: locked (or installed), wanted by the constraint, latest."""
     from ..project import outdated
@@ -132,7 +133,7 @@ def pack_cmd(
     lock: Path = typer.Option(None, "--lock", help="Pack exactly what a modelzoo.lock pins."),
     output: Path = typer.Option(..., "--output", "-o", help="bundle.tar or bundle.tar.gz"),
     variant: str = typer.Option(None, "--variant", help="full | notop | all (default: full)."),
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Write models (installing them first) into one archive for air-gapped machines."""
     from ..bundle import pack
@@ -150,7 +151,7 @@ def pack_cmd(
 
 def unpack_cmd(
     bundle: Path = typer.Argument(..., help="A bundle written by `modelzoo pack`."),
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Verify a bundle completely, then install its models into the cache (no network)."""
     from ..bundle import unpack
@@ -175,13 +176,23 @@ def publish_cmd(
     ),
     summary: str = typer.Option(None, "--summary", help="One line for search results."),
     license: str = typer.Option("unknown", "--license", help="e.g. Apache-2.0."),
-    family: str = typer.Option("", "--family"),
-    task: str = typer.Option("image-classification", "--task"),
-    tag: list[str] = typer.Option(None, "--tag", help="Search tag (repeatable)."),
-    cut_point: list[str] = typer.Option(None, "--cut-point", help="Layer to cut at (repeatable)."),
-    labels: Path = typer.Option(None, "--labels", help='JSON list of class names: ["a", "b"].'),
+    family: str = typer.Option(
+        "", "--family", help="Model family shown by search, e.g. MobileNet."
+    ),
+    task: str = typer.Option(
+        "image-classification", "--task", help="What the model does (shown by search/info)."
+    ),
+    tag: list[str] = typer.Option(None, "--tag", metavar="TAG", help="Search tag (repeatable)."),
+    cut_point: list[str] = typer.Option(
+        None, "--cut-point", metavar="LAYER", help="Layer to cut at (repeatable)."
+    ),
+    labels: Path = typer.Option(
+        None,
+        "--labels",
+        help='Class names: the NAME.labels.json `train` wrote, or a JSON list ["a", "b"].',
+    ),
     preprocessing: str = typer.Option("none", "--preprocessing", help="none|tf|caffe|torch."),
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Publish a saved model into a registry folder (serve it with any static web server)."""
     from ..errors import UsageError

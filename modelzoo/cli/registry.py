@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from ._options import JSON_OPTION
 from ._output import emit_json, out, table
 
 __all__ = ["app"]
@@ -21,7 +22,7 @@ def _registry_dict(r) -> dict:
 
 
 @app.command("list")
-def list_cmd(json_out: bool = typer.Option(False, "--json")) -> None:
+def list_cmd(json_out: bool = JSON_OPTION) -> None:
     """Registries in priority order, highest first."""
     from ..registry import list_registries
 
@@ -39,7 +40,7 @@ def list_cmd(json_out: bool = typer.Option(False, "--json")) -> None:
 def add_cmd(
     location: str = typer.Argument(..., help="A folder, file:// or http(s):// URL."),
     name: str = typer.Option(None, "--name", help="Short name (default: derived)."),
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Add a registry; it takes priority over those added before it."""
     from ..registry import add_registry
@@ -54,7 +55,7 @@ def add_cmd(
 @app.command("remove")
 def remove_cmd(
     name: str = typer.Argument(..., help="Name or location of an added registry."),
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Remove an added registry (the bundled one always stays)."""
     from ..registry import remove_registry
@@ -69,7 +70,7 @@ def remove_cmd(
 @app.command("index")
 def index_cmd(
     folder: Path = typer.Argument(..., help="Registry folder (with models/<name>/<version>/)."),
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Validate every manifest in a registry folder and (re)write its index.json."""
     from ..registry import build_index, write_index
@@ -85,7 +86,7 @@ def index_cmd(
 @app.command("verify")
 def verify_cmd(
     folder: Path = typer.Argument(..., help="Registry folder (with models/<name>/<version>/)."),
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Re-hash every artifact stored in a registry folder against its manifest (exit 1 on
     problems) and check that index.json is up to date."""

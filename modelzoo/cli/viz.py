@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from ._options import JSON_OPTION, TRUST_REMOTE_CODE_OPTION
 from ._output import emit_json, out
 
 __all__ = ["register"]
@@ -42,7 +43,11 @@ def _load(name: str, trust_remote_code: bool):
 def activations_cmd(
     name: str = typer.Argument(..., help="Registry model (name[@version]) or a .keras/.h5 file."),
     layer: list[str] = typer.Option(
-        ..., "--layer", "-l", help="Layer to show (repeat for several; see `modelzoo layers`)."
+        ...,
+        "--layer",
+        "-l",
+        metavar="LAYER",
+        help="Layer to show (repeat for several; see `modelzoo layers`).",
     ),
     image: Path = typer.Option(
         ..., "--image", "-i", help="Image file, resized to the model's input."
@@ -58,8 +63,8 @@ def activations_cmd(
     normalize: str = typer.Option(
         "auto", "--normalize", help="auto | channel (each to its own range) | layer (one scale)."
     ),
-    json_out: bool = typer.Option(False, "--json", help="Files written and per-layer stats."),
-    trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
+    json_out: bool = JSON_OPTION,
+    trust_remote_code: bool = TRUST_REMOTE_CODE_OPTION,
 ) -> None:
     """Draw what layers see: a grid of each layer's channels for one image."""
     from .._plots import require_matplotlib
@@ -115,8 +120,8 @@ def filters_cmd(
     ),
     out_path: Path = typer.Option(Path("filters.png"), "--out", "-o", help="Picture file."),
     max_filters: int = typer.Option(64, "--max-filters", help="Filters shown at most."),
-    json_out: bool = typer.Option(False, "--json"),
-    trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
+    json_out: bool = JSON_OPTION,
+    trust_remote_code: bool = TRUST_REMOTE_CODE_OPTION,
 ) -> None:
     """Draw a convolution's filters: RGB for the first layer, grayscale deeper down."""
     from .._plots import require_matplotlib
