@@ -628,10 +628,10 @@ def fetch_cached(
         if age is None:
             raise
         logger.warning(
-            "Could not refresh %s; using the copy cached %.0f minute(s) ago. (%s)",
+            "Could not refresh %s (%s); using the copy cached %.0f minute(s) ago.",
             url,
+            _reason(exc),
             age / 60,
-            _first_line(exc),
         )
         return None
     _revalidated[url] = time.monotonic()
@@ -672,6 +672,14 @@ def load_cached(
         logger.warning("The cached copy of %s was damaged; fetching it again.", url)
     value = fetch_cached(url, cached, refresh=True, parse=parse)
     return value if value is not None else parse_cached()
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a fetch failed, without the advice of the full message (a warning is one line)."""
+    cause = exc.__cause__
+    if cause is not None and not isinstance(cause, ModelZooError):
+        return _first_line(cause)
+    return _first_line(exc).split(". ", 1)[0]
 
 
 def _first_line(exc: BaseException) -> str:

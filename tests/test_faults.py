@@ -637,3 +637,17 @@ def test_export_writes_into_an_empty_folder_or_an_export_made_before_the_marker(
     (out / ".modelzoo-export").unlink()  # as an older modelzoo left it
     assert run("export", tiny_model_file, "--out", out).exit_code == 0
     assert (out / ".modelzoo-export").is_file()
+
+
+def test_registry_refresh_warning_is_one_short_line(local_server, _isolated_home):
+    _served_registry(local_server, "1.0.0")
+    env = {"MODELZOO_REGISTRY": local_server.url, "MODELZOO_MAX_RETRIES": "0"}
+    assert cli("search", "alpha", env=env).returncode == 0
+    cached = _cached(_isolated_home, "index.json")
+    os.utime(cached, (cached.stat().st_atime, cached.stat().st_mtime - 3600))  # past the TTL
+    local_server.close()  # the registry goes away
+    res = cli("search", "alpha", env=env)
+    assert res.returncode == 0 and "alpha" in res.stdout
+    assert res.stderr.count("\n") == 1, res.stderr
+    assert "using the copy cached 60 minute(s) ago" in res.stderr
+    assert len(res.stderr) < 300 and "urllib3" not in res.stderr and "Max retries" not in res.stderr
