@@ -97,6 +97,11 @@ def _installed(prefix: Path, version: str) -> bool:
     return meta.get("version") == version and (pkg / "dist" / "tf.min.js").is_file()
 
 
+def tfjs_cached(version: str = TFJS_VERSION) -> bool:
+    """Whether :func:`ensure_tfjs` would find ``@tensorflow/tfjs`` without installing it."""
+    return _installed(_cache_root() / f"tfjs-{version}", version)
+
+
 def ensure_tfjs(version: str = TFJS_VERSION) -> Path:
     """The npm prefix holding ``node_modules/@tensorflow/tfjs@version``, installed once."""
     from filelock import FileLock

@@ -619,10 +619,15 @@ browser = pytest.mark.browser
 
 @pytest.fixture(scope="module")
 def tfjs_prefix():
-    from _browser import ensure_tfjs, node_path
+    from _browser import ensure_tfjs, node_path, tfjs_cached
 
     if node_path() is None:
         pytest.skip("Node.js/npm not found: install Node.js >= 18 to run the TF.js tests")
+    if os.environ.get("MODELZOO_TEST_NO_INSTALLS") == "1" and not tfjs_cached():
+        # `./dev test` without --browser: do not write ~300 MB under ~/.cache unasked.
+        pytest.skip(
+            "@tensorflow/tfjs not in ~/.cache/modelzoo-tests: ./dev test --browser installs it"
+        )
     return ensure_tfjs()
 
 
@@ -739,7 +744,7 @@ def test_demo_page_in_headless_chromium_matches_keras(
 
     chromium = chromium_path()
     if chromium is None:
-        pytest.skip("Chromium not found: run .ci/browser-deps (or set CHROME_BIN)")
+        pytest.skip("Chromium not found: ./dev test --browser installs it (or set CHROME_BIN)")
     raw = _images(3, seed=11)
     pixels = np.random.default_rng(12).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
     site = tmp_path / "site"
