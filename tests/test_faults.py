@@ -34,6 +34,21 @@ def run():
     return invoke
 
 
+@pytest.fixture
+def cli_in():
+    """Like :func:`cli` but in this process (typer's runner): for cases where no process
+    boundary matters, at a fraction of the start-up cost."""
+    runner = CliRunner()
+
+    def invoke(*args, env=None, input=None):
+        res = runner.invoke(app, [str(a) for a in args], env=env, input=input)
+        if res.exception is not None and not isinstance(res.exception, SystemExit):
+            raise res.exception
+        return subprocess.CompletedProcess(args, res.exit_code, res.stdout, res.stderr)
+
+    return invoke
+
+
 def cli(*args, env=None, cwd=None, input=None):
     """Run ``python -m modelzoo ARGS`` in a real process (this checkout first on the path)."""
     full_env = {**os.environ, **(env or {})}
@@ -118,7 +133,7 @@ def test_deeply_nested_install_record_is_skipped_with_a_warning(run, tmp_path, m
 # --------------------------------------------------------------------------- 13.8 verify
 
 
-@pytest.mark.parametrize("content", [DEEP, "{not json", "[1, 2]"])
+@pytest.mark.parametrize("content", [DEEP, "[1, 2]"])
 def test_verify_with_a_corrupt_tofu_json_reports_it_and_verifies_the_rest(
     tmp_path, _isolated_home, content
 ):
@@ -165,9 +180,9 @@ def test_install_racing_prune_never_loses_the_blob(tmp_path, monkeypatch):
         while not ready.exists():
             assert pruner.poll() is None and time.monotonic() < deadline, "pruner did not start"
             time.sleep(0.01)
-        end = time.monotonic() + 8
+        end = time.monotonic() + 4
         iterations = 0
-        while iterations < 400 and time.monotonic() < end:
+        while iterations < 200 and time.monotonic() < end:
             modelzoo.install("alpha")
             results = modelzoo.verify("alpha")
             assert [r.status for r in results] == ["ok"], (iterations, results)
@@ -205,55 +220,55 @@ def test_cache_clear_refuses_a_folder_modelzoo_did_not_create(tmp_path):
     _assert_user_files(home)
 
 
-def test_cache_clear_after_installing_into_a_users_folder_keeps_the_users_files(tmp_path):
+def test_cache_clear_after_installing_into_a_users_folder_keeps_the_users_files(tmp_path, cli_in):
     home = tmp_path / "home"
     _user_files(home)
     reg = TestRegistry(tmp_path / "reg")
     reg.publish("alpha", variants={"full": 1000})
     env = {"MODELZOO_HOME": str(home), "MODELZOO_REGISTRY": str(reg.root)}
-    assert cli("install", "alpha", env=env).returncode == 0
+    assert cli_in("install", "alpha", env=env).returncode == 0
     assert not (home / "CACHEDIR.TAG").exists()  # never claimed: it held other files
-    res = cli("cache", "clear", "-y", env=env)
+    res = cli_in("cache", "clear", "-y", env=env)
     assert res.returncode == 1 and "Refusing to clear" in res.stderr
     _assert_user_files(home)
     assert (home / "models" / "alpha").is_dir()  # nothing deleted at all
 
 
-def test_cache_clear_deletes_only_modelzoos_own_entries(tmp_path):
+def test_cache_clear_deletes_only_modelzoos_own_entries(tmp_path, cli_in):
     home = tmp_path / "home"
     reg = TestRegistry(tmp_path / "reg")
     reg.publish("alpha", variants={"full": 1000})
     env = {"MODELZOO_HOME": str(home), "MODELZOO_REGISTRY": str(reg.root)}
-    assert cli("registry", "add", reg.root, env=env).returncode == 0
-    assert cli("install", "alpha", env=env).returncode == 0
+    assert cli_in("registry", "add", reg.root, env=env).returncode == 0
+    assert cli_in("install", "alpha", env=env).returncode == 0
     assert "created by modelzoo" in (home / "CACHEDIR.TAG").read_text()
     (home / "mine.txt").write_text("put here by the user later")
-    res = cli("cache", "clear", "-y", env=env)
+    res = cli_in("cache", "clear", "-y", env=env)
     assert res.returncode == 0, res.stderr
     assert not (home / "blobs").exists() and not (home / "models").exists()
     assert (home / "mine.txt").exists() and (home / "config.json").exists()
     assert (home / "CACHEDIR.TAG").exists()
 
 
-def test_cache_clear_adopts_a_cache_made_before_the_marker(tmp_path):
+def test_cache_clear_adopts_a_cache_made_before_the_marker(tmp_path, cli_in):
     home = tmp_path / "home"
     reg = TestRegistry(tmp_path / "reg")
     reg.publish("alpha", variants={"full": 1000})
     env = {"MODELZOO_HOME": str(home), "MODELZOO_REGISTRY": str(reg.root)}
-    assert cli("install", "alpha", env=env).returncode == 0
+    assert cli_in("install", "alpha", env=env).returncode == 0
     (home / "CACHEDIR.TAG").unlink()  # as an older modelzoo left it
-    res = cli("cache", "clear", "-y", env=env)
+    res = cli_in("cache", "clear", "-y", env=env)
     assert res.returncode == 0, res.stderr
     assert not (home / "blobs").exists() and (home / "CACHEDIR.TAG").exists()
 
 
-def test_cache_clear_lists_what_it_deletes_and_answering_no_deletes_nothing(tmp_path):
+def test_cache_clear_lists_what_it_deletes_and_answering_no_deletes_nothing(tmp_path, cli_in):
     home = tmp_path / "home"
     reg = TestRegistry(tmp_path / "reg")
     reg.publish("alpha", variants={"full": 1000})
     env = {"MODELZOO_HOME": str(home), "MODELZOO_REGISTRY": str(reg.root)}
-    assert cli("install", "alpha", env=env).returncode == 0
-    res = cli("cache", "clear", env=env, input="n\n")
+    assert cli_in("install", "alpha", env=env).returncode == 0
+    res = cli_in("cache", "clear", env=env, input="n\n")
     assert res.returncode == 0, res.stderr
     assert "blobs" in res.stdout and "models" in res.stdout and "1.0 kB" in res.stdout
     assert res.stdout.index("blobs") < res.stdout.index("Delete these")
@@ -279,12 +294,12 @@ def _http_registry(tmp_path, server_root: Path, url: str) -> None:
     "url", ["file:///etc/hostname", "FILE:///etc/hostname", "//example.invalid/full.h5"]
 )
 def test_http_registry_cannot_point_artifacts_at_local_files_or_other_hosts(
-    tmp_path, local_server, _isolated_home, url
+    tmp_path, local_server, _isolated_home, url, cli_in
 ):
     _http_registry(tmp_path, local_server.root, url)
     env = {"MODELZOO_REGISTRY": local_server.url}
     for args in (("install", "alpha"), ("install", "alpha", "--dry-run")):
-        res = cli(*args, env=env)
+        res = cli_in(*args, env=env)
         assert res.returncode == 1, res.stdout
         assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr, res.stderr
         reasons = ("only in manifests from a local folder registry", "inside the registry")
@@ -317,25 +332,30 @@ def tiny_model_file(tmp_path_factory):
     return path
 
 
-def _popen_cli(*args, umask=None, **kwargs):
+def _env():
     root = str(Path(__file__).resolve().parent.parent)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    return env
+
+
+def _popen_cli(*args, **kwargs):
     return subprocess.Popen(
         [sys.executable, "-m", "modelzoo", *map(str, args)],
-        env=env,
+        env=_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=(lambda: os.umask(umask)) if umask is not None else None,
         **kwargs,
     )
 
 
 @pytest.mark.tf
 def test_publish_killed_mid_way_then_published_again_with_the_umasks_permissions(
-    tmp_path, tiny_model_file
+    tmp_path, tiny_model_file, caplog
 ):
+    from modelzoo.publish import publish
+
     """SIGKILL leaves a staging folder: `registry verify` reports it, the next publish
     removes it, and every published file gets the umask's normal mode (13.4, 13.5)."""
     import signal
@@ -357,20 +377,27 @@ def test_publish_killed_mid_way_then_published_again_with_the_umasks_permissions
     assert res.returncode == 1 and "leftover" in res.stdout and leftovers[0].name in res.stdout
 
     umask = 0o027  # not the usual 022: the mode must follow the umask, not a constant
-    proc = _popen_cli(*args, umask=umask)
-    _out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err
-    assert "interrupted publish" in err
-    assert not list(reg.glob(".publish-*"))
-    assert cli("registry", "verify", reg).returncode == 0
     want = 0o666 & ~umask
     folder = reg / "models" / "tiny" / "1.0.0"
-    for path in (reg / "index.json", folder / "manifest.json", folder / "tiny.keras"):
-        assert path.stat().st_mode & 0o777 == want, (path, oct(path.stat().st_mode))
-    (reg / "index.json").unlink()
-    proc = _popen_cli("registry", "index", reg, umask=umask)
-    assert proc.wait(timeout=120) == 0
+    old = os.umask(umask)
+    try:  # in this process: TensorFlow is loaded already, a second start-up proves nothing
+        with caplog.at_level("WARNING", logger="modelzoo"):
+            publish(tiny_model_file, name="tiny", version="1.0.0", registry=reg)
+        for path in (reg / "index.json", folder / "manifest.json", folder / "tiny.keras"):
+            assert path.stat().st_mode & 0o777 == want, (path, oct(path.stat().st_mode))
+        (reg / "index.json").unlink()
+        index_writer = subprocess.run(  # inherits the umask
+            [sys.executable, "-m", "modelzoo", "registry", "index", reg],
+            env=_env(),
+            capture_output=True,
+        )
+    finally:
+        os.umask(old)
+    assert index_writer.returncode == 0, index_writer.stderr
     assert (reg / "index.json").stat().st_mode & 0o777 == want
+    assert "interrupted publish" in caplog.text
+    assert not list(reg.glob(".publish-*"))
+    assert cli("registry", "verify", reg).returncode == 0
 
 
 def test_pack_killed_mid_way_leaves_a_tmp_file_the_next_pack_removes(tmp_path, monkeypatch):
@@ -380,7 +407,7 @@ def test_pack_killed_mid_way_leaves_a_tmp_file_the_next_pack_removes(tmp_path, m
     import modelzoo
 
     reg = TestRegistry(tmp_path / "reg")
-    reg.publish("big", data={"full": os.urandom(48 << 20)})  # random: gzip is slow on it
+    reg.publish("big", data={"full": os.urandom(24 << 20)})  # random: gzip is slow on it
     monkeypatch.setenv("MODELZOO_REGISTRY", str(reg.root))
     modelzoo.install("big")
     out = tmp_path / "out"
@@ -417,11 +444,13 @@ def _index_gets(server) -> list:
     return [r for r in server.requests if r.method == "GET" and r.path == "/index.json"]
 
 
-@pytest.mark.parametrize("damage", ["{not json", DEEP, '{"schema_version": 1}'])
-def test_a_damaged_cached_index_is_dropped_and_fetched_again(local_server, _isolated_home, damage):
+@pytest.mark.parametrize("damage", [DEEP, '{"schema_version": 1}'])
+def test_a_damaged_cached_index_is_dropped_and_fetched_again(
+    local_server, _isolated_home, damage, cli_in
+):
     _served_registry(local_server, "1.0.0")
     env = {"MODELZOO_REGISTRY": local_server.url}
-    assert cli("search", "alpha", env=env).returncode == 0
+    assert cli_in("search", "alpha", env=env).returncode == 0
     cached = _cached(_isolated_home, "index.json")
     cached.write_text(damage)
     res = cli("info", "alpha", env=env)
@@ -437,26 +466,28 @@ def test_a_damaged_cached_index_is_dropped_and_fetched_again(local_server, _isol
     assert "damaged" in res.stderr and "go online" in res.stderr
 
 
-def test_a_damaged_cached_manifest_is_dropped_and_fetched_again(local_server, _isolated_home):
+def test_a_damaged_cached_manifest_is_dropped_and_fetched_again(
+    local_server, _isolated_home, cli_in
+):
     _served_registry(local_server, "1.0.0")
     env = {"MODELZOO_REGISTRY": local_server.url}
-    assert cli("info", "alpha", env=env).returncode == 0
+    assert cli_in("info", "alpha", env=env).returncode == 0
     cached = _cached(_isolated_home, "models/alpha/1.0.0/manifest.json")
     cached.write_text("[" * 50)
-    res = cli("install", "alpha@1.0.0", env=env)
+    res = cli_in("install", "alpha@1.0.0", env=env)
     assert res.returncode == 0, res.stderr
     assert json.loads(cached.read_text())["name"] == "alpha"
 
 
-def test_info_and_install_refresh_fetch_again_within_the_ttl(local_server, _isolated_home):
+def test_info_and_install_refresh_fetch_again_within_the_ttl(local_server, _isolated_home, cli_in):
     reg = _served_registry(local_server, "1.0.0")
     env = {"MODELZOO_REGISTRY": local_server.url}
-    assert "alpha@1.0.0" in cli("info", "alpha", env=env).stdout
+    assert "alpha@1.0.0" in cli_in("info", "alpha", env=env).stdout
     reg.publish("alpha", "1.1.0", variants={"full": 500})
-    assert "alpha@1.0.0" in cli("info", "alpha", env=env).stdout  # cached for 10 minutes
-    assert "alpha@1.1.0" in cli("info", "alpha", "--refresh", env=env).stdout
+    assert "alpha@1.0.0" in cli_in("info", "alpha", env=env).stdout  # cached for 10 minutes
+    assert "alpha@1.1.0" in cli_in("info", "alpha", "--refresh", env=env).stdout
     reg.publish("alpha", "1.2.0", variants={"full": 500})
-    res = cli("install", "alpha@^1", "--refresh", env=env)
+    res = cli_in("install", "alpha@^1", "--refresh", env=env)
     assert res.returncode == 0 and "alpha@1.2.0" in res.stdout, res.stderr
 
 
@@ -541,23 +572,23 @@ def test_read_only_home_search_with_an_http_registry_still_answers(read_only_hom
 
 
 @pytest.mark.parametrize("var", ["MODELZOO_REGISTRY", "MODELZOO_MIRROR"])
-def test_an_invalid_ipv6_url_is_one_line(tmp_path, local_server, var):
+def test_an_invalid_ipv6_url_is_one_line(tmp_path, local_server, var, cli_in):
     reg = TestRegistry(tmp_path / "reg")
     reg.publish("alpha", variants={"full": 100})
     env = {"MODELZOO_REGISTRY": str(reg.root), var: "http://[::1"}
-    res = cli("install", "alpha", env=env)
+    res = cli_in("install", "alpha", env=env)
     assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
     assert res.stderr.count("\n") == 1 and "[::1" in res.stderr, res.stderr
     if var == "MODELZOO_REGISTRY":
-        res = cli("registry", "add", "http://[::1")
+        res = cli_in("registry", "add", "http://[::1")
         assert res.returncode == 1 and res.stderr.count("\n") == 1, res.stderr
 
 
-def test_modelzoo_home_being_a_file_is_one_line_and_fails(tmp_path):
+def test_modelzoo_home_being_a_file_is_one_line_and_fails(tmp_path, cli_in):
     home = tmp_path / "a-file"
     home.write_text("not a folder")
     for args in (("list",), ("registry", "list"), ("cache", "clear", "-y")):
-        res = cli(*args, env={"MODELZOO_HOME": str(home)})
+        res = cli_in(*args, env={"MODELZOO_HOME": str(home)})
         assert res.returncode == 1, (args, res.stdout)
         assert res.stderr.count("\n") == 1 and "is a file, not a folder" in res.stderr, res.stderr
     assert home.read_text() == "not a folder"
@@ -594,10 +625,10 @@ def test_invalid_numeric_environment_variables_are_named(var, value):
         del os.environ[var]
 
 
-def test_invalid_timeout_through_the_cli_is_one_line(local_server):
+def test_invalid_timeout_through_the_cli_is_one_line(local_server, cli_in):
     TestRegistry(local_server.root).publish("alpha")
     env = {"MODELZOO_REGISTRY": local_server.url, "MODELZOO_TIMEOUT": "abc"}
-    res = cli("install", "alpha", env=env)
+    res = cli_in("install", "alpha", env=env)
     assert res.returncode == 1 and res.stderr.count("\n") == 1, res.stderr
     assert "MODELZOO_TIMEOUT" in res.stderr and "'abc'" in res.stderr
 
