@@ -283,6 +283,35 @@ def _shape(r: _Reader, value: Any, path: str) -> tuple[int | None, ...]:
     return tuple(value)
 
 
+#: At most this many values per example (256 MiB as float32): a larger input is a typo.
+MAX_INPUT_VALUES = 2**26
+
+
+def _input_shape(r: _Reader, value: Any, kind: str, min_size: int | None) -> tuple[int | None, ...]:
+    """``input.shape``: buildable (rank, size) before anything is built or read."""
+    shape = _shape(r, value, "input.shape")
+    if kind == "keras-application" and len(shape) != 3:
+        raise r.fail(
+            "input.shape",
+            f"expected 3 dimensions (height, width, channels) for a keras-application, "
+            f"got {value!r}",
+        )
+    values = 1
+    for dim in shape:
+        values *= dim or 1
+    if values > MAX_INPUT_VALUES:
+        raise r.fail(
+            "input.shape",
+            f"{value!r} is too large: {values:,} values per example (at most "
+            f"{MAX_INPUT_VALUES:,}); check the manifest for a typo",
+        )
+    if kind == "keras-application" and min_size is not None:
+        small = [d for d in shape[:2] if d is not None and d < min_size]
+        if small:
+            raise r.fail("input.shape", f"{value!r} is below the model's min_size {min_size}")
+    return shape
+
+
 def _url(r: _Reader, value: Any, path: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise r.fail(path, "expected a non-empty URL or relative path")
@@ -375,7 +404,6 @@ def parse_manifest(data: Any, *, source: str | None = None) -> Manifest:
         raise r.fail("version", f"expected a semantic version like 1.0.0, got {version!r}")
 
     inp = r.get(data, "input", dict, "input", required=True)
-    shape = _shape(r, inp.get("shape"), "input.shape")
     min_size = r.get(inp, "min_size", int, "input.min_size")
     if min_size is not None and min_size <= 0:
         raise r.fail("input.min_size", f"must be a positive integer, got {min_size}")
@@ -402,6 +430,13 @@ def parse_manifest(data: Any, *, source: str | None = None) -> Manifest:
     for banned in ("include_top", "weights", "input_tensor"):
         if banned in kwargs:
             raise r.fail(f"build.kwargs.{banned}", "is chosen by modelzoo; remove it")
+    shape = _input_shape(r, inp.get("shape"), kind, min_size)
+    given = kwargs.get("input_shape")
+    if given is not None and (not isinstance(given, list) or given != list(shape)):
+        raise r.fail(
+            "build.kwargs.input_shape",
+            f"must equal input.shape {list(shape)} (the shape loading builds), got {given!r}",
+        )
     unknown = set(b) - {"kind", "constructor", "kwargs"}
     if unknown:
         raise r.fail("build", f"unknown keys {sorted(unknown)}")

@@ -322,3 +322,47 @@ def test_best_match_and_split_spec():
     assert split_spec(" resnet50 @ ^1 ") == ("resnet50", "^1")
     assert split_spec("resnet50") == ("resnet50", None)
     assert split_spec("resnet50@") == ("resnet50", None)
+
+
+# An input shape that cannot be built or would not fit in memory is refused up front
+# (issue 13 item 10), with the same one-line error as every other field.
+ABSURD_INPUT = [
+    ([0, 224, 3], "positive integers"),
+    ([-1, 224, 3], "positive integers"),
+    ([100000, 100000, 3], "too large"),
+    ([224, 224], "(height, width, channels)"),
+    ([1, 224, 224, 3], "(height, width, channels)"),
+    ([16, 16, 3], "min_size 32"),
+]
+
+
+@pytest.mark.parametrize(("shape", "fragment"), ABSURD_INPUT, ids=str)
+def test_absurd_input_shapes_are_refused(shape, fragment):
+    doc = _valid()
+    doc["input"]["shape"] = shape
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(doc, source=SOURCE)
+    assert info.value.field == "input.shape"
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_constructor_input_shape_must_agree_with_input_shape():
+    doc = _valid()
+    doc["build"]["kwargs"]["input_shape"] = [64, 64, 3]
+    with pytest.raises(ManifestError, match="must equal input.shape") as info:
+        parse_manifest(doc, source=SOURCE)
+    assert info.value.field == "build.kwargs.input_shape"
+    doc["build"]["kwargs"]["input_shape"] = [32, 32, 3]
+    assert parse_manifest(doc).build.kwargs["input_shape"] == [32, 32, 3]
+
+
+def test_whole_saved_models_may_take_other_ranks():
+    doc = _valid()
+    doc["build"] = {"kind": "keras-model"}
+    doc["input"] = {"shape": [16]}
+    for art in doc["artifacts"].values():
+        art["format"] = "keras"
+    assert parse_manifest(doc).input.shape == (16,)
+    doc["input"]["shape"] = [100000, 100000, 3]
+    with pytest.raises(ManifestError, match="too large"):
+        parse_manifest(doc)
