@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import operator
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +22,14 @@ from . import constants
 from .errors import IntegrityError, UsageError
 from .manifest import Manifest
 
-__all__ = ["load", "build_application", "choose_variant", "manifest_of", "APPLICATIONS"]
+__all__ = [
+    "load",
+    "build_application",
+    "choose_variant",
+    "default_cut",
+    "manifest_of",
+    "APPLICATIONS",
+]
 
 logger = logging.getLogger("modelzoo")
 
@@ -91,12 +99,47 @@ def _constructor(manifest: Manifest):
     return getattr(keras().applications, name)
 
 
+def _caller_shape(manifest: Manifest, input_shape: Sequence[int]) -> tuple[int | None, ...]:
+    """A caller's ``input_shape``, checked before anything is built."""
+    from .manifest import MAX_INPUT_VALUES
+
+    try:
+        if any(isinstance(d, bool) for d in input_shape):
+            raise TypeError("bool")
+        shape = tuple(None if d is None else operator.index(d) for d in input_shape)
+    except TypeError:  # not a sequence, or a float / string / bool inside
+        shape = ()
+    if len(shape) != 3 or any(d is not None and d <= 0 for d in shape):
+        raise UsageError(
+            f"input_shape must be (height, width, channels) of positive integers. "
+            f"Received: input_shape={input_shape!r}; {manifest.spec} defaults to "
+            f"{list(manifest.input.shape)}."
+        )
+    values = 1
+    for d in shape:
+        values *= d or 1
+    if values > MAX_INPUT_VALUES:
+        raise UsageError(
+            f"input_shape={shape} is too large ({values:,} values per image, at most "
+            f"{MAX_INPUT_VALUES:,}); {manifest.spec} defaults to {list(manifest.input.shape)}."
+        )
+    return shape
+
+
 def _kwargs(manifest: Manifest, input_shape: Sequence[int] | None) -> dict[str, Any]:
+    """Constructor arguments: the caller's input shape, else the manifest's.
+
+    Many constructors default to ``(None, None, 3)`` when no ``input_shape`` is given;
+    building at the manifest's ``input.shape`` instead gives the cut points their listed
+    static shapes, which a Dense head needs.
+    """
     kwargs = dict(manifest.build.kwargs)
-    if "input_shape" in kwargs and kwargs["input_shape"] is not None:
-        kwargs["input_shape"] = tuple(kwargs["input_shape"])
     if input_shape is not None:
-        kwargs["input_shape"] = tuple(int(d) for d in input_shape)
+        kwargs["input_shape"] = _caller_shape(manifest, input_shape)
+    elif kwargs.get("input_shape") is not None:
+        kwargs["input_shape"] = tuple(kwargs["input_shape"])
+    elif all(d is not None for d in manifest.input.shape):
+        kwargs["input_shape"] = tuple(manifest.input.shape)
     return kwargs
 
 
@@ -153,6 +196,29 @@ def choose_variant(
         return "notop" if all(has_layer(notop, c) for c in cuts) else "full"
     finally:
         del notop
+
+
+def default_cut(name: str | os.PathLike[str], *, version: str | None = None) -> str | None:
+    """The first cut point of a registry model's manifest: where a new head goes by default.
+
+    Cutting there, not at the classifier's softmax, is what transfer learning needs.
+    None for a model file or a manifest that lists no cut point.
+    """
+    path = Path(os.fspath(name))
+    if path.suffix in _MODEL_SUFFIXES and path.exists():
+        return None
+    from .project import resolve_in_context
+
+    manifest = resolve_in_context(str(name), version=version).manifest
+    if not manifest.cut_points:
+        return None
+    layer = manifest.cut_points[0].layer
+    logger.info(
+        "%s: cut at %s (the manifest's first cut point); pass a cut to choose another",
+        manifest.spec,
+        layer,
+    )
+    return layer
 
 
 def _load_file(path: Path, *, trust_remote_code: bool, fmt: str | None = None, sha256=None):
@@ -228,6 +294,8 @@ def load(
         # registry provides (unpacked from a bundle, or offline) loads from the cache
         resolved = resolve_in_context(str(name), version=version)
         manifest = resolved.manifest
+        if input_shape is not None and manifest.build.kind == "keras-application":
+            input_shape = _caller_shape(manifest, input_shape)  # before any download
         variant = choose_variant(manifest, cut, include_top=include_top, input_shape=input_shape)
         record = ensure_installed(resolved, variant)
         logger.info("loading %s (%s) from %s", manifest.spec, variant, record.path)

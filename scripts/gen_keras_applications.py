@@ -204,6 +204,9 @@ def make_manifest(full: dict, notop: dict, shape: list | None) -> dict:
     input_shape = list(full["input_shape"])
     rows, cols = input_shape[0], input_shape[1]
     kwargs = {k: v for k, v in full["kwargs"].items() if k not in ("include_top", "weights")}
+    # Most constructors default to (None, None, 3): state the size loading builds at, so
+    # the cut points have the static shapes listed below (a Dense head needs them).
+    kwargs["input_shape"] = input_shape
 
     weights = "ImageNet-1k weights"
     if ctor in IMAGENET_21K:
@@ -240,9 +243,9 @@ def make_manifest(full: dict, notop: dict, shape: list | None) -> dict:
     extra = []
     if family == "MobileNetV3":
         extra.append(
-            "input.shape [224, 224, 3] is the size the weights were trained at; the "
-            "constructor itself builds with input shape (None, None, 3) unless input_shape is "
-            "given."
+            "input.shape [224, 224, 3] is the size the weights were trained at; "
+            "build.kwargs.input_shape makes loading build at it (the constructor alone "
+            "builds with input shape (None, None, 3))."
         )
     if family == "ResNetRS":
         res = _weights_resolution(full)

@@ -119,3 +119,37 @@ def test_load_a_local_keras_file(built, tmp_path):
     refs["saved"].save(path)
     model = modelzoo.load(path, cut="conv")
     assert model.output_shape == (None, 6, 6, 4)
+
+
+@pytest.mark.parametrize(
+    ("shape", "fragment"),
+    [
+        ((100000, 100000, 3), "too large"),
+        ((0, 64, 3), "positive integers"),
+        ((64, 64), "(height, width, channels)"),
+        ((64.5, 64, 3), "positive integers"),
+    ],
+)
+def test_absurd_input_shape_is_one_line_before_any_download(server, shape, fragment):
+    with pytest.raises(UsageError, match="input_shape") as info:
+        modelzoo.load("tiny_mobilenet", include_top=False, input_shape=shape)
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+    assert _gets(server) == []
+
+
+def test_manifest_input_shape_is_the_default_when_kwargs_lack_it(built):
+    """A manifest need not repeat its input shape in build.kwargs (issue 11 item 1)."""
+    import json
+
+    from modelzoo.loading import build_application
+    from modelzoo.manifest import parse_manifest
+
+    root, _ = built
+    doc = json.loads((root / "models/tiny_mobilenet/1.0.0/manifest.json").read_text("utf-8"))
+    del doc["build"]["kwargs"]["input_shape"]
+    manifest = parse_manifest(doc)
+    notop = build_application(manifest, include_top=False)
+    assert notop.input_shape == (None, 32, 32, 3)
+    assert notop.get_layer("conv_pw_13_relu").output.shape[1:] == (1, 1, 256)
+    other = build_application(manifest, include_top=False, input_shape=(64, 64, 3))
+    assert other.output_shape == (None, 2, 2, 256)
