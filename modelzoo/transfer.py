@@ -131,8 +131,9 @@ class TransferLearner:
 
     Args:
         base: a registry name (``"mobilenet_v1_1.0_224"``) or a ``keras.Model``.
-        cut: where to slice the base (layer name, ``outer/inner`` path, index); None keeps
-            the whole network.
+        cut: where to slice the base (layer name, ``outer/inner`` path, index). None: the
+            manifest's first cut point for a registry name (logged), else the whole
+            network; ``-1`` keeps the whole network.
         num_classes: outputs of the head (classes for classification).
         head: any Keras layer/callable to use instead of the default head.
         hidden: sizes of the hidden Dense layers of the default head.
@@ -183,7 +184,7 @@ class TransferLearner:
     ):
         from .distribute import choose_strategy, in_scope, steps_per_execution_for
         from .heads import attach_head
-        from .loading import load, manifest_of
+        from .loading import default_cut, load, manifest_of
         from .slicing import freeze, slice
 
         if labels is not None:
@@ -233,6 +234,8 @@ class TransferLearner:
         k = keras()
         with self.strategy.scope():
             if isinstance(base, str | os.PathLike):
+                if cut is None:  # not the classifier's softmax: the manifest's cut point
+                    cut = self.cut = default_cut(base, version=version)
                 features = load(
                     base,
                     cut,

@@ -96,3 +96,45 @@ def test_demo_runs_offline_and_reports_both_accuracies(run, tmp_path, monkeypatc
     assert data["test_examples"] == 224 or data["test_examples"] > 200
     assert (tmp_path / "demo" / "digits_5_9.keras").exists()
     assert (tmp_path / "demo" / "web" / "model.json").exists()
+
+
+def test_train_without_cut_uses_and_names_the_first_cut_point(run, image_folder, tmp_path):
+    args = ["train", DIGITS, "--data", image_folder, "--epochs", 1, "--batch-size", 4]
+    res = run(*args, "--val-split", 0, "--out", tmp_path / "m.keras")
+    assert res.exit_code == 0, res.stdout
+    assert "cut at conv_pw_13_relu (the manifest's first cut point" in res.stdout
+    res = run(*args, "--val-split", 0, "--out", tmp_path / "m2.keras", "--json")
+    assert json.loads(res.stdout)["cut"] == "conv_pw_13_relu"
+
+
+def test_layers_shows_the_shapes_a_load_produces(run):
+    """MobileNetV3's constructor defaults to (None, None, 3); the manifest says 224x224."""
+    name = "mobilenet_v3_small_minimalistic_1.0_224"
+    data = json.loads(run("layers", name, "--filter", "Conv_1/BatchNorm", "--json").stdout)
+    [layer] = data["layers"]
+    assert list(layer["output_shape"]) == [None, 7, 7, 576]
+    assert list(data["cut_points"][0]["shape"]) == [7, 7, 576]
+
+
+def test_train_with_an_absurd_manifest_input_shape_is_one_line(tmp_path, image_folder):
+    import shutil
+
+    from modelzoo.registry import bundled_registry_path, write_index
+
+    root = tmp_path / "reg"
+    src = bundled_registry_path() / "models" / DIGITS
+    shutil.copytree(src, root / "models" / DIGITS)
+    write_index(root)
+    path = root / "models" / DIGITS / "1.0.0" / "manifest.json"
+    doc = json.loads(path.read_text("utf-8"))
+    doc["input"]["shape"] = [32, 32]
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    res = CliRunner().invoke(
+        app,
+        ["train", DIGITS, "--data", str(image_folder), "--epochs", "1"]
+        + ["--out", str(tmp_path / "m.keras")],
+        env={"MODELZOO_REGISTRY": str(root)},
+    )
+    assert res.exit_code == 1, res.stdout
+    assert "input.shape" in res.stderr and "(height, width, channels)" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr

@@ -131,3 +131,16 @@ def test_bundled_digits_base_learns_new_digits():
     learner.fit(digits_to_rgb(few.x_train), few.y_train, epochs=40, batch_size=16, verbose=0)
     acc = learner.evaluate(digits_to_rgb(split.x_test), split.y_test)["accuracy"]
     assert acc > 0.5  # chance is 0.2; the README reports the measured numbers
+
+
+def test_registry_base_without_a_cut_uses_the_first_cut_point(caplog):
+    """Not the classifier's softmax (issue 11 item 8): the manifest's first cut point."""
+    import logging
+
+    from modelzoo import TransferLearner
+
+    with caplog.at_level(logging.INFO, logger="modelzoo"):
+        learner = TransferLearner("mobilenet_v1_0.25_32_digits", num_classes=2)
+    assert learner.cut == "conv_pw_13_relu"
+    assert learner.base.output_shape == (None, 1, 1, 256)
+    assert "cut at conv_pw_13_relu (the manifest's first cut point)" in caplog.text

@@ -85,9 +85,16 @@ def layers_cmd(
     )
 
 
+_DEFAULT_CUT = " (the manifest's first cut point; --cut to choose another)"
+
+
 def train_cmd(
     name: str = typer.Argument(..., help="Pretrained base (registry name[@version])."),
-    cut: str = typer.Option(None, "--cut", help="Layer to cut at (see `modelzoo layers`)."),
+    cut: str = typer.Option(
+        None,
+        "--cut",
+        help="Layer to cut at (see `modelzoo layers`); default: the manifest's first cut point.",
+    ),
     data: Path = typer.Option(
         ..., "--data", help="Folder with one sub-folder of images per class."
     ),
@@ -181,8 +188,10 @@ def train_cmd(
         strategy=choice,
     )
     if not json_out:
+        note = _DEFAULT_CUT if cut is None and learner.cut else ""
         out().print(
-            f"base {learner.base_name} cut at {cut or '(top)'}; {len(labels)} classes",
+            f"base {learner.base_name} cut at {learner.cut or '(top)'}{note}; "
+            f"{len(labels)} classes",
             markup=False,
         )
     with contextlib.ExitStack() as stack:
@@ -204,6 +213,7 @@ def train_cmd(
     saved = learner.save(out_path)
     result = {
         "model": str(saved),
+        "cut": learner.cut,
         "labels": labels,
         "strategy": {
             "kind": choice.kind,
