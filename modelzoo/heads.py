@@ -210,6 +210,15 @@ def attach_head(
                 "the list of outputs."
             )
         pool = _pool_layer(pooling, out_specs[0].shape.rank)
+        shape = out_specs[0].shape
+        if pooling == "flatten" and pool is not None and None in shape[1:]:
+            # Flatten of an unknown size gives Dense an undefined input dimension
+            raise UsageError(
+                f"features {features.name!r} have shape {tuple(shape)}: sizes unknown until "
+                "an image arrives cannot be flattened for the Dense head. Build the base at a "
+                "fixed input_shape (modelzoo.load uses the manifest's), or use "
+                "pooling='avg' or 'max'."
+            )
 
     inputs = tf.nest.map_structure(
         lambda t: keras.Input(shape=t.shape[1:], dtype=t.dtype, name=t.name.split(":")[0]),

@@ -116,7 +116,13 @@ def test_layers_shows_the_shapes_a_load_produces(run):
     assert list(data["cut_points"][0]["shape"]) == [7, 7, 576]
 
 
-def test_train_with_an_absurd_manifest_input_shape_is_one_line(tmp_path, image_folder):
+@pytest.mark.parametrize(
+    ("shape", "fragment"),
+    [([32, 32], "(height, width, channels)"), ([100000, 100000, 3], "too large")],
+)
+def test_train_with_an_absurd_manifest_input_shape_is_one_line(
+    tmp_path, image_folder, shape, fragment
+):
     import shutil
 
     from modelzoo.registry import bundled_registry_path, write_index
@@ -127,7 +133,7 @@ def test_train_with_an_absurd_manifest_input_shape_is_one_line(tmp_path, image_f
     write_index(root)
     path = root / "models" / DIGITS / "1.0.0" / "manifest.json"
     doc = json.loads(path.read_text("utf-8"))
-    doc["input"]["shape"] = [32, 32]
+    doc["input"]["shape"] = shape
     path.write_text(json.dumps(doc), encoding="utf-8")
     res = CliRunner().invoke(
         app,
@@ -136,5 +142,5 @@ def test_train_with_an_absurd_manifest_input_shape_is_one_line(tmp_path, image_f
         env={"MODELZOO_REGISTRY": str(root)},
     )
     assert res.exit_code == 1, res.stdout
-    assert "input.shape" in res.stderr and "(height, width, channels)" in res.stderr
+    assert "input.shape" in res.stderr and fragment in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr

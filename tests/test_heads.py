@@ -418,3 +418,13 @@ def test_label_format_errors(labels, match):
 def test_label_format_needs_pairs(tf):
     with pytest.raises(errors.UsageError, match="single element"):
         label_format(tf.data.Dataset.from_tensor_slices((np.zeros(3),)))
+
+
+def test_flattening_features_of_unknown_size_is_one_line(keras):
+    """A base built at (None, None, 3) cannot feed Flatten -> Dense (issue 11 item 1)."""
+    inp = keras.Input((None, None, 3), name="img")
+    conv = keras.Model(inp, keras.layers.Conv2D(4, 3, name="c")(inp), name="conv")
+    with pytest.raises(errors.UsageError, match="input_shape") as info:
+        attach_head(conv, 2)
+    assert "pooling='avg'" in str(info.value) and "\n" not in str(info.value)
+    assert attach_head(conv, 2, pooling="avg").output_shape == (None, 2)
