@@ -491,10 +491,12 @@ def unpack(
     max_total = DEFAULT_MAX_TOTAL_BYTES if max_total_bytes is None else max_total_bytes
     cache = Cache()
     label = f"bundle:{bundle.name}"
-    cache.tmp_dir.mkdir(parents=True, exist_ok=True)
     staging = cache.tmp_dir / f"unpack-{secrets.token_hex(8)}"
-    staging.mkdir()
+    hold = contextlib.ExitStack()
+    hold.enter_context(cache.lock(staging.name))  # `cache prune` keeps what is locked
     try:
+        cache.tmp_dir.mkdir(parents=True, exist_ok=True)
+        staging.mkdir()
         digests = _extract(bundle, staging, max_member, max_total)
         _check_sums(bundle, staging, digests)
         rows = _plan(bundle, staging, digests)
@@ -515,32 +517,35 @@ def unpack(
                 todo.append((manifest, variant, art))
         stored: dict[str, Path] = {}
         installed = []
-        for manifest, variant, art in todo:
-            published = manifest.artifacts[variant]
-            blob = stored.get(art["blob"])
-            if blob is None:
-                suffix = blob_suffix(published.file_name)
-                blob = cache.add_blob(staging / art["blob"], art["sha256"], suffix)
-                stored[art["blob"]] = blob
-            record = InstallRecord(
-                name=manifest.name,
-                version=manifest.version,
-                variant=variant,
-                sha256=art["sha256"],
-                size=art["size"],
-                path=blob,
-                file_name=published.file_name,
-                url=art["url"],
-                declared_hash=str(published.hash) if published.hash else None,
-                trusted_on_first_use=published.hash is None,
-                registry=label,
-            )
-            if published.hash is None and art["url"]:
-                cache.trust(art["url"], art["sha256"], size=art["size"])
-            cache.write_record(manifest, variant, record)
-            installed.append(f"{manifest.spec} ({variant})")
+        # prune must not delete a stored blob before its record exists
+        with cache.exclusive():
+            for manifest, variant, art in todo:
+                published = manifest.artifacts[variant]
+                blob = stored.get(art["blob"])
+                if blob is None:
+                    suffix = blob_suffix(published.file_name)
+                    blob = cache.add_blob(staging / art["blob"], art["sha256"], suffix)
+                    stored[art["blob"]] = blob
+                record = InstallRecord(
+                    name=manifest.name,
+                    version=manifest.version,
+                    variant=variant,
+                    sha256=art["sha256"],
+                    size=art["size"],
+                    path=blob,
+                    file_name=published.file_name,
+                    url=art["url"],
+                    declared_hash=str(published.hash) if published.hash else None,
+                    trusted_on_first_use=published.hash is None,
+                    registry=label,
+                )
+                if published.hash is None and art["url"]:
+                    cache.trust(art["url"], art["sha256"], size=art["size"])
+                cache.write_record(manifest, variant, record)
+                installed.append(f"{manifest.spec} ({variant})")
     finally:
         with contextlib.suppress(OSError):
             shutil.rmtree(staging)
+        hold.close()
     logger.info("unpacked %s: %d artifact(s) installed", bundle, len(installed))
     return UnpackResult(bundle, label, tuple(installed), tuple(already))

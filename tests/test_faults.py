@@ -682,3 +682,32 @@ def test_registry_refresh_warning_is_one_short_line(local_server, _isolated_home
     assert res.stderr.count("\n") == 1, res.stderr
     assert "using the copy cached 60 minute(s) ago" in res.stderr
     assert len(res.stderr) < 300 and "urllib3" not in res.stderr and "Max retries" not in res.stderr
+
+
+def test_prune_beside_a_running_unpack_keeps_its_staging_folder(tmp_path, monkeypatch):
+    """`cache prune --partials` while a real `modelzoo unpack` process is extracting."""
+    import time
+
+    import modelzoo
+    from modelzoo.cache import Cache
+
+    reg = TestRegistry(tmp_path / "reg")
+    reg.publish("big", data={"full": os.urandom(16 << 20)})
+    monkeypatch.setenv("MODELZOO_REGISTRY", str(reg.root))
+    bundle = tmp_path / "big.tar"
+    from modelzoo.bundle import pack
+
+    pack(["big"], output=bundle)
+    modelzoo.remove("big")
+    cache = Cache()
+    cache.prune()
+    proc = _popen_cli("unpack", bundle)
+    deadline = time.monotonic() + 60
+    while not list(cache.tmp_dir.glob("unpack-*/*")) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.002)
+    pruned = cache.prune(partials=True)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert not [p for p in pruned.partials if "unpack-" in str(p)]
+    assert [r.status for r in modelzoo.verify("big")] == ["ok"]
