@@ -37,7 +37,14 @@ from urllib.parse import urljoin, urlsplit
 
 from . import constants
 
-__all__ = ["ALLOWED_SCHEMES", "MAX_REDIRECTS", "FORWARDED_HEADERS", "get_bytes", "head_size"]
+__all__ = [
+    "ALLOWED_SCHEMES",
+    "MAX_REDIRECTS",
+    "FORWARDED_HEADERS",
+    "get_bytes",
+    "head",
+    "head_size",
+]
 
 logger = logging.getLogger("modelzoo")
 
@@ -373,8 +380,8 @@ def get_bytes(
             session.close()
 
 
-def head_size(url: str, *, session=None) -> int | None:
-    """Content-Length from a HEAD request under the policy; None when unknown."""
+def head(url: str, *, session=None):
+    """The response headers (case-insensitive) of a HEAD request under the policy, or None."""
     own = session is None
     session = session or new_session()
 
@@ -384,7 +391,7 @@ def head_size(url: str, *, session=None) -> int | None:
             verdict = _status_failure(response)
             if verdict is not None:
                 raise verdict
-            return _int(response.headers.get("Content-Length"))
+            return response.headers
 
     try:
         return _with_retries(url, attempt)
@@ -396,6 +403,12 @@ def head_size(url: str, *, session=None) -> int | None:
             session.close()
 
 
+def head_size(url: str, *, session=None) -> int | None:
+    """Content-Length from a HEAD request under the policy; None when unknown."""
+    headers = head(url, session=session)
+    return _int(headers.get("Content-Length")) if headers else None
+
+
 def _int(value: str | None) -> int | None:
     try:
         number = int(value) if value is not None else None
@@ -404,13 +417,19 @@ def _int(value: str | None) -> int | None:
     return number if number is not None and number >= 0 else None
 
 
+def content_span(value: str | None) -> tuple[int | None, int | None, int | None]:
+    """``bytes 100-199/1000`` -> ``(100, 199, 1000)``; unknown parts are None."""
+    if not value or not value.strip().startswith("bytes "):
+        return None, None, None
+    span, _, total = value.strip()[6:].partition("/")
+    first, _, last = span.partition("-")
+    return _int(first.strip()), _int(last.strip()), _int(total.strip())
+
+
 def _content_range(value: str | None) -> tuple[int | None, int | None]:
     """``bytes 100-199/1000`` -> ``(100, 1000)``; unknown parts are None."""
-    if not value or not value.strip().startswith("bytes "):
-        return None, None
-    span, _, total = value.strip()[6:].partition("/")
-    start = _int(span.partition("-")[0].strip())
-    return start, _int(total.strip())
+    start, _, total = content_span(value)
+    return start, total
 
 
 def _content_range_total(value: str | None) -> int | None:

@@ -22,6 +22,10 @@ variable                        meaning
                                 (default 3600)
 ``MODELZOO_MIN_RATE``           ``BYTES_PER_S[/WINDOW_S]``: give up a URL that delivers less
                                 than this over the window (default ``1024/30``; ``0`` = off)
+``MODELZOO_PARALLEL``           connections per large download (default 8; ``1`` = one
+                                stream); parts are spread over the URL and its mirrors
+``MODELZOO_PARALLEL_MIN_SIZE``  bytes from which a download is split into parallel ranged
+                                parts (default 64 MiB; smaller files use one stream)
 ``MODELZOO_TRUST_CACHE``        ``1``: skip the sha256 check of a cached file on every load
                                 (it costs one pass over the file, overlapped with the safety
                                 scan; ``modelzoo verify`` still checks on demand)
@@ -55,6 +59,8 @@ __all__ = [
     "max_retries",
     "deadline",
     "min_rate",
+    "parallel",
+    "parallel_min_size",
     "trust_cache",
     "env_flag",
     "project",
@@ -75,6 +81,9 @@ _DEFAULT_READ_TIMEOUT = 60.0
 _DEFAULT_MAX_RETRIES = 3
 _DEFAULT_DEADLINE = 3600.0
 _DEFAULT_MIN_RATE = (1024.0, 30.0)
+_DEFAULT_PARALLEL = 8
+_MAX_PARALLEL = 64
+_DEFAULT_PARALLEL_MIN_SIZE = 64 << 20
 
 
 def env_flag(name: str, value: bool | None = None) -> bool:
@@ -216,6 +225,42 @@ def min_rate() -> tuple[float, float]:
             f"(e.g. 1024/30; 0 turns the rule off). Received: {raw!r}."
         )
     return rate, window
+
+
+def parallel(value: int | None = None) -> int:
+    """Connections per large download: ``value`` > ``MODELZOO_PARALLEL`` > 8 (1 = one stream).
+
+    Raises:
+        UsageError: the value is not a whole number from 1 to 64.
+    """
+    if value is None:
+        raw = os.environ.get("MODELZOO_PARALLEL", "").strip()
+        if not raw:
+            return _DEFAULT_PARALLEL
+        value = int(raw) if raw.isascii() and raw.isdigit() else raw
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_PARALLEL:
+        raise UsageError(
+            f"MODELZOO_PARALLEL / --parallel must be a whole number from 1 to {_MAX_PARALLEL} "
+            f"(connections per large download; 1 = one stream). Received: {value!r}."
+        )
+    return value
+
+
+def parallel_min_size() -> int:
+    """Bytes from which a download is split into parallel parts (``MODELZOO_PARALLEL_MIN_SIZE``).
+
+    Raises:
+        UsageError: the value is not a whole number of bytes.
+    """
+    raw = os.environ.get("MODELZOO_PARALLEL_MIN_SIZE", "").strip()
+    if not raw:
+        return _DEFAULT_PARALLEL_MIN_SIZE
+    if raw.isascii() and raw.isdigit():
+        return int(raw)
+    raise UsageError(
+        f"MODELZOO_PARALLEL_MIN_SIZE must be a whole number of bytes. Received: {raw!r}. "
+        f"Unset it for the default ({_DEFAULT_PARALLEL_MIN_SIZE:,} bytes)."
+    )
 
 
 def trust_cache(value: bool | None = None) -> bool:

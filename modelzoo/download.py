@@ -34,6 +34,8 @@ import json
 import logging
 import os
 import shutil
+import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +43,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from . import _jsonio, constants
+from ._cachefs import _write_json
 from ._http import (
     ALLOWED_SCHEMES,
     Pace,
@@ -54,6 +57,8 @@ from ._http import (
     _Stalled,
     _status_failure,
     _UrlFailed,
+    content_span,
+    head,
     new_session,
     redact,
     retry_delay,
@@ -178,6 +183,7 @@ class _Job:
         self.backoff = backoff
         self.fresh_retry_used = False  # one clean restart after a mismatch on resumed bytes
         self.no_range = False
+        self.parallel = 1  # > 1: a large file on a server with ranges goes to _fetch_parallel
         self.pace: Pace | None = None
         self.served_by: str | None = None  # the URL the last response came from
 
@@ -216,6 +222,7 @@ class _Job:
     # -- http(s) --
 
     def _resume_plan(self, url: str) -> tuple[int, dict[str, str]]:
+        _collapse_parts(self.partial)  # left by a parallel download: keep its prefix
         have = _size_of(self.partial)
         if not have:
             _discard(self.partial)
@@ -280,6 +287,15 @@ class _Job:
                 raise _UrlFailed(
                     f"the server announces {total:,} bytes but {self.size:,} are expected"
                 )
+            if (
+                self.parallel > 1
+                and status == 200
+                and not decode
+                and total
+                and total >= constants.parallel_min_size()
+                and response.headers.get("Accept-Ranges", "").strip().lower() == "bytes"
+            ):
+                raise _GoParallel(url, response.headers)  # before a byte of the body is read
             self._write_meta(url, response, total)
             hasher = Hasher(algorithms_for(self.expected))
             if offset:
@@ -459,6 +475,568 @@ class _Job:
         )
 
 
+# -- parallel ranged parts ---------------------------------------------------------------
+
+#: Bounds of one ranged request: small enough that N connections work near the hashing
+#: frontier (so the hash reads the bytes from memory), large enough to keep the number
+#: of requests low.
+_BLOCK_MIN = 1 << 20
+_BLOCK_MAX = 4 << 20
+#: Bytes received ahead of the hashing frontier that are kept in memory; beyond it a
+#: part is hashed from the file (the page cache) when the frontier reaches it.
+_MEMORY_BUDGET = 32 << 20
+#: Seconds between two saves of the per-part progress (what a SIGKILL may lose).
+_SAVE_EVERY = 0.5
+
+
+class _GoParallel(Exception):
+    """The first GET found a large file on a server with ranges: fetch it in parts."""
+
+    def __init__(self, url: str, headers):
+        super().__init__(url)
+        self.url = url
+        self.headers = headers
+
+
+class _RangeLie(Exception):
+    """A source answered a range request with other bytes than asked: stop using it."""
+
+
+@dataclass(eq=False)
+class _Source:
+    url: str
+    validator: str | None  # strong ETag or Last-Modified, sent as If-Range
+    etag: str | None
+    last_modified: str | None
+    failed: str | None = None
+    lied: bool = False
+
+
+@dataclass(eq=False)
+class _Block:
+    start: int
+    end: int  # exclusive
+    done: int = 0  # bytes written from ``start`` on, contiguous
+    hashed: int = 0
+    taken: bool = False
+    buf: list[bytes] | None = None  # chunks covering [buf_from, done) of this block
+    buf_from: int = 0
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+
+class _Parallel:
+    """One artifact fetched as ranged parts over several connections (and mirrors).
+
+    Workers take the lowest unfinished block, write what arrives at its offset in the
+    preallocated partial and keep it in memory; one hashing thread follows the blocks in
+    order, so the digest is computed in a single pass while the bytes arrive. The main
+    thread saves the per-block progress in the sidecar every :data:`_SAVE_EVERY` s.
+    """
+
+    def __init__(self, job: _Job, sources: list[_Source], total: int, parallel: int, blocks):
+        self.job = job
+        self.sources = sources
+        self.total = total
+        self.parallel = parallel
+        self.blocks: list[_Block] = blocks
+        self.cond = threading.Condition()
+        self.frontier = 0  # index of the block being hashed
+        self.buffered = 0
+        self.stop = False
+        self.fatal: BaseException | None = None
+        self.hasher = Hasher(algorithms_for(job.expected))
+        self.fd: int | None = None
+        self.served: set[str] = set()
+        self.bar = None
+
+    # -- scheduling --
+
+    def _take(self, worker: int) -> _Block | None:
+        window = self.frontier + 4 * self.parallel
+        with self.cond:
+            while not self.stop:
+                waiting = False
+                for i in range(self.frontier, len(self.blocks)):
+                    block = self.blocks[i]
+                    if block.done >= block.size:
+                        continue
+                    if block.taken:
+                        waiting = True
+                        continue
+                    if i >= window:
+                        waiting = True
+                        break
+                    block.taken = True
+                    if block.buf is None and self.buffered < _MEMORY_BUDGET:
+                        block.buf, block.buf_from = [], block.done
+                    return block
+                if not waiting:
+                    return None  # every block is done or being fetched by others
+                self.cond.wait(0.5)
+                window = self.frontier + 4 * self.parallel
+            return None
+
+    def _release(self, block: _Block) -> None:
+        with self.cond:
+            block.taken = False
+            self.cond.notify_all()
+
+    def _source_for(self, worker: int, current: _Source | None) -> _Source | None:
+        with self.cond:
+            good = [s for s in self.sources if s.failed is None]
+            if current in good:
+                return current
+            return good[worker % len(good)] if good else None
+
+    # -- one worker: one connection --
+
+    def _worker(self, worker: int) -> None:
+        session = new_session()
+        if self.job.session is not None:  # the caller's TLS settings, proxies and netrc use
+            session.verify = self.job.session.verify
+            session.cert = self.job.session.cert
+            session.trust_env = self.job.session.trust_env
+            session.proxies = dict(self.job.session.proxies)
+        pace = Pace()  # deadline and minimum throughput, per connection
+        source: _Source | None = None
+        failures = resumes = 0
+        try:
+            while not self.stop:
+                source = self._source_for(worker, source)
+                if source is None:
+                    return
+                block = self._take(worker)
+                if block is None:
+                    return
+                before = block.done
+                try:
+                    pace.check()
+                    self._fetch(session, source, block, pace)
+                    failures = 0
+                except _RangeLie as exc:
+                    logger.info("%s: %s; not using it for ranged parts", source.url, exc)
+                    with self.cond:
+                        source.failed, source.lied = str(exc), True
+                except _Retry as exc:
+                    if pace.remaining() <= 0:
+                        with self.cond:
+                            source.failed = f"{exc} (deadline passed)"
+                        continue
+                    if block.done > before and resumes < _MAX_RESUMES:
+                        resumes += 1  # bytes arrived: resume the part at once
+                        logger.info("%s: %s; resuming part at byte %d", source.url, exc,
+                                    block.start + block.done)  # fmt: skip
+                        continue
+                    failures += 1
+                    if failures > constants.max_retries():
+                        attempts = "1 attempt" if failures == 1 else f"{failures} attempts"
+                        with self.cond:
+                            source.failed = f"{exc} (gave up after {attempts})"
+                        failures = 0
+                        continue
+                    delay = retry_delay(failures, self.job.backoff, exc.retry_after)
+                    logger.info("%s: %s; retrying part in %.2g s", source.url, exc, delay)
+                    self._release(block)
+                    pace.sleep(delay)
+                except _Stalled as exc:
+                    # One slow connection: the part goes back to the queue; the deadline
+                    # (not the rate) ends the source.
+                    if pace.remaining() <= 0:
+                        with self.cond:
+                            source.failed = str(exc)
+                    else:
+                        failures += 1
+                        logger.info("%s: %s; retrying the part", source.url, exc)
+                        if failures > constants.max_retries():
+                            with self.cond:
+                                source.failed = str(exc)
+                        pace.restart_window()
+                except _UrlFailed as exc:
+                    with self.cond:
+                        source.failed = str(exc)
+                finally:
+                    self._release(block)
+        except BaseException as exc:  # a write error or a bug: stop every worker
+            with self.cond:
+                self.fatal = self.fatal or exc
+                self.stop = True
+                self.cond.notify_all()
+        finally:
+            session.close()
+
+    def _fetch(self, session, source: _Source, block: _Block, pace: Pace) -> None:
+        import requests
+        import urllib3
+
+        start = block.start + block.done
+        headers = {"Accept-Encoding": "identity", "Range": f"bytes={start}-{block.end - 1}"}
+        if source.validator:
+            headers["If-Range"] = source.validator
+        response = _open(session, source.url, headers, pace=pace)
+        with response:
+            verdict = _status_failure(response)
+            if verdict is not None:
+                raise verdict
+            status = response.status_code
+            if status == 200:
+                raise _RangeLie("the server ignored a Range request (HTTP 200)")
+            if status != 206:
+                raise _UrlFailed(f"unexpected HTTP {status} {response.reason or ''}".strip())
+            encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+            if encoding not in ("", "identity"):
+                raise _RangeLie("the server compressed a partial response")
+            first, last, total = content_span(response.headers.get("Content-Range"))
+            if first != start:
+                raise _RangeLie(f"asked for bytes from {start}, the server sent them from {first}")
+            if total is not None and total != self.total:
+                raise _RangeLie(f"the server's file has {total:,} bytes, {self.total:,} expected")
+            if last is None or last < first:
+                raise _RangeLie("the server sent no valid Content-Range")
+            stop = min(last + 1, block.end)  # a server may send less than asked: resume later
+            network_errors = (requests.RequestException, urllib3.exceptions.HTTPError, OSError)
+            read = response.raw.read1
+            offset = start
+            while offset < stop:
+                if self.stop:
+                    return
+                try:
+                    chunk = read(min(constants.CHUNK_SIZE, stop - offset))
+                except network_errors as exc:
+                    raise _Retry(_describe(exc, pace.read_timeout())) from exc
+                if not chunk:
+                    got = offset - start
+                    raise _Retry(f"part closed after {got:,} of {stop - start:,} bytes")
+                self._write(block, chunk, offset)
+                offset += len(chunk)
+                pace.got(len(chunk))
+                pace.check()
+            with self.cond:
+                self.served.add(source.url)
+
+    def _write(self, block: _Block, chunk: bytes, offset: int) -> None:
+        view = memoryview(chunk)
+        at = offset
+        while view:
+            try:
+                n = os.pwrite(self.fd, view, at)
+            except OSError as exc:
+                raise WriteFailed(exc) from exc
+            view, at = view[n:], at + n
+        with self.cond:
+            block.done += len(chunk)
+            if block.buf is not None:
+                if self.buffered + len(chunk) <= _MEMORY_BUDGET:
+                    block.buf.append(chunk)
+                    self.buffered += len(chunk)
+                else:  # over budget: the hasher reads this block from the file
+                    self.buffered -= sum(map(len, block.buf))
+                    block.buf = None
+            self.cond.notify_all()
+        self.bar.update(len(chunk))
+
+    # -- the hashing thread: blocks in order --
+
+    def _hash(self) -> None:
+        try:
+            for index, block in enumerate(self.blocks):
+                while block.hashed < block.size:
+                    with self.cond:
+                        while block.done <= block.hashed and not self.stop:
+                            self.cond.wait()
+                        if self.stop:
+                            return
+                        done = block.done
+                        chunks: list[bytes] = []
+                        disk_until = done
+                        if block.buf is not None:
+                            if block.buf_from <= block.hashed:
+                                chunks, block.buf = block.buf, []
+                                block.buf_from = done
+                                self.buffered -= sum(map(len, chunks))
+                                disk_until = block.hashed
+                            else:
+                                disk_until = block.buf_from
+                    if disk_until > block.hashed:
+                        n = disk_until - block.hashed
+                        self._hash_file(block.start + block.hashed, n)
+                        block.hashed += n
+                    for chunk in chunks:
+                        self.hasher.update(chunk)
+                        block.hashed += len(chunk)
+                with self.cond:
+                    block.buf = None
+                    self.frontier = index + 1
+                    self.cond.notify_all()
+        except BaseException as exc:
+            with self.cond:
+                self.fatal = self.fatal or exc
+                self.stop = True
+                self.cond.notify_all()
+
+    def _hash_file(self, at: int, n: int) -> None:
+        """Hash bytes already in the file (a resumed part, or one over the memory budget)."""
+        while n > 0:
+            data = os.pread(self.fd, min(n, constants.CHUNK_SIZE), at)
+            if not data:
+                raise OSError(errno.EIO, f"{self.job.partial} is shorter than expected")
+            self.hasher.update(data)
+            at, n = at + len(data), n - len(data)
+
+    # -- run --
+
+    def run(self) -> bool:
+        """Fetch every block; True when all arrived, False when the workers gave up."""
+        job = self.job
+        done_before = sum(b.done for b in self.blocks)
+        with progress_bar(self.total, desc=job.desc, enabled=job.progress) as bar:
+            self.bar = bar
+            bar.update(done_before)
+            hasher = threading.Thread(target=self._hash, name="modelzoo-hash", daemon=True)
+            workers = [
+                threading.Thread(
+                    target=self._worker, args=(i,), name=f"modelzoo-part-{i}", daemon=True
+                )  # fmt: skip
+                for i in range(self.parallel)
+            ]
+            hasher.start()
+            for t in workers:
+                t.start()
+            saved = time.monotonic()
+            try:
+                for t in workers:
+                    while t.is_alive():
+                        t.join(_SAVE_EVERY)
+                        if time.monotonic() - saved >= _SAVE_EVERY:
+                            self.save()
+                            saved = time.monotonic()
+            finally:
+                complete = all(b.done >= b.size for b in self.blocks)
+                with self.cond:
+                    if not complete:
+                        self.stop = True
+                    self.cond.notify_all()
+                for t in workers:
+                    t.join()
+                hasher.join()
+                self.save()
+        if self.fatal is not None:
+            if isinstance(self.fatal, WriteFailed):
+                raise _cache_error(job.partial, self.fatal.error, needed=None) from self.fatal
+            raise self.fatal
+        return complete
+
+    def save(self) -> None:
+        """Record the per-block progress (atomically) so a killed process resumes it."""
+        primary = self.sources[0]
+        meta = {
+            "url": primary.url,
+            "etag": primary.etag,
+            "last_modified": primary.last_modified,
+            "expected": self.job.expected_text,
+            "size": self.total,
+            "parts": [[b.start, b.end, b.done] for b in self.blocks],
+        }
+        _write_json(_meta_path(self.job.partial), meta)
+
+
+def _block_size(total: int, parallel: int) -> int:
+    return max(_BLOCK_MIN, min(_BLOCK_MAX, total // (parallel * 4) or 1))
+
+
+def _layout(total: int, parallel: int) -> list[_Block]:
+    step = _block_size(total, parallel)
+    return [_Block(start, min(start + step, total)) for start in range(0, total, step)]
+
+
+def _probe(job: _Job, candidates: list[str], known=None) -> tuple[list[_Source], int | None]:
+    """The http(s) candidates that advertise ranges and agree on the length, primary first.
+
+    Without a published hash only the first URL is used: stitching bytes of several
+    servers together needs a hash to prove they were the same file.
+    """
+    sources: list[_Source] = []
+    length = None
+    for url in candidates:
+        if _scheme(url) not in ("http", "https") or url_problem(url):
+            break  # keep the order: a file:// or refused URL ends the run of sources
+        if known is not None and url == known[0]:
+            headers = known[1]  # the answer to the GET that found the file large
+        else:
+            headers = head(url, session=job.session)
+        if headers is None:
+            continue
+        ranges = headers.get("Accept-Ranges", "").strip().lower() == "bytes"
+        size = _int(headers.get("Content-Length"))
+        encoded = headers.get("Content-Encoding", "identity").strip().lower()
+        if not ranges or size is None or encoded not in ("", "identity"):
+            if not sources:
+                return [], None  # the first server that answers cannot do ranges: one stream
+            continue
+        if job.size is not None and size != job.size:
+            continue
+        if length is not None and size != length:
+            continue
+        length = size
+        etag = headers.get("ETag")
+        modified = headers.get("Last-Modified")
+        validator = etag if etag and not etag.startswith("W/") else modified
+        sources.append(_Source(url, validator, etag, modified))
+        if job.expected is None:
+            break
+    return sources, length
+
+
+def _resume_blocks(job: _Job, sources: list[_Source], total: int, parallel: int):
+    """The blocks an earlier (perhaps killed) download left in the partial, or None.
+
+    A parallel sidecar gives each block's progress; a one-stream prefix counts for the
+    first blocks.
+    """
+    meta = _read_meta(job.partial)
+    have = _size_of(job.partial)
+    if not meta or not have or meta.get("expected") != job.expected_text:
+        return None
+    if meta.get("size") not in (None, total):
+        return None
+    if job.expected is None:  # nothing will check the old bytes: the server must vouch
+        primary = sources[0]
+        same = meta.get("url") == primary.url and (
+            (meta.get("etag") and meta.get("etag") == primary.etag)
+            or (meta.get("last_modified") and meta.get("last_modified") == primary.last_modified)
+        )
+        if not same:
+            return None
+    parts = meta.get("parts")
+    if parts is None:
+        if have > total:
+            return None
+        blocks = _layout(total, parallel)
+        for block in blocks:
+            block.done = max(0, min(have - block.start, block.size))
+        return blocks
+    if not isinstance(parts, list) or have != total:
+        return None
+    blocks = []
+    try:
+        for start, end, done in parts:
+            if not (isinstance(start, int) and isinstance(end, int) and isinstance(done, int)):
+                return None
+            blocks.append(_Block(start, end, done=max(0, min(done, end - start))))
+    except (TypeError, ValueError):
+        return None
+    if not blocks or blocks[0].start != 0 or blocks[-1].end != total:
+        return None
+    if any(a.end != b.start for a, b in zip(blocks, blocks[1:], strict=False)):
+        return None
+    return blocks
+
+
+def _collapse_parts(partial: Path) -> None:
+    """Turn a parallel partial into a one-stream one: keep its contiguous prefix only."""
+    meta = _read_meta(partial)
+    if not meta or not isinstance(meta.get("parts"), list):
+        return
+    prefix = 0
+    for start, end, done in meta["parts"]:
+        if start != prefix:
+            break
+        prefix = start + done
+        if done < end - start:
+            break
+    try:
+        os.truncate(partial, prefix)
+    except OSError:
+        _discard(partial)
+        return
+    meta.pop("parts")
+    _write_json(_meta_path(partial), meta)
+    logger.info("Continuing %s as one stream from byte %d", partial, prefix)
+
+
+def _fetch_parallel(job: _Job, candidates: list[str], parallel: int, known=None):
+    """Download in ranged parts when it applies.
+
+    Returns:
+        ``(result, failures)``: a :class:`DownloadResult`, or None to use one stream
+        (no source can do ranges, the file is small, or a server lied about ranges);
+        ``failures`` lists ``(url, reason)`` when every source failed otherwise.
+
+    Raises:
+        IntegrityError: the bytes do not match (after one retry from the first source
+            alone when several sources served them).
+    """
+    threshold = constants.parallel_min_size()
+    if job.size is not None and job.size < threshold:
+        return None, []
+    sources, total = _probe(job, candidates, known)
+    if not sources or total is None or total < max(threshold, 1):
+        return None, []
+    blocks = _resume_blocks(job, sources, total, parallel)
+    if blocks is None:
+        if _size_of(job.partial):
+            logger.info("Discarding partial download %s: not a prefix of this file", job.partial)
+        _discard(job.partial)
+        blocks = _layout(total, parallel)
+    else:
+        kept = sum(b.done for b in blocks)
+        logger.info("Resuming %s in parts: %d of %d bytes kept", job.partial, kept, total)
+    resumed = any(b.done for b in blocks)
+    run = _Parallel(job, sources, total, min(parallel, len(blocks)), blocks)
+    try:
+        run.fd = os.open(job.partial, os.O_RDWR | os.O_CREAT, 0o644)
+        if os.fstat(run.fd).st_size < total:
+            _preallocate(run.fd, total)
+    except OSError as exc:
+        if run.fd is not None:
+            os.close(run.fd)
+        _discard(job.partial)
+        raise _cache_error(job.partial, exc, needed=total) from exc
+    try:
+        run.save()
+        complete = run.run()
+    finally:
+        os.close(run.fd)
+    served = [s.url for s in sources if s.url in run.served] or [sources[0].url]
+    job.served_by = ", ".join(served)
+    if not complete:
+        if any(s.lied for s in sources):
+            logger.info("A server lied about ranges; continuing %s as one stream", job.partial)
+            _collapse_parts(job.partial)
+            return None, []
+        return None, [(s.url, s.failed or "gave up") for s in sources]
+    first = sources[0].url
+    try:
+        return job._finish(first, run.hasher, resumed=resumed), []
+    except (IntegrityError, _Retry) as exc:
+        if len(served) > 1 and not job.fresh_retry_used:
+            # Several servers sent parts: fetch again from the first alone, so that a
+            # mismatch then names one server.
+            job.fresh_retry_used = True
+            logger.warning("%s: the bytes from %s do not verify; fetching again from %s only",
+                           job.desc, ", ".join(served), first)  # fmt: skip
+            result, failures = _fetch_parallel(job, [first], parallel)
+            if result is not None:
+                bad = ", ".join(u for u in served if u != first)
+                logger.warning("%s served different bytes; they were not used", bad)
+            return result, failures
+        if isinstance(exc, _Retry):  # a mismatch after resuming: once more from zero
+            return _fetch_parallel(job, candidates, parallel)
+        raise
+
+
+def _preallocate(fd: int, total: int) -> None:
+    """Give the partial its final size up front (its blocks are written in any order)."""
+    try:
+        os.posix_fallocate(fd, 0, total)
+    except OSError as exc:
+        if exc.errno in _DISK_FULL:
+            raise
+        os.ftruncate(fd, total)  # a filesystem without fallocate
+
+
 def _normalise_expected(expected: Hash | str | None) -> Hash | None:
     if expected is None or isinstance(expected, Hash):
         return expected
@@ -480,6 +1058,7 @@ def download(
     progress: bool | None = None,
     session: requests.Session | None = None,
     backoff: float = 0.5,
+    parallel: int | None = None,
 ) -> DownloadResult:
     """Download a file into ``partial`` and verify it.
 
@@ -497,6 +1076,10 @@ def download(
         progress: force the progress bar on or off; None decides from the terminal.
         session: a ``requests.Session`` to reuse (default: a new one, closed after).
         backoff: first retry delay in seconds; doubled per retry, capped at 8 s.
+        parallel: connections for a large file (default ``MODELZOO_PARALLEL``, 8); a
+            file of at least ``MODELZOO_PARALLEL_MIN_SIZE`` bytes whose server advertises
+            ranges is fetched as ranged parts over the URL and the mirrors that serve the
+            same length (mirrors only when a hash is published); 1 = one stream.
 
     Returns:
         A :class:`DownloadResult` describing the bytes in ``partial``.
@@ -537,8 +1120,15 @@ def download(
     )
     failures: list[tuple[str, str]] = []
     status = None
+    job.parallel = constants.parallel(parallel)
     try:
-        for url in candidates:
+        if job.parallel > 1 and _is_parallel_partial(partial):
+            # A parallel download was interrupted (perhaps killed): resume its parts.
+            job.session = job.session or new_session()
+            result = _parallel_or_fail(job, candidates, originals, None)
+            if result is not None:
+                return result
+        for index, url in enumerate(candidates):
             problem = url_problem(url)
             if problem:
                 failures.append((redact(url), problem))
@@ -547,7 +1137,15 @@ def download(
                 job.session = new_session()
             logger.info("Downloading %s to %s", url, partial)
             try:
-                return job.fetch(url)
+                try:
+                    return job.fetch(url)
+                except _GoParallel as go:
+                    known = (url, go.headers)
+                    result = _parallel_or_fail(job, candidates[index:], originals, known)
+                    if result is not None:
+                        return result
+                    job.parallel = 1  # a server lied about ranges: one stream
+                    return job.fetch(url)
             except _UrlFailed as exc:
                 logger.info("%s failed: %s", url, exc)
                 failures.append((url, str(exc)))
@@ -559,6 +1157,32 @@ def download(
     raise DownloadError(message, url=redact(originals[0]), status=status)
 
 
+def _is_parallel_partial(partial: Path) -> bool:
+    meta = _read_meta(partial) if _size_of(partial) else None
+    return bool(meta) and isinstance(meta.get("parts"), list)
+
+
+def _parallel_or_fail(job: _Job, candidates, originals, known) -> DownloadResult | None:
+    """:func:`_fetch_parallel`, with every source failing turned into a DownloadError."""
+    result, failures = _fetch_parallel(job, candidates, job.parallel, known)
+    if result is None and failures:
+        message = _failure_message(redact(originals[0]), job.partial, failures)
+        raise DownloadError(message, url=redact(originals[0]), status=None)
+    return result
+
+
+def _kept(partial: Path) -> int:
+    """Bytes of ``partial`` a later call can resume (a parallel one is preallocated)."""
+    meta = _read_meta(partial)
+    parts = meta.get("parts") if meta else None
+    if isinstance(parts, list):
+        try:
+            return sum(int(done) for _, _, done in parts)
+        except (TypeError, ValueError):
+            return 0
+    return _size_of(partial) or 0
+
+
 def _failure_message(first: str, partial: Path, failures: list[tuple[str, str]]) -> str:
     """One line: what failed, each URL's reason, and the next step."""
     if len(failures) == 1 and failures[0][0] == first:
@@ -566,7 +1190,7 @@ def _failure_message(first: str, partial: Path, failures: list[tuple[str, str]])
     else:
         reasons = "; ".join(f"{url}: {reason}" for url, reason in failures)
         what = f"Could not download {first} from any of {len(failures)} URLs ({reasons})."
-    kept = _size_of(partial)
+    kept = _kept(partial)
     tail = " Check your network connection and proxy settings, or set MODELZOO_MIRROR to a "
     tail += "reachable mirror, then try again."
     if kept:

@@ -257,6 +257,7 @@ def _install_artifact(
     *,
     force: bool,
     progress: bool | None,
+    parallel: int | None = None,
 ) -> tuple[InstallRecord, str]:
     """Install one artifact; return its record and ``"fetched"``, ``"linked"`` (a new
     record for bytes already in the cache) or ``"installed"`` (nothing to do)."""
@@ -284,10 +285,14 @@ def _install_artifact(
             if shared is not None:
                 logger.info("%s (%s): reusing stored %s", manifest.spec, artifact.variant, path)
                 return rec, "linked"
-        return _download_artifact(cache, manifest, registry, artifact, urls, key, force, progress)
+        return _download_artifact(
+            cache, manifest, registry, artifact, urls, key, force, progress, parallel
+        )
 
 
-def _download_artifact(cache, manifest, registry, artifact, urls, key, force, progress):
+def _download_artifact(
+    cache, manifest, registry, artifact, urls, key, force, progress, parallel=None
+):
     from .download import download  # imported lazily: requests is only needed here
 
     expected = artifact.hash
@@ -305,6 +310,7 @@ def _download_artifact(cache, manifest, registry, artifact, urls, key, force, pr
             size=artifact.size,
             desc=f"{manifest.name} ({artifact.variant})",
             progress=progress,
+            parallel=parallel,
         )
     except IntegrityError as exc:
         _drop_partial(cache, key)
@@ -402,6 +408,7 @@ def _install_resolved(
     dry_run: bool,
     require_hashes: bool | None,
     progress: bool | None,
+    parallel: int | None = None,
 ) -> InstallResult:
     variants = _variants(manifest, variant)
     _check_hashes(manifest, variants, urls, require_hashes)
@@ -416,7 +423,14 @@ def _install_resolved(
     for v in variants:
         art = manifest.artifacts[v]
         rec, how = _install_artifact(
-            cache, manifest, registry, art, urls(v), force=force, progress=progress
+            cache,
+            manifest,
+            registry,
+            art,
+            urls(v),
+            force=force,
+            progress=progress,
+            parallel=parallel,
         )
         records[v] = rec
         done[how].append(v)
@@ -476,6 +490,7 @@ def install(
     require_hashes: bool | None = None,
     progress: bool | None = None,
     refresh: bool = False,
+    parallel: int | None = None,
 ) -> InstallResult:
     """Install a model into the cache (or reuse what is already there).
 
@@ -492,6 +507,8 @@ def install(
             ``MODELZOO_DISABLE_PROGRESS_BARS=1``).
         refresh: fetch remote registry indexes and manifests again, ignoring cached
             copies (without it, a spec without a version still revalidates the index).
+        parallel: connections per large artifact (default ``MODELZOO_PARALLEL``, 8;
+            1 = one stream); see :func:`modelzoo.download.download`.
 
     Returns:
         An :class:`InstallResult`; ``result.paths["full"]`` is the local model file.
@@ -530,6 +547,7 @@ def install(
                 dry_run=dry_run,
                 require_hashes=require_hashes,
                 progress=progress,
+                parallel=parallel,
             )
     from .registry import resolve  # imported lazily: keeps `import modelzoo.cache` light
 
@@ -551,6 +569,7 @@ def install(
         dry_run=dry_run,
         require_hashes=require_hashes,
         progress=progress,
+        parallel=parallel,
     )
 
 

@@ -29,6 +29,12 @@ Fault routes are path prefixes; they can be stacked (``/flaky/1/truncate/100/x.b
 ``/nolength/<file>``                no Content-Length: the body ends when the connection closes
 ``/slow/<bytes-per-sec>/<file>``    send the body at about this rate, in 20 pieces a second
 ``/redirect/<quoted target>``       302 to ``urllib.parse.unquote(target)``, any scheme
+``/range-ignored/<file>``           advertise ``Accept-Ranges: bytes`` but answer every
+                                    ``Range`` with the whole file (200)
+``/range-shift/<nbytes>/<file>``    answer a ``Range`` from ``nbytes`` past the asked start
+                                    (an honest ``Content-Range`` for the wrong bytes)
+``/range-short/<nbytes>/<file>``    answer a ``Range`` with at most ``nbytes`` bytes (an
+                                    honest, shorter ``Content-Range``)
 ``/first/<n>/<faults...>/<file>``   the faults after it apply to the first ``n`` requests of
                                     this exact path only; later requests get the plain file
 ==================================  ======================================================
@@ -36,6 +42,10 @@ Fault routes are path prefixes; they can be stacked (``/flaky/1/truncate/100/x.b
 For example ``/first/1/truncate/1000/x.bin`` cuts the first response short and serves
 the rest normally, and ``/first/1/slow/20000/x.bin`` is slow once (a download killed
 mid-way can then be resumed at full speed from the same URL).
+
+``server.rate`` (bytes/s, default None) caps every connection's body rate, as object
+stores and CDNs do; ``server.bytes_sent`` counts body bytes and ``server.max_active`` the
+most GETs served at once.
 
 ``LocalServer(root, tls=True)`` serves HTTPS with a throw-away self-signed certificate
 (needs the ``openssl`` command); pass ``server.cafile`` as ``requests``' ``verify``.
@@ -59,8 +69,11 @@ from pathlib import Path
 
 __all__ = ["LocalServer", "Request"]
 
-_ARG_ROUTES = ("first", "status", "flaky", "retry-after", "truncate", "stall", "slow")
-_FLAG_ROUTES = ("lying-length", "norange", "nolength")
+_ARG_ROUTES = (
+    "first", "status", "flaky", "retry-after", "truncate", "stall", "slow", "range-shift",
+    "range-short",
+)  # fmt: skip
+_FLAG_ROUTES = ("lying-length", "norange", "nolength", "range-ignored")
 _LIE = 100  # extra bytes claimed by /lying-length/
 
 
@@ -87,6 +100,10 @@ class LocalServer:
         self.requests: list[Request] = []
         self.cafile: str | None = None
         self.not_modified = 0  # 304 answers sent
+        self.rate: int | None = None  # per-connection body rate cap (bytes/s)
+        self.bytes_sent = 0
+        self.max_active = 0
+        self._active = 0
         self._hits: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
         self._closing = threading.Event()
@@ -140,6 +157,12 @@ class LocalServer:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+    def _count(self, active: int = 0, sent: int = 0) -> None:
+        with self._lock:
+            self._active += active
+            self.max_active = max(self.max_active, self._active)
+            self.bytes_sent += sent
 
     def _record(self, request: Request) -> int:
         with self._lock:
@@ -245,13 +268,19 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             return
         if_range = self.headers.get("If-Range")
-        if wanted and "norange" not in faults and if_range in (None, etag, modified):
+        ignored = "norange" in faults or "range-ignored" in faults
+        if wanted and not ignored and if_range in (None, etag, modified):
             parsed = _parse_range(wanted, size)
             if parsed == "unsatisfiable":
                 return self._reply(416, "range not satisfiable\n", head,
                                    {"Content-Range": f"bytes */{size}"})  # fmt: skip
             if parsed is not None:
                 status, (start, end) = 206, parsed
+                if "range-shift" in faults:
+                    start = min(size - 1, start + int(faults["range-shift"] or 0))
+                    end = max(end, start + 1)
+                if "range-short" in faults:
+                    end = min(end, start + max(1, int(faults["range-short"] or 1)))
         length = end - start
         self.send_response(status)
         self.send_header("Content-Type", "application/octet-stream")
@@ -279,14 +308,37 @@ class _Handler(BaseHTTPRequestHandler):
         if "truncate" in faults or "lying-length" in faults:
             self.close_connection = True
         rate = int(faults["slow"]) if "slow" in faults else None
+        owner = self.server.owner
+        owner._count(active=1)
         try:
             with path.open("rb") as fh:
-                if rate is None:
-                    if length:
-                        self.connection.sendfile(fh, start, length)
-                else:
+                if rate is not None:
                     self._send_slowly(fh, start, length, rate, closing)
+                elif owner.rate:
+                    self._send_capped(fh, start, length, owner.rate, closing)
+                elif length:
+                    self.connection.sendfile(fh, start, length)
+                    owner._count(sent=length)
         except OSError:  # the client went away
+            self.close_connection = True
+        finally:
+            owner._count(active=-1)
+
+    def _send_capped(self, fh, start: int, length: int, rate: int, closing) -> None:
+        """sendfile in pieces of 1/50 s, paced against the clock (a per-connection cap)."""
+        piece = max(1, rate // 50)
+        began = time.monotonic()
+        sent = 0
+        while sent < length and not closing.is_set():
+            n = self.connection.sendfile(fh, start + sent, min(piece, length - sent))
+            if not n:
+                break
+            sent += n
+            self.server.owner._count(sent=n)
+            ahead = sent / rate - (time.monotonic() - began)
+            if ahead > 0:
+                time.sleep(ahead)
+        if sent < length:
             self.close_connection = True
 
     def _send_slowly(self, fh, start: int, length: int, rate: int, closing) -> None:
@@ -297,6 +349,7 @@ class _Handler(BaseHTTPRequestHandler):
             if not data:
                 break
             self.wfile.write(data)
+            self.server.owner._count(sent=len(data))
             length -= len(data)
             time.sleep(len(data) / rate)
         if length:

@@ -136,6 +136,11 @@ def install_cmd(
         "--offline",
         help="Use only the cache and cached registry indexes (as MODELZOO_OFFLINE=1).",
     ),
+    parallel: int = typer.Option(
+        None,
+        "--parallel",
+        help="Connections per large download (default MODELZOO_PARALLEL or 8; 1 = one stream).",
+    ),
     project: Path = project_option(),
     json_out: bool = JSON_OPTION,
 ) -> None:
@@ -173,6 +178,7 @@ def install_cmd(
                     dry_run=dry_run,
                     require_hashes=require_hashes,
                     refresh=refresh,
+                    parallel=parallel,
                 )
             )
     if json_out:
