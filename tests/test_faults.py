@@ -492,11 +492,13 @@ def test_info_and_install_refresh_fetch_again_within_the_ttl(local_server, _isol
 
 
 def test_outdated_and_install_revalidate_remote_indexes_with_conditional_gets(
-    local_server, _isolated_home
+    local_server, _isolated_home, cli_in
 ):
+    """Revalidating commands run in fresh processes (one conditional GET per process and
+    index); the ones that must not touch the network run in this one."""
     reg = _served_registry(local_server, "1.0.0")
     env = {"MODELZOO_REGISTRY": local_server.url}
-    assert cli("install", "alpha", env=env).returncode == 0
+    assert cli_in("install", "alpha", env=env).returncode == 0
     assert len(_index_gets(local_server)) == 1
 
     res = cli("outdated", "--json", env=env)  # unchanged: one conditional GET, a 304
@@ -511,20 +513,21 @@ def test_outdated_and_install_revalidate_remote_indexes_with_conditional_gets(
     assert local_server.not_modified == 1 and len(_index_gets(local_server)) == 3
 
     reg.publish("alpha", "1.2.0", variants={"full": 500})
-    for offline in (["--offline"], []):
-        before = len(_index_gets(local_server))
-        res = cli("outdated", "--json", *offline, env=env)
-        latest = json.loads(res.stdout)[0]["latest"]
-        assert latest == ("1.1.0" if offline else "1.2.0")
-        assert len(_index_gets(local_server)) == before + (0 if offline else 1)
-    res = cli("outdated", "--json", env={**env, "MODELZOO_OFFLINE": "1"})
-    assert len(_index_gets(local_server)) == 4  # MODELZOO_OFFLINE: no request either
+    for res in (
+        cli_in("outdated", "--json", "--offline", env=env),
+        cli_in("outdated", "--json", env={**env, "MODELZOO_OFFLINE": "1"}),
+    ):
+        assert json.loads(res.stdout)[0]["latest"] == "1.1.0"  # the cached index, as asked
+    assert len(_index_gets(local_server)) == 3  # --offline / MODELZOO_OFFLINE: no request
+    res = cli("outdated", "--json", env=env)
+    assert json.loads(res.stdout)[0]["latest"] == "1.2.0"
+    assert len(_index_gets(local_server)) == 4
 
     reg.publish("alpha", "1.3.0", variants={"full": 500})
     res = cli("install", "alpha", env=env)  # no version: "latest" is asked for
     assert res.returncode == 0 and "alpha@1.3.0" in res.stdout, res.stderr
-    res = cli("install", "alpha@1.3.0", env=env)  # pinned and installed: no request
-    assert len(_index_gets(local_server)) == 5
+    res = cli_in("install", "alpha@1.3.0", env=env)  # pinned and installed: no request
+    assert res.returncode == 0 and len(_index_gets(local_server)) == 5
 
 
 # --------------------------------------------------------------------------- 13.7 odd homes / env
