@@ -34,11 +34,16 @@ variable                        meaning
 ``MODELZOO_CPU_DEVICES``        split the CPU into N logical devices when the first strategy
                                 is chosen (testing/simulation aid: try ``mirrored`` without
                                 GPUs); unset = TensorFlow's default, one CPU device
+``MODELZOO_REGISTER_TIMEOUT``   seconds every worker named in ``TF_CONFIG`` gets to join a
+                                multi-worker cluster (default 120)
+``MODELZOO_TPU_TIMEOUT``        seconds a remote TPU (``grpc://HOST:PORT``) gets to answer
+                                (default 10)
 ==============================  ==========================================================
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -65,6 +70,10 @@ __all__ = [
     "env_flag",
     "project",
     "cpu_devices",
+    "DEFAULT_REGISTER_TIMEOUT",
+    "DEFAULT_TPU_TIMEOUT",
+    "register_timeout",
+    "tpu_timeout",
 ]
 
 #: The manifest / index schema this version of modelzoo reads and writes.
@@ -79,6 +88,11 @@ TRUE_VALUES = frozenset({"1", "true", "yes", "on"})
 _DEFAULT_CONNECT_TIMEOUT = 10.0
 _DEFAULT_READ_TIMEOUT = 60.0
 _DEFAULT_MAX_RETRIES = 3
+#: Seconds every worker named in ``TF_CONFIG`` gets to join before the start is abandoned;
+#: generous because cluster schedulers may start workers minutes apart.
+DEFAULT_REGISTER_TIMEOUT = 120.0
+#: Seconds a remote TPU's gRPC port gets to accept a connection and answer.
+DEFAULT_TPU_TIMEOUT = 10.0
 _DEFAULT_DEADLINE = 3600.0
 _DEFAULT_MIN_RATE = (1024.0, 30.0)
 _DEFAULT_PARALLEL = 8
@@ -300,3 +314,39 @@ def cpu_devices(value: int | None = None) -> int | None:
             f"Received: {value!r}. Unset it to keep TensorFlow's single CPU device."
         )
     return value
+
+
+def register_timeout(value: float | None = None) -> float:
+    """Seconds a multi-worker cluster's workers get to join: ``value`` >
+    ``MODELZOO_REGISTER_TIMEOUT`` > 120.
+
+    Raises:
+        UsageError: the value is not a positive number of seconds.
+    """
+    return _seconds("MODELZOO_REGISTER_TIMEOUT", value, DEFAULT_REGISTER_TIMEOUT)
+
+
+def tpu_timeout(value: float | None = None) -> float:
+    """Seconds a remote TPU gets to answer: ``value`` > ``MODELZOO_TPU_TIMEOUT`` > 10.
+
+    Raises:
+        UsageError: the value is not a positive number of seconds.
+    """
+    return _seconds("MODELZOO_TPU_TIMEOUT", value, DEFAULT_TPU_TIMEOUT)
+
+
+def _seconds(name: str, value: float | None, default: float) -> float:
+    source, received = name.removeprefix("MODELZOO_").lower(), repr(value)  # the argument
+    if value is None:
+        raw = os.environ.get(name, "").strip()
+        if not raw:
+            return default
+        source, received = name, repr(raw)
+        with contextlib.suppress(ValueError):
+            value = float(raw)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e9:
+        hint = f" Unset it for the default {default:g}s." if source == name else ""
+        raise UsageError(
+            f"{source} must be a positive number of seconds. Received: {received}.{hint}"
+        )
+    return float(value)

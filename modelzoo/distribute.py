@@ -52,6 +52,7 @@ import json
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -111,11 +112,14 @@ __all__ = [
 
 logger = logging.getLogger("modelzoo")
 
-#: Seconds to wait for a remote TPU's gRPC port to accept a TCP connection.
-DEFAULT_TPU_TIMEOUT = 10.0
-#: Seconds every worker named in ``TF_CONFIG`` gets to join before the start is abandoned;
-#: generous because cluster schedulers may start workers minutes apart.
-DEFAULT_REGISTER_TIMEOUT = 120.0
+#: Seconds a remote TPU's gRPC port gets to answer (``MODELZOO_TPU_TIMEOUT``).
+DEFAULT_TPU_TIMEOUT = constants.DEFAULT_TPU_TIMEOUT
+#: Seconds every worker named in ``TF_CONFIG`` gets to join (``MODELZOO_REGISTER_TIMEOUT``).
+DEFAULT_REGISTER_TIMEOUT = constants.DEFAULT_REGISTER_TIMEOUT
+# HTTP/2's client connection preface and an empty SETTINGS frame (RFC 9113 §3.4): a gRPC
+# server answers with a SETTINGS frame of its own.
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+_HTTP2_SETTINGS = 4
 
 #: Every value :attr:`StrategyChoice.kind` can take ("other": a ready-made strategy of
 #: another class, e.g. ``CentralStorageStrategy``).
@@ -151,8 +155,8 @@ class StrategyChoice:
 def make_strategy(
     spec: Any = "auto",
     *,
-    tpu_timeout: float = DEFAULT_TPU_TIMEOUT,
-    register_timeout: float = DEFAULT_REGISTER_TIMEOUT,
+    tpu_timeout: float | None = None,
+    register_timeout: float | None = None,
 ):
     """Build the ``tf.distribute.Strategy`` that ``spec`` asks for, logging why.
 
@@ -160,8 +164,10 @@ def make_strategy(
         spec: a spec string (see the module docstring); ``None`` for TensorFlow's default
             strategy; a ready-made ``tf.distribute.Strategy`` or a :class:`StrategyChoice`
             (returned as is).
-        tpu_timeout: seconds to wait for a remote TPU's port to answer.
-        register_timeout: seconds the workers of a multi-worker cluster get to join.
+        tpu_timeout: seconds a remote TPU's port gets to answer; None reads
+            ``MODELZOO_TPU_TIMEOUT`` (default 10).
+        register_timeout: seconds the workers of a multi-worker cluster get to join; None
+            reads ``MODELZOO_REGISTER_TIMEOUT`` (default 120).
 
     Returns:
         The strategy: build and compile models inside ``strategy.scope()``.
@@ -180,8 +186,8 @@ def make_strategy(
 def choose_strategy(
     spec: Any = "auto",
     *,
-    tpu_timeout: float = DEFAULT_TPU_TIMEOUT,
-    register_timeout: float = DEFAULT_REGISTER_TIMEOUT,
+    tpu_timeout: float | None = None,
+    register_timeout: float | None = None,
 ) -> StrategyChoice:
     """Like :func:`make_strategy`, but return the strategy with what, where and why.
 
@@ -191,9 +197,8 @@ def choose_strategy(
     """
     if isinstance(spec, StrategyChoice):
         return spec
-    for name, value in (("tpu_timeout", tpu_timeout), ("register_timeout", register_timeout)):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise UsageError(f"{name} must be a positive number of seconds. Received: {value!r}.")
+    tpu_timeout = constants.tpu_timeout(tpu_timeout)
+    register_timeout = constants.register_timeout(register_timeout)
     tf = _tf.tf()
     if isinstance(spec, tf.distribute.Strategy):
         return _describe_built(spec)
@@ -295,8 +300,9 @@ def _build_tpu(target: str, timeout: float):
         if target != "local":
             master = resolver.master()
             if master.startswith("grpc://"):
-                # experimental_connect_to_cluster waits forever on an address nobody serves.
-                _probe_tcp(master, timeout, what=where)
+                # experimental_connect_to_cluster waits forever on an address that does
+                # not answer in gRPC, whether nobody listens or something else does.
+                _probe_grpc(master, timeout, what=where)
             tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
         strategy = tf.distribute.TPUStrategy(resolver)
@@ -434,7 +440,8 @@ def _apply_cpu_devices() -> None:
         logger.info("Split the CPU into %d logical devices (MODELZOO_CPU_DEVICES)", wanted)
 
 
-def _probe_tcp(address: str, timeout: float, *, what: str) -> None:
+def _probe_grpc(address: str, timeout: float, *, what: str) -> None:
+    """Fail unless ``address`` accepts a connection and answers HTTP/2 within ``timeout``."""
     parts = urlsplit(address)
     try:
         host, port = parts.hostname, parts.port
@@ -442,14 +449,35 @@ def _probe_tcp(address: str, timeout: float, *, what: str) -> None:
         host = port = None
     if not host or not port:
         raise StrategyError(f"{what}: {address!r} is not grpc://HOST:PORT (TPUs use :8470).")
+    deadline = time.monotonic() + timeout
     try:
-        with socket.create_connection((host, port), timeout=timeout):
-            pass
+        sock = socket.create_connection((host, port), timeout=timeout)
     except OSError as exc:
         raise StrategyError(
             f"{what}: nothing answers at {host}:{port} within {timeout:g}s ({exc}). Check that "
             "the TPU is running and reachable from here (firewall, VPC), or use 'auto'."
         ) from exc
+    answer = b""
+    with sock:
+        try:
+            sock.sendall(_HTTP2_PREFACE)
+            while len(answer) < 9:  # one frame header: length(3) type(1) flags(1) stream(4)
+                sock.settimeout(max(0.001, deadline - time.monotonic()))
+                chunk = sock.recv(9 - len(answer))
+                if not chunk:
+                    break
+                answer += chunk
+        except OSError as exc:  # socket.timeout included
+            if not isinstance(exc, TimeoutError):
+                answer = answer or b"(connection reset)"
+    if len(answer) == 9 and answer[3] == _HTTP2_SETTINGS:
+        return
+    said = f"answered {answer[:24]!r}" if answer else f"said nothing within {timeout:g}s"
+    raise StrategyError(
+        f"{what}: {host}:{port} accepts connections but is not a gRPC server (it {said}). "
+        "Check the address and port (a TPU's is usually 8470), raise MODELZOO_TPU_TIMEOUT "
+        "(train --tpu-timeout) if the TPU is just slow, or use 'auto'."
+    )
 
 
 def _first_line(exc: BaseException) -> str:

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from . import _tf
+from .cluster import parse_tf_config
 from .errors import StrategyError, UsageError
 
 __all__ = [
@@ -35,7 +36,11 @@ _TPU_STEPS_PER_EXECUTION = 32
 _SHARED_SHUFFLE_SEED = 20_240_531
 # How TensorFlow reports a lost peer (see cluster_failures).
 _PEER_ERRORS = ("UnavailableError", "DeadlineExceededError", "AbortedError", "CancelledError")
-_TASK_NAME = re.compile(r"/job:\w+/replica:\d+/task:\d+")
+# A task, not a device: TensorFlow also names this process's own devices inside op names
+# ("__wrapped__CollectiveBcastSend_device_/job:worker/replica:0/task:0/device:CPU:0").
+_TASK_NAME = re.compile(r"/job:(\w+)(?:/replica:\d+)?/task:(\d+)(?![\d/])")
+# The coordination service's own list of the tasks it lost, one per line.
+_UNHEALTHY = re.compile(r"tasks are unhealthy[^\n]*:\n((?:[ \t]*/job:\S+[ \t]*(?:\n|$))+)")
 
 
 def global_batch_size(per_replica: int, strategy: Any = None) -> int:
@@ -225,7 +230,8 @@ def all_workers_agree(flag: bool, strategy: Any = None) -> bool:
     )
     with cluster_failures(strategy, action="A vote among the workers"):
         total = strategy.reduce(tf.distribute.ReduceOp.SUM, votes, axis=None)
-    return int(total) == int(strategy.num_replicas_in_sync)
+        # Collectives run asynchronously: a lost peer surfaces when the value is read.
+        return int(total) == int(strategy.num_replicas_in_sync)
 
 
 @contextlib.contextmanager
@@ -311,10 +317,7 @@ def _all_layers(model) -> list:
 
 
 def _peer_error(exc: Exception, kind: str, action: str, strategy) -> StrategyError:
-    resolver = getattr(strategy, "cluster_resolver", None)
-    task_type = getattr(resolver, "task_type", None)
-    here = f"{task_type}:{resolver.task_id}" if task_type else "this process"
-    lost = sorted(set(_TASK_NAME.findall(str(exc))))
+    here = _this_task(strategy)
     if kind == "tpu":
         what = "the TPU stopped responding (preempted, restarted or unreachable)"
         step = (
@@ -322,14 +325,37 @@ def _peer_error(exc: Exception, kind: str, action: str, strategy) -> StrategyErr
             "this program"
         )
     else:
-        who = ", ".join(lost) if lost else "another worker"
-        what = f"{who} stopped responding (crashed, preempted or unreachable)"
+        lost = _lost_tasks(str(exc), here)
+        who = ", ".join(f"/job:{job}/replica:0/task:{index}" for job, index in lost)
+        what = f"{who or 'another worker'} stopped responding (crashed, preempted or unreachable)"
         step = (
             "Check that task's log (or the scheduler: preemption, eviction, out of memory), "
             "then restart every worker with its TF_CONFIG"
         )
+    where = f"{here[0]}:{here[1]}" if here else "this process"
     return StrategyError(
-        f"{action} stopped on {here}: {what} ({type(exc).__name__}). A cluster cannot go on "
+        f"{action} stopped on {where}: {what} ({type(exc).__name__}). A cluster cannot go on "
         f"without a member. {step}; a tf_keras BackupAndRestore callback lets the restarted "
         "run resume from the last finished epoch."
     )
+
+
+def _this_task(strategy) -> tuple[str, int] | None:
+    """This process's ``(job, index)``: from the strategy's resolver, else ``TF_CONFIG``."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if getattr(resolver, "task_type", None):
+        return str(resolver.task_type), int(resolver.task_id or 0)
+    try:
+        config = parse_tf_config()
+    except StrategyError:
+        return None
+    return (config.task_type, config.task_index) if config else None
+
+
+def _lost_tasks(text: str, here: tuple[str, int] | None) -> list[tuple[str, int]]:
+    """The tasks an error names as lost: the coordination service's list of unhealthy
+    tasks when there is one, else every task it names; never this process's own task."""
+    listed = _UNHEALTHY.search(text)
+    names = _TASK_NAME.findall(listed.group(1) if listed else text)
+    found = sorted({(job, int(index)) for job, index in names})
+    return [task for task in found if task != here]

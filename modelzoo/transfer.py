@@ -182,7 +182,7 @@ class TransferLearner:
         trust_remote_code: bool = False,
         steps_per_execution: int | None = None,
     ):
-        from .distribute import choose_strategy, in_scope, steps_per_execution_for
+        from .distribute import choose_strategy, cluster_failures, in_scope, steps_per_execution_for
         from .heads import attach_head
         from .loading import default_cut, load, manifest_of
         from .slicing import freeze, slice
@@ -232,7 +232,10 @@ class TransferLearner:
         from ._tf import keras
 
         k = keras()
-        with self.strategy.scope():
+        # Creating variables is collective under multi-worker training (the chief's
+        # initial values are broadcast), so a peer lost now is reported like one lost
+        # mid-fit.
+        with self.strategy.scope(), cluster_failures(self.choice, action="Building the model"):
             if isinstance(base, str | os.PathLike):
                 if cut is None:  # not the classifier's softmax: the manifest's cut point
                     cut = self.cut = default_cut(base, version=version)
@@ -369,16 +372,18 @@ class TransferLearner:
 
     def _features(self, x: np.ndarray, batch_size: int) -> tuple[np.ndarray, str]:
         """The base's outputs for ``x``: from the on-disk cache when possible."""
-        from .distribute import all_workers_agree, is_chief
+        from .distribute import all_workers_agree, cluster_failures, is_chief
         from .features import FeatureCache, feature_key, fingerprint_arrays, fingerprint_weights
 
-        key = feature_key(
-            base=self.base_name,
-            weights=self._weights_fingerprint(fingerprint_weights),
-            cut=str(self.cut),
-            input=list(self.base.input_shape[1:]),
-            data=fingerprint_arrays(x),
-        )
+        # Reading mirrored weights is collective under multi-worker training.
+        with cluster_failures(self.choice, action="Training"):
+            key = feature_key(
+                base=self.base_name,
+                weights=self._weights_fingerprint(fingerprint_weights),
+                cut=str(self.cut),
+                input=list(self.base.input_shape[1:]),
+                data=fingerprint_arrays(x),
+            )
         cache = FeatureCache()
         feats = cache.get(key)
         hit = feats is not None and len(feats) == len(x)

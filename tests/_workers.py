@@ -10,6 +10,8 @@ multi-worker cluster can be joined once per process, so these run in fresh inter
     python tests/_workers.py learner-mirrored  # TransferLearner: mirrored vs default
     python tests/_workers.py learner-worker OUT [SEC]   # one multi-worker learner task
     python tests/_workers.py learner-dies OUT [SEC]     # the same; worker 1 dies mid-fit
+    python tests/_workers.py peer-dies WHEN [SEC]       # worker 1 dies at WHEN: "setup"
+                                                        # (after joining) or "fit-start"
     python tests/_workers.py load-and-predict MODEL     # plain tf_keras, no strategy
 
 The learner modes use the bundled offline digits model or a tiny MobileNet (alpha 0.25,
@@ -24,6 +26,7 @@ import os
 import socket
 import sys
 import time
+import traceback
 
 _STARTED = time.perf_counter()
 
@@ -192,7 +195,7 @@ def run_learner_mirrored() -> dict:
     return result
 
 
-def run_learner_worker(out: str, register_timeout: float, *, die: bool = False) -> dict:
+def run_learner_worker(out: str, register_timeout: float | None, *, die: bool = False) -> dict:
     """One task of a multi-worker cluster training a TransferLearner (TF_CONFIG from env).
 
     ``die``: worker 1 exits abruptly when its second epoch begins; the others report
@@ -238,6 +241,7 @@ def run_learner_worker(out: str, register_timeout: float, *, die: bool = False) 
             "chief": chief,
             "error": type(exc).__name__,
             "message": str(exc),
+            "cause": str(exc.__cause__),  # TensorFlow's own text (tests/data/tf_errors)
             "seconds": round(time.perf_counter() - _STARTED, 2),
         }
     first_cache = learner.last_fit["feature_cache"]
@@ -266,6 +270,40 @@ def run_learner_worker(out: str, register_timeout: float, *, die: bool = False) 
     }
 
 
+def run_peer_dies(when: str, register_timeout: float | None) -> dict:
+    """Worker 1 joins the cluster, then exits abruptly at ``when``: ``"setup"`` (before
+    the learner is built) or ``"fit-start"`` (before the first fit, whose first collective
+    reads the mirrored base weights for the feature-cache key). Worker 0 reports what
+    reached it: our one-line error, or the raw exception when one escaped."""
+    from modelzoo import TransferLearner, distribute, errors
+
+    strategy = distribute.make_strategy("multi-worker", register_timeout=register_timeout)
+    chief = distribute.is_chief(strategy)
+    if not chief and when == "setup":
+        os._exit(3)
+    stage = "setup"
+    try:
+        learner = TransferLearner(DIGITS, CUT, num_classes=5, strategy=strategy)
+        if not chief:
+            os._exit(3)
+        stage = "fit"
+        x, y, _ = _digits()
+        learner.fit(x, y - 5, epochs=1, batch_size=LEARNER_PER_REPLICA, verbose=0)
+    except Exception as exc:  # what a user would see, ours or not
+        ours = isinstance(exc, errors.ModelZooError)
+        return {
+            "stage": stage,
+            "error": type(exc).__name__,
+            "ours": ours,
+            "message": str(exc),
+            "cause": str(exc.__cause__ if ours else exc),
+            "cause_type": type(exc.__cause__ if ours else exc).__name__,
+            "where": [f for f in traceback.format_tb(exc.__traceback__) if "modelzoo/" in f],
+            "seconds": round(time.perf_counter() - _STARTED, 2),
+        }
+    return {"stage": stage, "error": None}
+
+
 def run_load_and_predict(path: str) -> dict:
     """Load a saved model with plain tf_keras (no modelzoo, no strategy) and predict."""
     import tf_keras
@@ -280,7 +318,7 @@ def run_load_and_predict(path: str) -> dict:
     }
 
 
-def run_spec(spec: str, register_timeout: float, *, late: bool = False) -> dict:
+def run_spec(spec: str, register_timeout: float | None, *, late: bool = False) -> dict:
     """``choose_strategy(spec)``: the kind it built or the error it raised, then the
     error a second attempt raised (None when it succeeded). ``late``: run an op first."""
     from modelzoo import _tf, distribute, errors
@@ -320,13 +358,16 @@ def main(argv: list[str]) -> int:
     if mode == "specs":
         print(json.dumps(run_specs(argv[1:])), flush=True)
         return 0
-    timeout = float(argv[2]) if len(argv) > 2 else 60.0
+    # Without SEC, the register timeout comes from MODELZOO_REGISTER_TIMEOUT (or 120s).
+    timeout = float(argv[2]) if len(argv) > 2 else None
     if mode == "mirrored":
         result = run_mirrored()
     elif mode == "learner-mirrored":
         result = run_learner_mirrored()
     elif mode in ("learner-worker", "learner-dies"):
         result = run_learner_worker(argv[1], timeout, die=mode == "learner-dies")
+    elif mode == "peer-dies":
+        result = run_peer_dies(argv[1], timeout)
     elif mode == "load-and-predict":
         result = run_load_and_predict(argv[1])
     elif mode in ("spec", "late"):

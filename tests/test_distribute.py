@@ -442,7 +442,10 @@ def test_worker_whose_peer_never_starts_fails_with_strategy_error():
     ports = _workers.free_ports(6)
     leader, follower, late = _run(
         [
-            (["spec", "multi-worker", "3"], {"TF_CONFIG": _workers.tf_config(ports[:2], 0)}),
+            (  # the timeout from the environment, not an argument
+                ["spec", "multi-worker"],
+                {"TF_CONFIG": _workers.tf_config(ports[:2], 0), "MODELZOO_REGISTER_TIMEOUT": "3"},
+            ),
             (["spec", "auto", "3"], {"TF_CONFIG": _workers.tf_config(ports[2:4], 1)}),
             (["late", "multi-worker", "3"], {"TF_CONFIG": _workers.tf_config(ports[4:], 0)}),
         ]
@@ -457,3 +460,80 @@ def test_worker_whose_peer_never_starts_fails_with_strategy_error():
     assert late["error"] == "StrategyError", late
     assert "TensorFlow was already running" in late["message"]
     assert "Build the strategy before any other TensorFlow work" in late["message"]
+
+
+@pytest.fixture()
+def silent_and_http_ports():
+    """Two local TCP servers that accept connections: one never says a word, one speaks
+    HTTP/1.1. Neither is a gRPC server."""
+    import http.server
+    import socket
+    import threading
+
+    silent = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+
+    def accept():
+        while True:
+            try:
+                accepted.append(silent.accept()[0])
+            except OSError:  # closed at teardown
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    try:
+        yield silent.getsockname()[1], web.server_port
+    finally:
+        web.shutdown()
+        web.server_close()
+        silent.close()
+        for conn in accepted:
+            conn.close()
+
+
+@pytest.mark.tf
+def test_tpu_address_that_is_not_grpc_fails_within_the_tpu_timeout(silent_and_http_ports):
+    # Issue 11.7: a port that accepts TCP but does not speak gRPC made
+    # experimental_connect_to_cluster wait forever. A real TensorFlow gRPC server (no TPU
+    # behind it) is the negative control: it passes the check and fails at TPU start-up.
+    import tensorflow as tf
+
+    silent, web = silent_and_http_ports
+    grpc_server = tf.distribute.Server.create_local_server()
+    specs = {
+        "silent": f"tpu:grpc://127.0.0.1:{silent}",
+        "http": f"tpu:grpc://127.0.0.1:{web}",
+        "grpc": f"tpu:{grpc_server.target}",
+    }
+    (results,) = _run([(["specs", *specs.values()], {"MODELZOO_TPU_TIMEOUT": "2"})], timeout=240)
+    found = {name: results[spec] for name, spec in specs.items()}
+    for name in ("silent", "http"):
+        assert found[name].get("error") == "StrategyError", found
+        assert "accepts connections but is not a gRPC server" in found[name]["message"]
+        assert "MODELZOO_TPU_TIMEOUT" in found[name]["message"]
+        assert found[name]["seconds"] < 60  # bounded: 2s per attempt, two attempts
+    assert "said nothing within 2s" in found["silent"]["message"]
+    assert "answered b'" in found["http"]["message"]
+    assert found["grpc"].get("error") == "StrategyError", found
+    assert "TPUs not found in the cluster" in found["grpc"]["message"]
+    assert "not a gRPC server" not in found["grpc"]["message"]
+
+
+@pytest.mark.tf
+def test_train_tpu_timeout_flag_bounds_a_silent_tpu_address(silent_and_http_ports, tmp_path):
+    from typer.testing import CliRunner
+
+    from modelzoo.cli import app
+
+    silent, _ = silent_and_http_ports
+    data = tmp_path / "no-images"  # never read: the strategy fails first
+    for name in ("a", "b"):
+        (data / name).mkdir(parents=True)
+    spec = f"tpu:grpc://127.0.0.1:{silent}"
+    argv = ["train", "mobilenet_v1_0.25_32_digits", "--data", str(data), "--strategy", spec]
+    res = CliRunner().invoke(app, [*argv, "--tpu-timeout", "1"])
+    assert res.exit_code == 1, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "is not a gRPC server (it said nothing within 1s)" in lines[0]

@@ -112,6 +112,18 @@ def train_cmd(
         help="auto | cpu | gpu[:N] | mirrored[:DEVICES] | multi-worker (TF_CONFIG) | "
         "tpu[:NAME_OR_GRPC_ADDRESS]; see `modelzoo doctor` for what auto picks here.",
     ),
+    register_timeout: float = typer.Option(
+        None,
+        "--register-timeout",
+        help="Seconds every worker in TF_CONFIG gets to join (multi-worker; default "
+        "MODELZOO_REGISTER_TIMEOUT or 120).",
+    ),
+    tpu_timeout: float = typer.Option(
+        None,
+        "--tpu-timeout",
+        help="Seconds a remote TPU (grpc://HOST:PORT) gets to answer (default "
+        "MODELZOO_TPU_TIMEOUT or 10).",
+    ),
     seed: int = typer.Option(
         0, "--seed", help="Seeds the head's initial weights, the split and the shuffle order."
     ),
@@ -148,7 +160,7 @@ def train_cmd(
     # The strategy comes before any other TensorFlow work: joining a cluster and
     # splitting the CPU (MODELZOO_CPU_DEVICES) must precede the runtime's start, and
     # missing hardware should fail before the images are read.
-    choice = choose_strategy(strategy)
+    choice = choose_strategy(strategy, register_timeout=register_timeout, tpu_timeout=tpu_timeout)
     chief = is_chief(choice)
     global_batch = batch_size * choice.replicas
     if not json_out:
