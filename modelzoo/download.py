@@ -481,10 +481,11 @@ class _Job:
 #: frontier (so the hash reads the bytes from memory), large enough to keep the number
 #: of requests low.
 _BLOCK_MIN = 1 << 20
-_BLOCK_MAX = 4 << 20
-#: Bytes received ahead of the hashing frontier that are kept in memory; beyond it a
-#: part is hashed from the file (the page cache) when the frontier reaches it.
-_MEMORY_BUDGET = 32 << 20
+_BLOCK_MAX = 2 << 20
+#: Bytes received ahead of the hashing frontier that are kept in memory for the hash.
+#: When it is full the connections ahead wait for the hash (the one fetching the
+#: frontier never waits), so memory stays flat and nothing is read back from the file.
+_MEMORY_BUDGET = 24 << 20
 #: Seconds between two saves of the per-part progress (what a SIGKILL may lose).
 _SAVE_EVERY = 0.5
 
@@ -570,7 +571,7 @@ class _Parallel:
                         waiting = True
                         break
                     block.taken = True
-                    if block.buf is None and self.buffered < _MEMORY_BUDGET:
+                    if block.buf is None:
                         block.buf, block.buf_from = [], block.done
                     return block
                 if not waiting:
@@ -716,7 +717,22 @@ class _Parallel:
             with self.cond:
                 self.served.add(source.url)
 
+    def _must_wait(self, block: _Block, n: int) -> bool:
+        """Whether to hold back: the budget is full and the hash is not starved."""
+        if self.stop or block.buf is None or self.buffered + n <= _MEMORY_BUDGET:
+            return False
+        if self.frontier >= len(self.blocks):
+            return False
+        head = self.blocks[self.frontier]
+        # The frontier's own connection never waits, and nobody waits while the frontier
+        # block lies untaken (its part failed and went back): that block is then hashed
+        # from the file instead.
+        return head is not block and (head.taken or head.done >= head.size)
+
     def _write(self, block: _Block, chunk: bytes, offset: int) -> None:
+        with self.cond:
+            while self._must_wait(block, len(chunk)):
+                self.cond.wait(0.5)
         view = memoryview(chunk)
         at = offset
         while view:
@@ -728,7 +744,8 @@ class _Parallel:
         with self.cond:
             block.done += len(chunk)
             if block.buf is not None:
-                if self.buffered + len(chunk) <= _MEMORY_BUDGET:
+                frontier = self.frontier < len(self.blocks) and self.blocks[self.frontier]
+                if self.buffered + len(chunk) <= _MEMORY_BUDGET or frontier is block:
                     block.buf.append(chunk)
                     self.buffered += len(chunk)
                 else:  # over budget: the hasher reads this block from the file
@@ -756,6 +773,7 @@ class _Parallel:
                                 chunks, block.buf = block.buf, []
                                 block.buf_from = done
                                 self.buffered -= sum(map(len, chunks))
+                                self.cond.notify_all()  # room for the connections ahead
                                 disk_until = block.hashed
                             else:
                                 disk_until = block.buf_from
@@ -824,6 +842,7 @@ class _Parallel:
                 self.save()
         if self.fatal is not None:
             if isinstance(self.fatal, WriteFailed):
+                _discard(job.partial)
                 raise _cache_error(job.partial, self.fatal.error, needed=None) from self.fatal
             raise self.fatal
         return complete
@@ -1029,12 +1048,15 @@ def _fetch_parallel(job: _Job, candidates: list[str], parallel: int, known=None)
 
 def _preallocate(fd: int, total: int) -> None:
     """Give the partial its final size up front (its blocks are written in any order)."""
+    fallocate = getattr(os, "posix_fallocate", None)  # not on macOS
     try:
-        os.posix_fallocate(fd, 0, total)
+        if fallocate is None:
+            raise OSError(errno.EOPNOTSUPP, "no posix_fallocate")
+        fallocate(fd, 0, total)
     except OSError as exc:
         if exc.errno in _DISK_FULL:
             raise
-        os.ftruncate(fd, total)  # a filesystem without fallocate
+        os.ftruncate(fd, total)  # a filesystem without fallocate: a sparse file
 
 
 def _normalise_expected(expected: Hash | str | None) -> Hash | None:
@@ -1121,6 +1143,8 @@ def download(
     failures: list[tuple[str, str]] = []
     status = None
     job.parallel = constants.parallel(parallel)
+    if not hasattr(os, "pwrite"):  # parts are written at their offsets (not on Windows)
+        job.parallel = 1
     try:
         if job.parallel > 1 and _is_parallel_partial(partial):
             # A parallel download was interrupted (perhaps killed): resume its parts.
