@@ -485,7 +485,10 @@ _BLOCK_MAX = 2 << 20
 #: Bytes received ahead of the hashing frontier that are kept in memory for the hash.
 #: When it is full the connections ahead wait for the hash (the one fetching the
 #: frontier never waits), so memory stays flat and nothing is read back from the file.
-_MEMORY_BUDGET = 24 << 20
+_MEMORY_BUDGET = 16 << 20
+#: Largest read per connection: smaller than CHUNK_SIZE so that N connections' buffers
+#: (and malloc's per-thread arenas) stay small.
+_PART_READ = 256 << 10
 #: Seconds between two saves of the per-part progress (what a SIGKILL may lose).
 _SAVE_EVERY = 0.5
 
@@ -704,7 +707,7 @@ class _Parallel:
                 if self.stop:
                     return
                 try:
-                    chunk = read(min(constants.CHUNK_SIZE, stop - offset))
+                    chunk = read(min(_PART_READ, stop - offset))
                 except network_errors as exc:
                     raise _Retry(_describe(exc, pace.read_timeout())) from exc
                 if not chunk:
