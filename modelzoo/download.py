@@ -615,6 +615,9 @@ class _Parallel:
                 block = self._take(worker)
                 if block is None:
                     return
+                if source.failed is not None:  # it failed while we waited for a block
+                    self._release(block)
+                    continue
                 before = block.done
                 try:
                     pace.check()

@@ -172,6 +172,24 @@ def test_a_source_that_always_stalls_fails_in_one_line(served, tmp_path, monkeyp
     assert partial.read_bytes() == data
 
 
+def test_parts_that_arrived_are_kept_when_others_fail(served, tmp_path, monkeypatch):
+    server, data = served
+    monkeypatch.setenv("MODELZOO_MIN_RATE", "1024/1")
+    monkeypatch.setenv("MODELZOO_MAX_RETRIES", "0")
+    partial = tmp_path / "o.part"
+    url = f"{server.url}/first/3/stall/30/big.bin"  # the first GET; parts 0 and 1 stall
+    with pytest.raises(DownloadError) as caught:
+        download(url, partial, expected=_sha(data), parallel=3)
+    assert "\n" not in str(caught.value)
+    assert "4,206,649 bytes already received are kept" in str(caught.value)  # parts 2-6
+    server.bytes_sent = 0
+    server.requests.clear()
+    download(url, partial, expected=_sha(data), parallel=3)
+    assert partial.read_bytes() == data
+    assert sorted(_bounded(_ranges(server))) == ["bytes=0-1048575", "bytes=1048576-2097151"]
+    assert server.bytes_sent == 2 << 20  # only the two missing parts
+
+
 # -- mirrors ----------------------------------------------------------------------------
 
 
@@ -280,7 +298,9 @@ def test_sigkill_mid_install_then_every_part_resumes(registry, _isolated_home):
     assert cache.records() == []
 
     server.rate = None
-    time.sleep(0.3)  # the server's handlers notice the dead connections before we count
+    quiet = time.monotonic() + 10
+    while server._active and time.monotonic() < quiet:  # the killed process's handlers end
+        time.sleep(0.05)
     server.bytes_sent = 0
     server.requests.clear()
     done = _cli("install", "huge", "--parallel", "4", home=_isolated_home)
