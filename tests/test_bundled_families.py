@@ -129,7 +129,8 @@ def test_family_loads_at_the_manifest_shape_and_takes_the_default_head(family, s
         got = [p for p in mine if p.endswith(".h5")]
         assert got == [f"/models/{name}/1.0.0/{doc['artifacts']['notop']['file_name']}"]
 
-        learner = TransferLearner(features, num_classes=2, feature_cache=False)
+        # the default learner: features computed once, then the head trains on them
+        learner = TransferLearner(features, num_classes=2)
         assert learner.model.output_shape == (None, 2)
         x = np.random.default_rng(0).uniform(0, 255, (2, *doc["input"]["shape"]))
         history = learner.fit(
