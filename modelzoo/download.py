@@ -485,7 +485,7 @@ _BLOCK_MAX = 2 << 20
 #: Bytes received ahead of the hashing frontier that are kept in memory for the hash.
 #: When it is full the connections ahead wait for the hash (the one fetching the
 #: frontier never waits), so memory stays flat and nothing is read back from the file.
-_MEMORY_BUDGET = 16 << 20
+_MEMORY_BUDGET = 24 << 20
 #: Largest read per connection: smaller than CHUNK_SIZE so that N connections' buffers
 #: (and malloc's per-thread arenas) stay small.
 _PART_READ = 256 << 10
@@ -618,6 +618,7 @@ class _Parallel:
                 if source.failed is not None:  # it failed while we waited for a block
                     self._release(block)
                     continue
+                pace.restart_window()  # time spent waiting for a block is not a stall
                 before = block.done
                 try:
                     pace.check()
@@ -716,7 +717,8 @@ class _Parallel:
                 if not chunk:
                     got = offset - start
                     raise _Retry(f"part closed after {got:,} of {stop - start:,} bytes")
-                self._write(block, chunk, offset)
+                if self._write(block, chunk, offset):
+                    pace.restart_window()  # waiting for the hash is not a stall either
                 offset += len(chunk)
                 pace.got(len(chunk))
                 pace.check()
@@ -735,9 +737,12 @@ class _Parallel:
         # from the file instead.
         return head is not block and (head.taken or head.done >= head.size)
 
-    def _write(self, block: _Block, chunk: bytes, offset: int) -> None:
+    def _write(self, block: _Block, chunk: bytes, offset: int) -> bool:
+        """Write ``chunk`` at ``offset``; True when it first had to wait for the hash."""
+        waited = False
         with self.cond:
             while self._must_wait(block, len(chunk)):
+                waited = True
                 self.cond.wait(0.5)
         view = memoryview(chunk)
         at = offset
@@ -759,6 +764,7 @@ class _Parallel:
                     block.buf = None
             self.cond.notify_all()
         self.bar.update(len(chunk))
+        return waited
 
     # -- the hashing thread: blocks in order --
 
