@@ -18,6 +18,11 @@ the expected size and hash. The caller then moves it into place. What it guarant
 * ``MODELZOO_MIRROR`` rewrites URLs (mirrors first, originals after; see
   :mod:`modelzoo.mirrors`) and ``MODELZOO_OFFLINE`` forbids the network (``file://``
   still works);
+* a large file (``MODELZOO_PARALLEL_MIN_SIZE``) on a server that advertises ranges is
+  fetched as ranged parts over ``MODELZOO_PARALLEL`` connections, spread over the URL and
+  the mirrors serving the same length (:class:`_Parallel`): parts are hashed in order as
+  they arrive, each resumes on its own, their progress is saved in the sidecar, and a
+  server that lies about ranges is dropped for one stream;
 * every network rule (schemes, redirects, credentials, timeouts, deadline, minimum
   throughput, retries, Retry-After, User-Agent) is :mod:`modelzoo._http`'s;
 * a wrong size or hash deletes the partial and raises :class:`IntegrityError`; a full
