@@ -37,6 +37,8 @@ _LAZY = {
     "unfreeze": "slicing",
     "attach_head": "heads",
     "TransferLearner": "transfer",
+    "ImageFolder": "images",
+    "read_images": "images",
     "make_strategy": "distribute",
     "export_tfjs": "tfjs",
     "scan": "safety",

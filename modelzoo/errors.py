@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 __all__ = [
     "ModelZooError",
+    "DataError",
     "ManifestError",
     "ModelNotFoundError",
     "VersionNotFoundError",
@@ -62,6 +63,10 @@ class ModelZooError(Exception):
 
 class UsageError(ModelZooError, ValueError):
     """An argument has a value that cannot work."""
+
+
+class DataError(ModelZooError, ValueError):
+    """Data that cannot be used: a bad image file, an empty image folder, wrong labels."""
 
 
 class ManifestError(ModelZooError, ValueError):

@@ -409,10 +409,12 @@ def compile_defaults(
     else:
         loss = keras.losses.MeanSquaredError()
         default = [keras.metrics.MeanAbsoluteError(name="mae")]
+    # Weighted metrics equal plain ones without sample weights, and let weight-0
+    # padding (static TPU batches, see TransferLearner) count for nothing.
     model.compile(
         optimizer=optimizer or keras.optimizers.Adam(learning_rate=float(learning_rate)),
         loss=loss,
-        metrics=list(metrics) if metrics is not None else default,
+        weighted_metrics=list(metrics) if metrics is not None else default,
         steps_per_execution=steps_per_execution,
     )
     return model

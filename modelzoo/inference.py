@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 
 from .errors import UsageError
+from .images import read_images
 
-__all__ = ["Prediction", "Predictor", "load_images"]
+__all__ = ["Prediction", "Predictor"]
 
 
 @dataclass(frozen=True)
@@ -21,24 +22,6 @@ class Prediction:
 
     image: str
     top: tuple[tuple[str, float], ...]
-
-
-def load_images(paths: Sequence[str | os.PathLike[str]], size: tuple[int, int]) -> np.ndarray:
-    """Read image files as RGB float32 arrays in 0–255, resized to ``size`` (H, W)."""
-    from ._tf import keras
-
-    utils = keras().utils
-    arrays = []
-    for p in paths:
-        path = Path(p)
-        if not path.is_file():
-            raise UsageError(f"No such image file: {path}.")
-        try:
-            img = utils.load_img(path, target_size=size, color_mode="rgb")
-        except Exception as exc:  # PIL raises many types for bad files
-            raise UsageError(f"Cannot read {path} as an image: {exc}") from exc
-        arrays.append(utils.img_to_array(img, dtype="float32"))
-    return np.stack(arrays)
 
 
 class Predictor:
@@ -99,7 +82,7 @@ class Predictor:
         """Top-``top`` predictions for each image file."""
         if top < 1:
             raise UsageError(f"top must be >= 1. Received: top={top}.")
-        probs = self.predict_arrays(load_images(paths, self._size()))
+        probs = self.predict_arrays(read_images(paths, self._size()))
         results = []
         for path, row in zip(paths, probs, strict=True):
             row = row.reshape(-1)

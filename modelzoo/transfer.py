@@ -39,7 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import UsageError
+from .errors import DataError, UsageError
+from .images import ImageFolder
 
 __all__ = ["TransferLearner", "sidecar_path", "read_sidecar", "read_labels_file"]
 
@@ -201,8 +202,9 @@ class TransferLearner:
         self.learning_rate = float(learning_rate)
         self.cut = cut
         self._use_feature_cache = bool(feature_cache) and augment is None
-        # id(model) -> (label format, steps per execution) it was last compiled with.
-        self._compiled: dict[int, tuple[str, int]] = {}
+        # id(model) -> (label format, steps per execution, (trainable variables,
+        # learning rate)) it was last compiled with.
+        self._compiled: dict[int, tuple] = {}
         self.history: dict[str, list[float]] = {}
         self.last_fit: dict[str, Any] = {}
 
@@ -255,9 +257,6 @@ class TransferLearner:
                 base = in_scope(base, self.choice)
                 features = slice(base, cut) if cut is not None else base
                 freeze(features)
-            if augment is not None:
-                inputs = k.Input(shape=features.input_shape[1:], name="image")
-                features = k.Model(inputs, features(augment(inputs)), name="augmented_base")
             self.base = features
             self.model = attach_head(
                 features,
@@ -268,6 +267,13 @@ class TransferLearner:
                 task=task,
                 head=head,
             )
+            if augment is not None:
+                # In front of the base, called without `training`: Keras runs it in
+                # training mode in fit and as the identity in evaluate/predict, while
+                # attach_head keeps the base itself at training=False.
+                inputs = k.Input(shape=features.input_shape[1:], name="image")
+                outputs = self.model(augment(inputs))
+                self.model = k.Model(inputs, outputs, name=f"{self.model.name}_augmented")
             self.head_model = self._head_model() if self._use_feature_cache else None
 
     # -- construction helpers -------------------------------------------------------------
@@ -312,6 +318,10 @@ class TransferLearner:
         behind Keras's back, it left a one-step train function running while Keras
         counted 32 steps per call (1 optimizer step per epoch instead of 16). A compile
         for the same label format keeps the model's optimizer, and so its state.
+
+        Keras also fixes a compiled model's trainable variables in its train function,
+        so a base unfrozen (or frozen again) after a ``fit`` would train as before: a
+        change of trainability or learning rate recompiles with a new optimizer.
         """
         from .heads import compile_defaults
 
@@ -321,9 +331,18 @@ class TransferLearner:
                 want = before[1] if before else self._steps_per_execution
                 if each is model and steps is not None:
                     want = steps
-                if before == (label_format, want):
+                trainable = (tuple(id(v) for v in each.trainable_weights), self.learning_rate)
+                now = (label_format, want, trainable)
+                if before == now:
                     continue
-                keep = before is not None and before[0] == label_format
+                keep = before is not None and before[0] == label_format and before[2] == trainable
+                if before is not None and before[2] != trainable:
+                    logger.info(
+                        "recompiling %s: trainable weights or learning rate changed (%d "
+                        "trainable variables now; the optimizer starts afresh)",
+                        each.name,
+                        len(trainable[0]),
+                    )
                 compile_defaults(
                     each,
                     task=self.task,
@@ -333,7 +352,7 @@ class TransferLearner:
                     optimizer=each.optimizer if keep else None,
                     steps_per_execution=want,
                 )
-                self._compiled[id(each)] = (label_format, want)
+                self._compiled[id(each)] = now
 
     def _steps_for(self, train) -> int:
         """Several steps per call when asked (TPUs), unless the data's length is unknown.
@@ -370,20 +389,23 @@ class TransferLearner:
             raise UsageError("fit/evaluate need labels: fit(x, y) or a dataset of (x, y).")
         return np.asarray(x), np.asarray(y)
 
-    def _features(self, x: np.ndarray, batch_size: int) -> tuple[np.ndarray, str]:
-        """The base's outputs for ``x``: from the on-disk cache when possible."""
-        from .distribute import all_workers_agree, cluster_failures, is_chief
-        from .features import FeatureCache, feature_key, fingerprint_arrays, fingerprint_weights
+    def _feature_key(self, weights: str, data: str) -> str:
+        from .features import feature_key
 
-        # Reading mirrored weights is collective under multi-worker training.
-        with cluster_failures(self.choice, action="Training"):
-            key = feature_key(
-                base=self.base_name,
-                weights=self._weights_fingerprint(fingerprint_weights),
-                cut=str(self.cut),
-                input=list(self.base.input_shape[1:]),
-                data=fingerprint_arrays(x),
-            )
+        return feature_key(
+            base=self.base_name,
+            weights=weights,
+            cut=str(self.cut),
+            input=list(self.base.input_shape[1:]),
+            data=data,
+        )
+
+    def _features(self, x: np.ndarray, batch_size: int, weights: str) -> tuple[np.ndarray, str]:
+        """The base's outputs for ``x``: from the on-disk cache when possible."""
+        from .distribute import all_workers_agree, is_chief
+        from .features import FeatureCache, fingerprint_arrays
+
+        key = self._feature_key(weights, fingerprint_arrays(x))
         cache = FeatureCache()
         feats = cache.get(key)
         hit = feats is not None and len(feats) == len(x)
@@ -396,22 +418,213 @@ class TransferLearner:
             cache.put(key, feats)
         return feats, "miss"
 
-    def _predict(self, model, x: np.ndarray, global_batch: int) -> np.ndarray:
-        """``model.predict`` in global batches; on TPUs every batch is full (static shapes)."""
+    def _folder_features(
+        self, folder: ImageFolder, global_batch: int, weights: str, private: list[Path]
+    ) -> tuple[Path, str]:
+        """The base's outputs for every image of ``folder``, in a cached ``.npy`` file.
+
+        Images are read, pushed through the base and written a chunk at a time, so
+        neither the images nor the features are ever all in memory. A worker other than
+        the chief writes a private file, listed in ``private`` for removal after ``fit``.
+        """
+        from .distribute import all_workers_agree, is_chief
+        from .features import BLOCK_BYTES, FeatureCache
+
+        key = self._feature_key(weights, "folder:" + folder.fingerprint())
+        cache = FeatureCache()
+        cached = cache.get(key, mmap=True)
+        hit = cached is not None and len(cached) == len(folder)
+        del cached
+        if all_workers_agree(hit, self.choice):
+            return cache.path(key), "hit"
+        shape = tuple(self.base.output_shape[1:])
+        row_bytes = 4 * int(np.prod(shape))
+        chunk = max(1, BLOCK_BYTES // row_bytes // global_batch) * global_batch
+        size = self._image_size()
+        chief = is_chief(self.choice)
+        with cache.writer(key if chief else None, len(folder), shape) as writer:
+            for start in range(0, len(folder), chunk):
+                stop = min(start + chunk, len(folder))
+                images = folder.dataset(size, start=start, stop=stop).map(lambda x, y: x)
+                writer.write(self._predict(self.base, images, global_batch, count=stop - start))
+        if not chief:
+            private.append(writer.path)
+        return writer.path, "miss"
+
+    def _feature_dataset(
+        self, path: Path, labels: np.ndarray, *, shuffle: bool, seed: int | None = None
+    ):
+        """Unbatched ``(features, label)`` read block by block from a cached ``.npy`` file."""
+        from ._tf import tf
+        from .features import feature_blocks
+
+        t = tf()
+        shape = tuple(self.base.output_shape[1:])
+        blocks = feature_blocks(path, labels, shuffle=shuffle, seed=0 if seed is None else seed)
+        signature = (
+            t.TensorSpec((None, *shape), t.float32),
+            t.TensorSpec((None,), t.as_dtype(labels.dtype)),
+        )
+        ds = t.data.Dataset.from_generator(blocks, output_signature=signature).unbatch()
+        return ds.apply(t.data.experimental.assert_cardinality(len(labels)))
+
+    def _predict(self, model, x: Any, global_batch: int, *, count: int | None = None):
+        """``model.predict`` in global batches; on TPUs every batch is full (static shapes).
+
+        ``x`` is an array, or an unbatched dataset of ``count`` images.
+        """
+        from ._tf import tf
         from .distribute import cluster_failures
 
-        n = len(x)
+        n = len(x) if count is None else count
         pad = (-n) % global_batch if self.choice.kind == "tpu" else 0
-        if pad:  # copies of the last example fill the last batch, then are dropped
-            x = np.concatenate([x, np.repeat(x[-1:], pad, axis=0)])
+        # Copies of the last example fill the last batch, then are dropped.
+        if count is not None:
+            if pad:
+                x = x.concatenate(x.skip(n - 1).take(1).repeat(pad))
+            x = x.batch(global_batch).prefetch(tf().data.AUTOTUNE)
+            kwargs = {}
+        else:
+            if pad:
+                x = np.concatenate([x, np.repeat(x[-1:], pad, axis=0)])
+            kwargs = {"batch_size": global_batch}
         with cluster_failures(self.choice, action="Prediction"):
-            out = model.predict(x, batch_size=global_batch, verbose=0)
+            out = model.predict(x, verbose=0, **kwargs)
         return out[:n] if pad else out
 
-    def _weights_fingerprint(self, fingerprint_weights) -> str:
-        if not hasattr(self, "_base_fp"):
-            self._base_fp = fingerprint_weights(self.base)
-        return self._base_fp
+    def _image_size(self) -> tuple[int, int]:
+        shape = self.model.input_shape
+        if isinstance(shape, list) or len(shape) != 4 or None in shape[1:3]:
+            raise UsageError(
+                f"Reading an image folder needs a model with a fixed image input size; this "
+                f"one takes {shape}. Pass input_shape=(H, W, 3) to TransferLearner."
+            )
+        return int(shape[1]), int(shape[2])
+
+    def _shuffle_seed(self, seed: int | None) -> int | None:
+        """Every worker must shuffle a folder alike: a shared seed under multi-worker."""
+        from .replicas import _SHARED_SHUFFLE_SEED
+
+        if seed is None and self.choice.kind == "multi-worker":
+            return _SHARED_SHUFFLE_SEED
+        return seed
+
+    def _as_folder(self, x: Any) -> ImageFolder | None:
+        if isinstance(x, ImageFolder):
+            folder = x
+        elif isinstance(x, str | os.PathLike) and Path(x).is_dir():
+            folder = ImageFolder.scan(x)
+        else:
+            return None
+        if self.task != "classification":
+            raise UsageError(
+                f"An image folder gives class labels; this learner's task is {self.task!r}."
+            )
+        outputs = self.model.output_shape[-1]
+        if len(folder.class_names) != outputs:
+            raise DataError(
+                f"{folder.root} has {len(folder.class_names)} class sub-folders "
+                f"({', '.join(folder.class_names)}), but the model has {outputs} classes; "
+                "make num_classes match the folder."
+            )
+        if self.labels is None:
+            self.labels = list(folder.class_names)
+        elif list(folder.class_names) != self.labels:
+            raise DataError(
+                f"{folder.root}'s class sub-folders {list(folder.class_names)} differ from the "
+                f"learner's labels {self.labels}; rename the folders or pass matching labels."
+            )
+        return folder
+
+    def _check_labels(self, x: np.ndarray, y: np.ndarray, fmt: str) -> None:
+        """Labels the model can learn from, or a one-line :class:`DataError`."""
+        if len(x) != len(y):
+            raise DataError(f"{len(x)} images but {len(y)} labels; pass one label per image.")
+        if self.task != "classification":
+            return
+        outputs = int(self.model.output_shape[-1])
+        if fmt == "categorical":
+            if y.shape[-1] != outputs:
+                raise DataError(
+                    f"One-hot labels have {y.shape[-1]} columns, but the model has {outputs} "
+                    f"classes; pass rows of width {outputs} or class ids 0..{outputs - 1}."
+                )
+            return
+        ids = y.reshape(-1)
+        if ids.size and (ids.min() < 0 or ids.max() >= outputs):
+            raise DataError(
+                f"Labels must be class ids 0..{outputs - 1} for this {outputs}-class model. "
+                f"Received ids from {ids.min()} to {ids.max()}; map them to 0..{outputs - 1} "
+                "or set num_classes."
+            )
+
+    def _data_error(self, exc: Exception, *folders: Any) -> Exception:
+        """The one-line error for a TensorFlow failure caused by the data, else ``exc``."""
+        import re
+
+        text = " ".join(str(getattr(exc, "message", exc)).split())
+        found = re.search(r"label value of (-?\d+) .*? valid range of \[0, (\d+)\)", text)
+        if found:
+            value, k = found.groups()
+            return DataError(
+                f"A label is {value}, but this model's classes are 0..{int(k) - 1}; map the "
+                f"labels to 0..{int(k) - 1} or set num_classes."
+            )
+        for folder in folders:
+            if isinstance(folder, ImageFolder):
+                bad = folder.find_unreadable(self._image_size())
+                if bad is not None:
+                    return bad
+        return exc
+
+    def _validation(self, val: Any, global_batch: int, use_cache: bool, weights: str, private):
+        """A pipeline of validation batches in which every example counts exactly once.
+
+        On TPUs batches are full (static shapes): the last one is filled with copies of
+        an example that carry weight 0, and the real examples weigh ``padded / n``, so
+        Keras's mean over padded batches equals the mean over the real examples (the
+        default metrics are weighted, see :func:`modelzoo.heads.compile_defaults`).
+        """
+        from ._tf import tf
+        from .distribute import batch_dataset
+
+        if val is None:
+            return None
+        t = tf()
+        static = self.choice.kind == "tpu"
+        if isinstance(val, ImageFolder):
+            if use_cache:
+                path, _ = self._folder_features(val, global_batch, weights, private)
+                ds = self._feature_dataset(path, val.labels, shuffle=False)
+            else:
+                ds = val.dataset(self._image_size())
+            n = len(val)
+        elif _is_dataset(val):
+            ds = val.unbatch() if self._batched(val) else val
+            if not static:
+                return batch_dataset(ds, global_batch, self.choice)
+            n = int(ds.cardinality())
+            if n < 0:  # unknown length: count once
+                n = int(ds.reduce(np.int64(0), lambda c, _: c + 1))
+        else:
+            vx, vy = val
+            if use_cache:
+                vx = self._features(vx, global_batch, weights)[0]
+            n = len(vx)
+            pad = (-n) % global_batch if static else 0
+            if not pad:
+                return batch_dataset((vx, vy), global_batch, self.choice)
+            w = np.full(n + pad, (n + pad) / n, dtype=np.float32)
+            w[n:] = 0.0
+            vx = np.concatenate([vx, np.repeat(vx[-1:], pad, axis=0)])
+            vy = np.concatenate([vy, np.repeat(vy[-1:], pad, axis=0)])
+            return batch_dataset((vx, vy, w), global_batch, self.choice)
+        pad = (-n) % global_batch if static else 0
+        if pad:
+            scale = t.constant((n + pad) / n, t.float32)
+            ds = ds.map(lambda x, y: (x, y, scale))
+            ds = ds.concatenate(ds.take(1).map(lambda x, y, w: (x, y, 0.0 * w)).repeat(pad))
+        return batch_dataset(ds, global_batch, self.choice)
 
     def _split_validation(self, x, y, validation):
         if validation is None:
@@ -423,6 +636,8 @@ class TransferLearner:
             return x[:-n_val], y[:-n_val], (x[-n_val:], y[-n_val:])
         if _is_dataset(validation):
             return x, y, _materialize(validation)
+        if isinstance(validation, ImageFolder):
+            raise UsageError("Validate array inputs with arrays or a dataset, not an image folder.")
         vx, vy = validation
         return x, y, (np.asarray(vx), np.asarray(vy))
 
@@ -450,16 +665,19 @@ class TransferLearner:
 
         Args:
             x: images (N, H, W, C) — raw 0–255 when preprocessing is baked in — or a
-                ``tf.data.Dataset`` of ``(images, labels)``, batched or not. Datasets
-                are used in their own order: shuffle them yourself.
-            y: integer labels or one-hot rows (not with a dataset).
+                ``tf.data.Dataset`` of ``(images, labels)``, batched or not, or an image
+                folder (a path with one sub-folder per class, or an
+                :class:`~modelzoo.images.ImageFolder`), streamed from disk. Datasets are
+                used in their own order: shuffle them yourself.
+            y: integer labels or one-hot rows (not with a dataset or a folder).
             epochs: passes over the data.
             batch_size: examples per replica; the global batch is this × replicas.
-            validation: ``(x_val, y_val)``, a dataset, or a fraction held out from ``x``.
+            validation: ``(x_val, y_val)``, a dataset, an image folder (with a folder
+                ``x``), or a fraction held out from ``x``.
             verbose: Keras verbosity; ``"auto"`` = a bar on a terminal, a line per epoch
                 otherwise.
             callbacks: extra Keras callbacks.
-            shuffle: reshuffle array inputs every epoch.
+            shuffle: reshuffle array and folder inputs every epoch.
             seed: the shuffle order's seed (None: TensorFlow's global seed; under
                 multi-worker training a fixed seed that every worker shares).
 
@@ -467,10 +685,13 @@ class TransferLearner:
             The history of this call (also merged into ``self.history``).
 
         Raises:
-            UsageError: bad arguments or data.
+            UsageError: bad arguments.
+            DataError: bad data: labels outside the classes, a file that is not an image.
             StrategyError: a worker or TPU was lost during training.
         """
+        from ._tf import tf
         from .distribute import batch_dataset, cluster_failures
+        from .features import fingerprint_weights
         from .heads import label_format
 
         if epochs < 1 or batch_size < 1:
@@ -480,20 +701,37 @@ class TransferLearner:
         global_batch = batch_size * self.replicas
         frozen = not self.base.trainable_weights
         use_cache = self._use_feature_cache and self.head_model is not None and frozen
+        folder = self._as_folder(x)
+        val: Any = validation
         # A dataset streams through the base unless features must be computed from it
         # or a validation fraction must be cut from it: then it is read into memory.
-        stream = _is_dataset(x) and not use_cache and not isinstance(validation, float)
-        if stream:
+        stream = (
+            folder is None
+            and _is_dataset(x)
+            and not use_cache
+            and not isinstance(validation, float)
+        )
+        if folder is not None:
+            if y is not None:
+                raise UsageError("An image folder holds its labels (one sub-folder per class).")
+            if isinstance(validation, float):
+                folder, val = folder.split(validation)
+            elif validation is not None:
+                val = self._as_folder(validation) or validation
+            fmt, n = "sparse", len(folder)
+        elif stream:
             if y is not None:
                 raise UsageError("Pass labels inside the dataset, not as y, for a tf.data input.")
             fmt = label_format(x) if self.task == "classification" else "categorical"
             n = _cardinality(x, self._batched(x))
             train = batch_dataset(x, global_batch, self.choice, batched=self._batched(x))
-            val = validation
         else:
             x, y = self._xy(x, y)
             x, y, val = self._split_validation(x, y, validation)
             fmt = label_format(y) if self.task == "classification" else "categorical"
+            self._check_labels(x, y, fmt)
+            if isinstance(val, tuple):
+                self._check_labels(val[0], val[1], fmt)
             n = int(len(x))
         if verbose == "auto":
             verbose = 1 if sys.stderr.isatty() else 2
@@ -508,24 +746,49 @@ class TransferLearner:
         t0 = time.perf_counter()
         cache_state = "off"
         model = self.model
-        if use_cache:
-            feats, cache_state = self._features(x, global_batch)
-            train = batch_dataset((feats, y), global_batch, self.choice, shuffle=shuffle, seed=seed)
-            if val is not None:
-                val = (self._features(val[0], global_batch)[0], val[1])
-            model = self.head_model
-        elif not stream:
-            train = batch_dataset((x, y), global_batch, self.choice, shuffle=shuffle, seed=seed)
-        if _is_dataset(val):
-            val = batch_dataset(val, global_batch, self.choice, batched=self._batched(val))
-        elif val is not None:
-            val = batch_dataset(tuple(val), global_batch, self.choice)
-        self._compile(fmt, model=model, steps=self._steps_for(train))
-        t1 = time.perf_counter()
-        with cluster_failures(self.choice, action="Training"):
-            hist = model.fit(
-                train, epochs=epochs, validation_data=val, verbose=verbose, callbacks=callbacks
-            )
+        private: list[Path] = []  # feature files of non-chief workers, removed below
+        # Fingerprinted at every fit: fine-tuning changes the base, hence the features.
+        weights = ""
+        if use_cache:  # reading mirrored weights is collective under multi-worker training
+            with cluster_failures(self.choice, action="Training"):
+                weights = fingerprint_weights(self.base)
+        val_source = val
+        try:
+            if folder is not None and use_cache:
+                path, cache_state = self._folder_features(folder, global_batch, weights, private)
+                features = self._feature_dataset(
+                    path, folder.labels, shuffle=shuffle, seed=self._shuffle_seed(seed)
+                )
+                train = batch_dataset(features, global_batch, self.choice)
+                model = self.head_model
+            elif folder is not None:
+                images = folder.dataset(
+                    self._image_size(), shuffle=shuffle, seed=self._shuffle_seed(seed)
+                )
+                train = batch_dataset(images, global_batch, self.choice)
+            elif use_cache:
+                feats, cache_state = self._features(x, global_batch, weights)
+                train = batch_dataset(
+                    (feats, y), global_batch, self.choice, shuffle=shuffle, seed=seed
+                )
+                model = self.head_model
+            elif not stream:
+                train = batch_dataset((x, y), global_batch, self.choice, shuffle=shuffle, seed=seed)
+            val = self._validation(val, global_batch, use_cache, weights, private)
+            self._compile(fmt, model=model, steps=self._steps_for(train))
+            t1 = time.perf_counter()
+            with cluster_failures(self.choice, action="Training"):
+                hist = model.fit(
+                    train, epochs=epochs, validation_data=val, verbose=verbose, callbacks=callbacks
+                )
+        except tf().errors.InvalidArgumentError as exc:  # bad labels or an undecodable file
+            error = self._data_error(exc, folder, val_source)
+            if error is exc:
+                raise
+            raise error from exc
+        finally:
+            for p in private:
+                p.unlink(missing_ok=True)
         t2 = time.perf_counter()
         self.last_fit = {
             "feature_cache": cache_state,
@@ -544,20 +807,76 @@ class TransferLearner:
         return this
 
     def evaluate(self, x: Any, y: Any = None, *, batch_size: int = 32) -> dict[str, float]:
-        """Loss and metrics of the whole model on ``(x, y)`` (``batch_size`` per replica)."""
+        """Loss and metrics of the whole model on ``(x, y)`` (``batch_size`` per replica).
+
+        ``x`` may also be a dataset of ``(images, labels)`` or an image folder (streamed).
+        """
+        from ._tf import tf
         from .distribute import cluster_failures
         from .heads import label_format
 
-        x, y = self._xy(x, y)
-        fmt = label_format(y) if self.task == "classification" else "categorical"
+        global_batch = batch_size * self.replicas
+        folder = self._as_folder(x)
+        if folder is not None:
+            fmt = "sparse"
+            data = folder.dataset(self._image_size()).batch(global_batch)
+            kwargs: dict[str, Any] = {}
+        else:
+            x, y = self._xy(x, y)
+            fmt = label_format(y) if self.task == "classification" else "categorical"
+            self._check_labels(x, y, fmt)
+            data, kwargs = x, {"y": y, "batch_size": global_batch}
         self._compile(fmt)
-        # Arrays, not static batches: every example counts, also on a TPU (Keras pads
-        # the last batch there).
+        # Arrays or a padded-by-Keras dataset, not static batches: every example counts,
+        # also on a TPU.
         with cluster_failures(self.choice, action="Evaluation"):
-            out = self.model.evaluate(
-                x, y, batch_size=batch_size * self.replicas, verbose=0, return_dict=True
-            )
+            try:
+                out = self.model.evaluate(data, verbose=0, return_dict=True, **kwargs)
+            except tf().errors.InvalidArgumentError as exc:
+                error = self._data_error(exc, folder)
+                if error is exc:
+                    raise
+                raise error from exc
         return {k: float(v) for k, v in out.items()}
+
+    def unfreeze(
+        self,
+        *,
+        top: int | None = None,
+        from_layer: str | int | None = None,
+        keep_batchnorm_frozen: bool = True,
+        learning_rate: float | None = None,
+    ) -> TransferLearner:
+        """Fine-tune: make the last base layers trainable (see :func:`modelzoo.unfreeze`).
+
+        The next ``fit`` recompiles (it does so whenever trainability changed, also after
+        ``modelzoo.unfreeze(learner.base, ...)``) and trains through the base; the feature
+        cache is skipped while any base layer is trainable.
+
+        Args:
+            top: unfreeze the last ``top`` layers of the base.
+            from_layer: unfreeze from this layer of the base on.
+            keep_batchnorm_frozen: leave BatchNormalization layers frozen.
+            learning_rate: a new (usually smaller) learning rate for the next fits.
+
+        Returns:
+            The learner, for chaining.
+        """
+        from .slicing import unfreeze
+
+        unfreeze(
+            self.base, top=top, from_layer=from_layer, keep_batchnorm_frozen=keep_batchnorm_frozen
+        )
+        if learning_rate is not None:
+            self.learning_rate = float(learning_rate)
+        return self
+
+    def freeze(self) -> TransferLearner:
+        """Freeze the whole base again; the next ``fit`` recompiles and may use the cache."""
+        from .slicing import freeze
+
+        freeze(self.base)
+        return self
 
     def predict(self, x: Any, *, batch_size: int = 32) -> np.ndarray:
         """Model outputs for images ``x`` (class probabilities for classification)."""

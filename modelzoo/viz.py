@@ -120,11 +120,11 @@ def _image_batch(model, images: Any) -> np.ndarray:
     if _is_path(images) or (
         isinstance(images, list | tuple) and images and all(_is_path(p) for p in images)
     ):
-        from .inference import load_images
+        from .images import read_images
 
         paths = [images] if _is_path(images) else list(images)
         size = (h, w) if h and w else None  # a fully convolutional model: native size
-        batch = load_images(paths, size)  # type: ignore[arg-type]
+        batch = read_images(paths, size)  # type: ignore[arg-type]
         if c == 1:  # files are read as RGB; a one-channel model sees their luminance
             batch = batch.mean(axis=-1, keepdims=True)
         return batch

@@ -338,7 +338,7 @@ def test_compile_defaults_per_task(keras, task, labels, loss, metric):
     model = attach_head(_base(keras), 2, task=task, hidden=(), pooling="avg")
     assert compile_defaults(model, task=task, labels=labels, learning_rate=0.01) is model
     assert type(model.loss).__name__ == loss
-    assert [type(m).__name__ for m in model.compiled_metrics._user_metrics] == [metric]
+    assert [type(m).__name__ for m in model.compiled_metrics._user_weighted_metrics] == [metric]
     assert type(model.optimizer).__name__ == "Adam"
     assert np.isclose(float(model.optimizer.learning_rate.numpy()), 0.01)
 
@@ -355,7 +355,7 @@ def test_compile_defaults_fit_with_detected_format(keras):
 def test_compile_defaults_custom_metrics(keras):
     model = attach_head(_base(keras), 2, task="regression", hidden=(), pooling="avg")
     compile_defaults(model, task="regression", metrics=["mse"])
-    assert model.compiled_metrics._user_metrics == ["mse"]
+    assert model.compiled_metrics._user_weighted_metrics == ["mse"]
 
 
 @pytest.mark.parametrize(

@@ -144,3 +144,176 @@ def test_registry_base_without_a_cut_uses_the_first_cut_point(caplog):
     assert learner.cut == "conv_pw_13_relu"
     assert learner.base.output_shape == (None, 1, 1, 256)
     assert "cut at conv_pw_13_relu (the manifest's first cut point)" in caplog.text
+
+
+# -- augmentation, fine-tuning, validation, labels (issue 11 items 3-5, issue 12.3) --------
+
+
+def _pixel_recorder():
+    """A base whose only layer records a hash of every batch of pixels it is given."""
+    import hashlib
+
+    import tensorflow as tf
+    import tf_keras as keras
+
+    seen: list[str] = []
+
+    def record(x):
+        seen.append(hashlib.sha256(np.ascontiguousarray(x.numpy()).tobytes()).hexdigest())
+        return x
+
+    class Recorder(keras.layers.Layer):
+        def call(self, inputs):
+            out = tf.py_function(record, [inputs], tf.float32)
+            out.set_shape(inputs.shape)
+            return out
+
+    inputs = keras.Input((8, 8, 3))
+    base = keras.Model(inputs, keras.layers.Conv2D(2, 3)(Recorder()(inputs)), name="recorder")
+    return base, seen
+
+
+@pytest.mark.parametrize("augment", [True, False])
+def test_augmentation_changes_the_pixels_the_base_sees_every_epoch(augment):
+    import tf_keras as keras
+
+    from modelzoo import TransferLearner, freeze
+
+    keras.utils.set_random_seed(4)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (8, 8, 8, 3)).astype("float32")
+    y = np.array([0, 1] * 4)
+    base, seen = _pixel_recorder()
+    freeze(base)
+    layer = keras.layers.RandomTranslation(0.3, 0.3, seed=1) if augment else None
+    learner = TransferLearner(base, num_classes=2, augment=layer, feature_cache=False)
+    learner.fit(x, y, epochs=3, batch_size=8, shuffle=False, verbose=0)
+    assert len(seen) == 3  # one full batch per epoch
+    if augment:
+        assert len(set(seen)) == 3, "augmented training saw the same pixels twice"
+        seen.clear()  # inference (predict/evaluate) is not augmented
+        learner.predict(x, batch_size=8)
+        learner.predict(x, batch_size=8)
+        assert len(set(seen)) == 1
+    else:
+        assert len(set(seen)) == 1
+
+
+def _small_learner(**kw):
+    """A two-conv frozen base whose gradients are healthy (random MobileNets saturate)."""
+    import tf_keras as keras
+
+    from modelzoo import TransferLearner, freeze
+
+    keras.utils.set_random_seed(6)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="c1")(inputs)
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="c2")(x)
+    base = freeze(keras.Model(inputs, x, name="small"))
+    rng = np.random.default_rng(1)
+    data = rng.uniform(0, 1, (32, 8, 8, 3)).astype("float32"), rng.integers(0, 2, 32)
+    return TransferLearner(base, num_classes=2, learning_rate=0.01, **kw), data
+
+
+def test_unfreezing_after_a_fit_trains_the_base():
+    from modelzoo import unfreeze
+
+    learner, (x, y) = _small_learner(feature_cache=False)
+    learner.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    before = learner.base.get_layer("c2").get_weights()
+    frozen_c1 = learner.base.get_layer("c1").get_weights()[0]
+    unfreeze(learner.base, top=1)  # the plain function: the learner notices on fit
+    learner.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    after = learner.base.get_layer("c2").get_weights()
+    assert not np.array_equal(before[0], after[0]), "fit after unfreeze left the base as it was"
+    assert np.array_equal(frozen_c1, learner.base.get_layer("c1").get_weights()[0])
+
+
+def test_refreezing_after_fine_tuning_recomputes_the_cached_features():
+    from modelzoo import freeze, unfreeze
+
+    learner, (x, y) = _small_learner()
+    learner.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    assert learner.last_fit["feature_cache"] == "miss"
+    learner.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    assert learner.last_fit["feature_cache"] == "hit"
+    unfreeze(learner.base, top=1)
+    learner.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    assert learner.last_fit["feature_cache"] == "off"
+    freeze(learner.base)
+    learner.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    assert learner.last_fit["feature_cache"] == "miss", "features from before fine-tuning reused"
+    learner.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    assert learner.last_fit["feature_cache"] == "hit"
+
+
+def test_learner_unfreeze_method_fine_tunes_with_a_new_rate():
+    learner, (x, y) = _small_learner(feature_cache=False)
+    learner.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    assert learner.base.trainable_weights == []
+    learner.unfreeze(top=1, learning_rate=1e-3)
+    assert [w.name for w in learner.base.trainable_weights] == ["c2/kernel:0", "c2/bias:0"]
+    before = learner.base.get_layer("c2").get_weights()
+    learner.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    assert float(learner.model.optimizer.learning_rate.numpy()) == pytest.approx(1e-3)
+    assert not np.array_equal(before[0], learner.base.get_layer("c2").get_weights()[0])
+    learner.freeze()
+    assert not learner.base.trainable_weights
+
+
+def _tpu_shaped():
+    import tensorflow as tf
+
+    from modelzoo.distribute import StrategyChoice
+
+    return StrategyChoice(
+        strategy=tf.distribute.get_strategy(),
+        spec="tpu",
+        kind="tpu",
+        devices=("/cpu:0",),
+        replicas=1,
+        reason="test: tpu-shaped choice on the CPU",
+    )
+
+
+@pytest.mark.parametrize("feature_cache", [True, False])
+def test_static_batch_validation_counts_every_example(base, feature_cache):
+    import tensorflow as tf
+
+    x, y = _data(148, seed=4)
+    vx, vy = x[48:], y[48:]  # 100 validation images: 6 batches of 16 and 4 left over
+    learner = _learner(base, strategy=_tpu_shaped(), feature_cache=feature_cache)
+    hist = learner.fit(x[:48], y[:48], epochs=1, batch_size=16, validation=(vx, vy), verbose=0)
+    plain = learner.evaluate(vx, vy, batch_size=16)
+    assert hist["val_loss"][-1] == pytest.approx(plain["loss"], rel=1e-4)
+    assert hist["val_accuracy"][-1] == pytest.approx(plain["accuracy"], abs=1e-6)
+    # A dataset validates the same way; a validation set smaller than a batch works too.
+    val_ds = tf.data.Dataset.from_tensor_slices((vx, vy)).batch(7)
+    hist = learner.fit(x[:48], y[:48], epochs=1, batch_size=16, validation=val_ds, verbose=0)
+    plain = learner.evaluate(vx, vy, batch_size=16)
+    assert hist["val_loss"][-1] == pytest.approx(plain["loss"], rel=1e-4)
+    small = learner.fit(x[:48], y[:48], batch_size=16, epochs=1, validation=(vx[:5], vy[:5]))
+    assert small["val_loss"][-1] == pytest.approx(
+        learner.evaluate(vx[:5], vy[:5])["loss"], rel=1e-4
+    )
+
+
+def test_wrong_labels_are_one_line_errors(base):
+    import tensorflow as tf
+
+    from modelzoo.errors import DataError
+
+    x, y = _data(16)
+    learner = _learner(base, feature_cache=False)
+    with pytest.raises(DataError, match=r"class ids 0\.\.2 .*Received ids from 0 to 7"):
+        learner.fit(x, np.arange(16) % 8, epochs=1, verbose=0)
+    with pytest.raises(DataError, match="16 images but 15 labels"):
+        learner.fit(x, y[:15], epochs=1, verbose=0)
+    with pytest.raises(DataError, match="One-hot labels have 4 columns"):
+        learner.fit(x, np.eye(4)[y], epochs=1, verbose=0)
+    bad = tf.data.Dataset.from_tensor_slices((x, np.full(16, 5))).batch(4)
+    with pytest.raises(
+        DataError, match=r"A label is 5, but this model's classes are 0\.\.2"
+    ) as info:
+        learner.fit(bad, epochs=1, verbose=0)
+    assert "\n" not in str(info.value)

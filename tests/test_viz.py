@@ -299,12 +299,12 @@ def test_activations_match_a_direct_tf_keras_forward_pass(tiny, image):
 def test_activations_read_image_files_at_the_input_size(tiny, tmp_path):
     from PIL import Image
 
-    from modelzoo.inference import load_images
+    from modelzoo.images import read_images
 
     rng = np.random.default_rng(5)
     path = tmp_path / "photo.png"
     Image.fromarray(rng.integers(0, 256, (20, 12, 3), dtype=np.uint8)).save(path)
-    expected = viz.activations(tiny, "relu", load_images([path], (8, 8)))
+    expected = viz.activations(tiny, "relu", read_images([path], (8, 8)))
     np.testing.assert_allclose(viz.activations(tiny, "relu", path), expected)
     np.testing.assert_allclose(viz.activations(tiny, "relu", [str(path)]), expected)
     with pytest.raises(UsageError, match="No such image file"):
@@ -570,11 +570,11 @@ def digit_png(tmp_path_factory):
 @pytest.mark.tf
 def test_bundled_model_applies_its_preprocessing(digit_png):
     import modelzoo as mz
-    from modelzoo.inference import load_images
+    from modelzoo.images import read_images
     from modelzoo.preprocessing import preprocess
 
     model = mz.load(BUNDLED)
-    raw = load_images([digit_png], (32, 32))
+    raw = read_images([digit_png], (32, 32))
     direct = mz.slice(model, "conv_pw_1_relu")(preprocess(raw, "tf")).numpy()
     # a file path is read at the input size; a registry name is covered by the CLI test
     np.testing.assert_allclose(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import sys
 from pathlib import Path
 
 import typer
@@ -138,7 +137,8 @@ def train_cmd(
     """
     from ..cluster import is_chief, saving_path
     from ..distribute import choose_strategy
-    from ..errors import UsageError
+    from ..errors import DataError, UsageError
+    from ..images import ImageFolder
     from ..registry import resolve
     from ..transfer import TransferLearner
 
@@ -155,14 +155,20 @@ def train_cmd(
         raise UsageError(f"--data must be a folder with one sub-folder per class. Received: {data}")
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1 (per replica). Received: {batch_size}.")
-    manifest = resolve(name).manifest
-    h, w = manifest.input.shape[0] or 224, manifest.input.shape[1] or 224
+    resolve(name)
     # The strategy comes before any other TensorFlow work: joining a cluster and
     # splitting the CPU (MODELZOO_CPU_DEVICES) must precede the runtime's start, and
     # missing hardware should fail before the images are read.
     choice = choose_strategy(strategy, register_timeout=register_timeout, tpu_timeout=tpu_timeout)
     chief = is_chief(choice)
     global_batch = batch_size * choice.replicas
+    # Listing the folder checks it (classes, images, file signatures); the pixels are
+    # streamed from disk while training.
+    folder = ImageFolder.scan(data, seed=seed)
+    labels = list(folder.class_names)
+    if len(labels) < 2:
+        raise DataError(f"Need at least 2 class sub-folders in {data}; found {labels}.")
+    train_folder, val_folder = folder.split(val_split) if 0.0 < val_split < 1.0 else (folder, None)
     if not json_out:
         out().print(
             f"strategy {choice.kind}: {choice.replicas} replica(s) on "
@@ -176,20 +182,7 @@ def train_cmd(
         )
     from .._tf import keras
 
-    k = keras()
-    k.utils.set_random_seed(seed)
-    common = dict(image_size=(h, w), batch_size=None, seed=seed, label_mode="int")
-    # Keras prints "Found N files" on stdout: keep stdout pure JSON for --json.
-    with contextlib.redirect_stdout(sys.stderr if json_out else sys.stdout):
-        if 0.0 < val_split < 1.0:
-            train_ds, val_ds = k.utils.image_dataset_from_directory(
-                data, validation_split=val_split, subset="both", **common
-            )
-        else:
-            train_ds, val_ds = k.utils.image_dataset_from_directory(data, **common), None
-    labels = list(train_ds.class_names)
-    if len(labels) < 2:
-        raise UsageError(f"Need at least 2 class folders in {data}; found {labels}.")
+    keras().utils.set_random_seed(seed)
     learner = TransferLearner(
         name,
         cut,
@@ -214,10 +207,10 @@ def train_cmd(
             log_dir = stack.enter_context(saving_path(tensorboard, choice))
             callbacks.append(tensorboard_callback(log_dir))
         learner.fit(
-            train_ds,
+            train_folder,
             epochs=epochs,
             batch_size=batch_size,
-            validation=val_ds,
+            validation=val_folder,
             verbose=0 if json_out else 2,
             callbacks=callbacks or None,
             seed=seed,
