@@ -183,3 +183,60 @@ def test_train_on_an_empty_folder_is_one_line(tmp_path, layout, expected):
         for name in files:
             (root / label / name).write_text("x")
     _one_line_error(_run("train", DIGITS, "--data", root, "--epochs", 1), expected)
+
+
+def test_learner_streams_a_folder_like_the_same_images_in_memory(photo_folder, _isolated_home):
+    import tf_keras as keras
+
+    from modelzoo import ImageFolder, TransferLearner, read_images
+
+    base = keras.applications.MobileNet(
+        alpha=0.25, input_shape=(32, 32, 3), include_top=False, weights=None
+    )
+    folder = ImageFolder.scan(photo_folder)
+    x, y = read_images(folder.paths, (32, 32)), folder.labels
+
+    def learner():
+        keras.utils.set_random_seed(3)
+        return TransferLearner(base, "conv_pw_13_relu", num_classes=2)
+
+    streamed, in_memory = learner(), learner()
+    a = streamed.fit(photo_folder, epochs=2, batch_size=4, shuffle=False, verbose=0)
+    b = in_memory.fit(x, y, epochs=2, batch_size=4, shuffle=False, verbose=0)
+    assert streamed.last_fit["feature_cache"] == "miss" and streamed.labels == ["dark", "light"]
+    np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-4)
+    streamed.fit(folder, epochs=1, batch_size=4, verbose=0)
+    assert streamed.last_fit["feature_cache"] == "hit"
+    np.testing.assert_allclose(
+        streamed.evaluate(photo_folder)["loss"], streamed.evaluate(x, y)["loss"], rtol=1e-5
+    )
+    # Validation split from the folder; without the cache the images go through the base.
+    plain = TransferLearner(base, "conv_pw_13_relu", num_classes=2, feature_cache=False)
+    hist = plain.fit(photo_folder, epochs=1, batch_size=4, validation=0.25, verbose=0)
+    assert plain.last_fit["examples"] == 10 and "val_loss" in hist
+
+
+def test_feature_blocks_visit_every_row_once_per_epoch_in_a_new_order(tmp_path):
+    from modelzoo.features import FeatureCache, feature_blocks
+
+    cache = FeatureCache(tmp_path)
+    rows = np.arange(50, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32)
+    with cache.writer("k1", 50, (3,)) as w:
+        for start in range(0, 50, 16):  # written in chunks
+            w.write(rows[start : start + 16])
+    np.testing.assert_array_equal(cache.get("k1", mmap=True), rows)
+    labels = np.arange(50)
+    blocks = feature_blocks(cache.path("k1"), labels, shuffle=True, seed=0, block_bytes=12 * 7)
+    epochs = []
+    for _ in range(2):
+        got = list(blocks())
+        assert max(len(b) for b, _ in got) == 7  # 7 rows of 12 bytes per block
+        feats = np.concatenate([b for b, _ in got])
+        ys = np.concatenate([y for _, y in got])
+        np.testing.assert_array_equal(feats[:, 0], ys)  # rows keep their labels
+        assert sorted(ys.tolist()) == list(range(50))
+        epochs.append(ys)
+    assert epochs[0].tolist() != epochs[1].tolist()
+    with pytest.raises(ValueError, match="wrote 16 of 50"), cache.writer("k2", 50, (3,)) as w:
+        w.write(rows[:16])
+    assert not cache.path("k2").exists() and not list(tmp_path.glob(".tmp-*"))
