@@ -151,7 +151,7 @@ def main() -> int:
 
     def median(mode: str, cache: bool, key: str) -> float:
         values = [x[key] for x in runs if x["mode"] == mode and x["feature_cache"] == cache]
-        return statistics.median(values) if values else float("nan")
+        return round(statistics.median(values), 2) if values else float("nan")
 
     speed = {
         f"cache_{'on' if cache else 'off'}": {
