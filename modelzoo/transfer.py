@@ -703,6 +703,8 @@ class TransferLearner:
         use_cache = self._use_feature_cache and self.head_model is not None and frozen
         folder = self._as_folder(x)
         val: Any = validation
+        if isinstance(validation, str | os.PathLike):  # a folder of validation images
+            val = validation = self._as_folder(validation) or validation
         # A dataset streams through the base unless features must be computed from it
         # or a validation fraction must be cut from it: then it is read into memory.
         stream = (
@@ -716,8 +718,10 @@ class TransferLearner:
                 raise UsageError("An image folder holds its labels (one sub-folder per class).")
             if isinstance(validation, float):
                 folder, val = folder.split(validation)
+            elif _is_dataset(validation):  # its features come from arrays
+                val = _materialize(validation) if use_cache else validation
             elif validation is not None:
-                val = self._as_folder(validation) or validation
+                val = self._as_folder(validation) or tuple(np.asarray(v) for v in validation)
             fmt, n = "sparse", len(folder)
         elif stream:
             if y is not None:

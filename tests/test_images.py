@@ -205,8 +205,9 @@ def test_learner_streams_a_folder_like_the_same_images_in_memory(photo_folder, _
     b = in_memory.fit(x, y, epochs=2, batch_size=4, shuffle=False, verbose=0)
     assert streamed.last_fit["feature_cache"] == "miss" and streamed.labels == ["dark", "light"]
     np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-4)
-    streamed.fit(folder, epochs=1, batch_size=4, verbose=0)
+    hist = streamed.fit(folder, epochs=1, batch_size=4, validation=str(photo_folder), verbose=0)
     assert streamed.last_fit["feature_cache"] == "hit"
+    assert hist["val_loss"][0] == pytest.approx(streamed.evaluate(x, y)["loss"], rel=1e-4)
     np.testing.assert_allclose(
         streamed.evaluate(photo_folder)["loss"], streamed.evaluate(x, y)["loss"], rtol=1e-5
     )
