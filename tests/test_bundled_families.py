@@ -126,8 +126,8 @@ def test_family_loads_at_the_manifest_shape_and_takes_the_default_head(family, s
         assert list(features.input_shape[1:]) == doc["input"]["shape"]
         assert loaded == cut["shape"]
         mine = [p for p in server.paths("GET") if p.startswith(f"/models/{name}/")]
-        got = [p for p in mine if p.endswith(".h5")]
-        assert got == [f"/models/{name}/1.0.0/{doc['artifacts']['notop']['file_name']}"]
+        got = {p for p in mine if p.endswith(".h5")}  # large files come in ranged parts
+        assert got == {f"/models/{name}/1.0.0/{doc['artifacts']['notop']['file_name']}"}
 
         # the default learner: features computed once, then the head trains on them
         learner = TransferLearner(features, num_classes=2)
