@@ -12,7 +12,7 @@ from .errors import CacheError
 
 __all__ = ["InstallRecord", "VerifyResult", "PruneResult"]
 
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_SHA256_RE = re.compile(r"\A[0-9a-f]{64}\Z")
 _RECORD_FORMAT = 1
 
 

@@ -53,7 +53,7 @@ LOCK_FILE = "modelzoo.lock"
 LOCK_VERSION = 1
 
 ANY = ("", "*", "latest")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SHA256 = re.compile(r"\A[0-9a-f]{64}\Z")
 
 
 def _fail(source: Any, message: str) -> ProjectError:

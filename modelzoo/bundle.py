@@ -67,9 +67,9 @@ _MAX_DOCUMENT_BYTES = 16 << 20  # bundle.json, SHA256SUMS, manifests
 _MAX_MEMBERS = 100_000
 _INDEX = "bundle.json"
 _SUMS = "SHA256SUMS"
-_BLOB = re.compile(r"^blobs/([0-9a-f]{64})((?:\.[a-z0-9]{1,16})?)$")
-_MANIFEST = re.compile(r"^models/([^/]+)/([^/]+)/manifest\.json$")
-_SUM_LINE = re.compile(r"^([0-9a-f]{64})  (\S[^\n]*)$")
+_BLOB = re.compile(r"\Ablobs/([0-9a-f]{64})((?:\.[a-z0-9]{1,16})?)\Z")
+_MANIFEST = re.compile(r"\Amodels/([^/]+)/([^/]+)/manifest\.json\Z")
+_SUM_LINE = re.compile(r"\A([0-9a-f]{64})  (\S[^\n]*)\Z")
 
 
 @dataclass(frozen=True)

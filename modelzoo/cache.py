@@ -92,8 +92,8 @@ STALE_PARTIAL_DAYS = 7
 #: (prune of a huge cache: seconds).
 _EXCLUSIVE_TIMEOUT = 10 * 60.0
 
-_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
-_SUFFIX_RE = re.compile(r"^(\.[a-z0-9]{1,16})?$")
+_KEY_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_-]{0,127}\Z")
+_SUFFIX_RE = re.compile(r"\A(\.[a-z0-9]{1,16})?\Z")
 _KEEP_ON_CLEAR = frozenset({"config.json", "config.json.lock", "registries", "cache.lock", MARKER})
 
 

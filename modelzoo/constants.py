@@ -165,20 +165,14 @@ def debug(value: bool | None = None) -> bool:
 
 def timeouts() -> tuple[float, float]:
     """``(connect, read)`` timeouts in seconds; ``MODELZOO_TIMEOUT`` sets both."""
-    raw = os.environ.get("MODELZOO_TIMEOUT", "").strip()
-    if not raw:
-        return (_DEFAULT_CONNECT_TIMEOUT, _DEFAULT_READ_TIMEOUT)
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < float("inf"):
-        raise UsageError(
-            f"MODELZOO_TIMEOUT must be a positive number of seconds. Received: {raw!r}. "
-            f"Unset it for the defaults ({_DEFAULT_CONNECT_TIMEOUT:g} s to connect, "
-            f"{_DEFAULT_READ_TIMEOUT:g} s per read)."
-        )
-    return (value, value)
+    defaults = (_DEFAULT_CONNECT_TIMEOUT, _DEFAULT_READ_TIMEOUT)
+    value = _seconds(
+        "MODELZOO_TIMEOUT",
+        None,
+        None,
+        default_text=f"({defaults[0]:g} s to connect, {defaults[1]:g} s per read)",
+    )
+    return defaults if value is None else (value, value)
 
 
 def max_retries() -> int:
@@ -200,19 +194,7 @@ def deadline() -> float:
     Raises:
         UsageError: the value is not a positive number of seconds.
     """
-    raw = os.environ.get("MODELZOO_DEADLINE", "").strip()
-    if not raw:
-        return _DEFAULT_DEADLINE
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value > 0 or value == float("inf"):
-        raise UsageError(
-            f"MODELZOO_DEADLINE must be a positive number of seconds. Received: {raw!r}. "
-            f"Unset it for the default ({_DEFAULT_DEADLINE:g} s)."
-        )
-    return value
+    return _seconds("MODELZOO_DEADLINE", None, _DEFAULT_DEADLINE)
 
 
 def min_rate() -> tuple[float, float]:
@@ -335,7 +317,10 @@ def tpu_timeout(value: float | None = None) -> float:
     return _seconds("MODELZOO_TPU_TIMEOUT", value, DEFAULT_TPU_TIMEOUT)
 
 
-def _seconds(name: str, value: float | None, default: float) -> float:
+def _seconds(
+    name: str, value: float | None, default: float | None, *, default_text: str = ""
+) -> float | None:
+    """``value`` > environment variable ``name`` > ``default``, checked as positive seconds."""
     source, received = name.removeprefix("MODELZOO_").lower(), repr(value)  # the argument
     if value is None:
         raw = os.environ.get(name, "").strip()
@@ -345,7 +330,8 @@ def _seconds(name: str, value: float | None, default: float) -> float:
         with contextlib.suppress(ValueError):
             value = float(raw)
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e9:
-        hint = f" Unset it for the default {default:g}s." if source == name else ""
+        text = default_text or f"{default:g}s"
+        hint = f" Unset it for the default {text}." if source == name else ""
         raise UsageError(
             f"{source} must be a positive number of seconds. Received: {received}.{hint}"
         )

@@ -65,7 +65,7 @@ TFJS_CDN_URL = f"https://cdn.jsdelivr.net/npm/@tensorflow/tfjs@{TFJS_VERSION}/di
 
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 
-_SHARD_RE = re.compile(r"^group\d+-shard\d+of\d+\.bin$")
+_SHARD_RE = re.compile(r"\Agroup\d+-shard\d+of\d+\.bin\Z")
 #: Written into every export folder; a non-empty folder without it is not overwritten.
 EXPORT_MARKER = ".modelzoo-export"
 

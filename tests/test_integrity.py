@@ -233,6 +233,16 @@ def test_a_name_with_a_trailing_newline_is_refused(tmp_path):
         validate_name("name\n")
 
 
+def test_cache_paths_never_take_a_value_with_a_trailing_newline(tmp_path):
+    from modelzoo.errors import UsageError
+
+    cache = Cache(tmp_path / "home")
+    assert cache.blob_path(_SHA, ".h5").name == f"{_SHA}.h5"
+    for sha, suffix in ((f"{_SHA}\n", ".h5"), (_SHA, ".h5\n")):
+        with pytest.raises(UsageError):
+            cache.blob_path(sha, suffix)
+
+
 # --------------------------------------------------------------------------- defect 4
 
 
