@@ -66,6 +66,7 @@ __all__ = [
     "min_rate",
     "parallel",
     "parallel_min_size",
+    "parallel_probe",
     "trust_cache",
     "env_flag",
     "project",
@@ -98,6 +99,7 @@ _DEFAULT_MIN_RATE = (1024.0, 30.0)
 _DEFAULT_PARALLEL = 8
 _MAX_PARALLEL = 64
 _DEFAULT_PARALLEL_MIN_SIZE = 64 << 20
+_DEFAULT_PARALLEL_PROBE = 0.5
 
 
 def env_flag(name: str, value: bool | None = None) -> bool:
@@ -257,6 +259,18 @@ def parallel_min_size() -> int:
         f"MODELZOO_PARALLEL_MIN_SIZE must be a whole number of bytes. Received: {raw!r}. "
         f"Unset it for the default ({_DEFAULT_PARALLEL_MIN_SIZE:,} bytes)."
     )
+
+
+def parallel_probe() -> float:
+    """Seconds one connection gets to show it is fast before a large file is split into
+    parts (``MODELZOO_PARALLEL_PROBE``, default 0.5; ``0`` splits at once).
+
+    Raises:
+        UsageError: the value is not a number of seconds.
+    """
+    if os.environ.get("MODELZOO_PARALLEL_PROBE", "").strip() == "0":
+        return 0.0
+    return _seconds("MODELZOO_PARALLEL_PROBE", None, _DEFAULT_PARALLEL_PROBE)
 
 
 def trust_cache(value: bool | None = None) -> bool:

@@ -18,8 +18,10 @@ the expected size and hash. The caller then moves it into place. What it guarant
 * ``MODELZOO_MIRROR`` rewrites URLs (mirrors first, originals after; see
   :mod:`modelzoo.mirrors`) and ``MODELZOO_OFFLINE`` forbids the network (``file://``
   still works);
-* a large file (``MODELZOO_PARALLEL_MIN_SIZE``) on a server that advertises ranges is
-  fetched as ranged parts over ``MODELZOO_PARALLEL`` connections, spread over the URL and
+* a large file (``MODELZOO_PARALLEL_MIN_SIZE``) on a server that advertises ranges, whose
+  first connection proves slow within ``MODELZOO_PARALLEL_PROBE`` seconds, keeps what that
+  connection got and fetches the rest as ranged parts over ``MODELZOO_PARALLEL``
+  connections, spread over the URL and
   the mirrors serving the same length (:class:`_Parallel`): parts are hashed in order as
   they arrive, each resumes on its own, their progress is saved in the sidecar, and a
   server that lies about ranges is dropped for one stream;
@@ -292,6 +294,7 @@ class _Job:
                 raise _UrlFailed(
                     f"the server announces {total:,} bytes but {self.size:,} are expected"
                 )
+            probe = None
             if (
                 self.parallel > 1
                 and status == 200
@@ -300,12 +303,14 @@ class _Job:
                 and total >= constants.parallel_min_size()
                 and response.headers.get("Accept-Ranges", "").strip().lower() == "bytes"
             ):
-                raise _GoParallel(url, response.headers)  # before a byte of the body is read
+                probe = constants.parallel_probe()
+                if not probe:
+                    raise _GoParallel(url, response.headers)  # before a byte is read
             self._write_meta(url, response, total)
             hasher = Hasher(algorithms_for(self.expected))
             if offset:
                 hasher.update_from_file(self.partial)
-            self._stream(response, hasher, offset=offset, total=total, decode=decode)
+            self._stream(response, hasher, offset=offset, total=total, decode=decode, probe=probe)
             return self._finish(url, hasher, resumed=offset > 0)
 
     def _check_partial_response(self, url: str, response, offset: int, decode: bool) -> int:
@@ -344,15 +349,19 @@ class _Job:
             _discard(self.partial)
             raise _cache_error(self.partial, exc, needed=total) from exc
 
-    def _stream(self, response, hasher: Hasher, *, offset: int, total, decode: bool) -> None:
+    def _stream(
+        self, response, hasher: Hasher, *, offset: int, total, decode: bool, probe=None
+    ) -> None:
         try:
             sink = HashingWriter(self.partial, hasher, append=offset > 0)
         except OSError as exc:
             raise _cache_error(self.partial, exc, needed=total) from exc
         failure: Exception | None = None
         try:
-            received = self._pump(response, sink, offset=offset, total=total, decode=decode)
-        except (_Retry, _UrlFailed, WriteFailed) as exc:
+            received = self._pump(
+                response, sink, offset=offset, total=total, decode=decode, probe=probe
+            )
+        except (_Retry, _UrlFailed, WriteFailed, _GoParallel) as exc:
             failure = exc
         finally:
             # Always let the writer finish: the bytes received so far are kept for a resume
@@ -369,13 +378,23 @@ class _Job:
         if total is not None and received < total:
             raise _Retry(f"connection closed after {received:,} of {total:,} bytes")
 
-    def _pump(self, response, sink: HashingWriter, *, offset: int, total, decode: bool) -> int:
+    def _pump(
+        self, response, sink: HashingWriter, *, offset: int, total, decode: bool, probe=None
+    ) -> int:
+        """Stream the body into ``sink``; returns the bytes the partial then holds.
+
+        With ``probe`` seconds (a large file on a server with ranges), a connection that
+        has not delivered :data:`_PROBE_BYTES` by then is too slow for one stream: the
+        bytes so far are kept and :class:`_GoParallel` fetches the rest in parts. A fast
+        connection (loopback, a fast link) stays one stream, which costs less CPU.
+        """
         import requests
         import urllib3
 
         network_errors = (requests.RequestException, urllib3.exceptions.HTTPError, OSError)
         limit = total if total is not None else self.size
         received = offset
+        probe_until = time.monotonic() + probe if probe else None
         read = response.raw.read1
         with progress_bar(total, desc=self.desc, enabled=self.progress) as bar:
             bar.update(offset)
@@ -395,6 +414,11 @@ class _Job:
                 bar.update(len(chunk))
                 self.pace.got(len(chunk))
                 self.pace.check()
+                if probe_until is not None:
+                    if received - offset >= _PROBE_BYTES:
+                        probe_until = None  # fast enough: stay one stream
+                    elif time.monotonic() >= probe_until:
+                        raise _GoParallel(self.served_by or "", response.headers)
 
     # -- file:// --
 
@@ -494,6 +518,9 @@ _MEMORY_BUDGET = 24 << 20
 #: Largest read per connection: smaller than CHUNK_SIZE so that N connections' buffers
 #: (and malloc's per-thread arenas) stay small.
 _PART_READ = 256 << 10
+#: A connection that delivers this much within ``MODELZOO_PARALLEL_PROBE`` seconds stays
+#: one stream (32 MiB in 0.5 s: 64 MiB/s); parts pay off only below such rates.
+_PROBE_BYTES = 32 << 20
 #: Seconds between two saves of the per-part progress (what a SIGKILL may lose).
 _SAVE_EVERY = 0.5
 

@@ -31,6 +31,7 @@ TESTS = Path(__file__).resolve().parent
 @pytest.fixture(autouse=True)
 def _small_parts(monkeypatch):
     monkeypatch.setenv("MODELZOO_PARALLEL_MIN_SIZE", "1")
+    monkeypatch.setenv("MODELZOO_PARALLEL_PROBE", "0")  # split at once (probe tests below)
 
 
 @pytest.fixture
@@ -83,6 +84,36 @@ def test_parts_over_throttled_connections(served, tmp_path):
     assert all(b[0] == a[1] + 1 for a, b in zip(spans, spans[1:], strict=False))
     assert server.max_active >= 3  # the parts really ran at the same time
     assert server.bytes_sent < SIZE + (1 << 20)  # nothing fetched twice
+
+
+def test_a_fast_connection_stays_one_stream(served, tmp_path, monkeypatch):
+    """Loopback-fast: splitting would only add threads and CPU (the unthrottled case)."""
+    server, data = served
+    monkeypatch.setenv("MODELZOO_PARALLEL_PROBE", "30")  # 6 MB arrive well within it
+    download(server.url + "/big.bin", tmp_path / "out.part", expected=_sha(data), parallel=4)
+    assert (tmp_path / "out.part").read_bytes() == data
+    assert _ranges(server) == [None]  # one GET, no parts
+
+
+def test_a_slow_connection_is_split_after_the_probe_keeping_its_bytes(
+    served, tmp_path, monkeypatch
+):
+    server, data = served
+    server.rate = 1_000_000
+    monkeypatch.setenv("MODELZOO_PARALLEL_PROBE", "0.3")
+    partial = tmp_path / "out.part"
+    download(server.url + "/big.bin", partial, expected=_sha(data), parallel=4)
+    assert partial.read_bytes() == data
+    assert _ranges(server)[0] is None
+    spans = sorted(
+        tuple(map(int, r.removeprefix("bytes=").split("-"))) for r in _bounded(_ranges(server))
+    )
+    assert len(spans) >= 6  # the rest came in parts
+    # The probe's bytes were kept: the first part starts where the one stream stopped.
+    assert 0 < spans[0][0] < 1 << 20 and spans[-1][1] == SIZE - 1
+    monkeypatch.setenv("MODELZOO_PARALLEL_PROBE", "soon")
+    with pytest.raises(UsageError, match="MODELZOO_PARALLEL_PROBE"):
+        download(server.url + "/big.bin", tmp_path / "x.part", parallel=4)
 
 
 def test_parallel_one_is_the_single_stream(served, tmp_path, monkeypatch):
