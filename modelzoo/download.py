@@ -82,7 +82,7 @@ from .errors import (
 from .hashes import Hasher, HashingWriter, WriteFailed, algorithms_for, format_hash, matches
 from .manifest import Hash, parse_hash
 from .mirrors import rewrite_urls
-from .progress import progress_bar
+from .progress import ProgressBar, progress_bar
 
 if TYPE_CHECKING:  # requests is imported lazily: `import modelzoo.download` stays cheap
     import requests
@@ -193,6 +193,21 @@ class _Job:
         self.parallel = 1  # > 1: a large file on a server with ranges goes to _fetch_parallel
         self.pace: Pace | None = None
         self.served_by: str | None = None  # the URL the last response came from
+        # One bar for the artifact across retries, resumes, the probe and the parts.
+        self._bars = contextlib.ExitStack()
+        self._bar: ProgressBar | None = None
+
+    def bar_at(self, done: int, total: int | None) -> ProgressBar:
+        """The artifact's progress bar, showing ``done`` of ``total`` bytes."""
+        if self._bar is None:
+            bar = progress_bar(total, desc=self.desc, enabled=self.progress)
+            self._bar = self._bars.enter_context(bar)
+        self._bar.set(done, total)
+        return self._bar
+
+    def close_bar(self) -> None:
+        self._bars.close()
+        self._bar = None
 
     # -- retry loop per URL --
 
@@ -396,29 +411,28 @@ class _Job:
         received = offset
         probe_until = time.monotonic() + probe if probe else None
         read = response.raw.read1
-        with progress_bar(total, desc=self.desc, enabled=self.progress) as bar:
-            bar.update(offset)
-            while True:
-                try:
-                    # read1 returns what has arrived (up to a chunk): large pieces on fast
-                    # links, steady progress and little to lose on slow ones.
-                    chunk = read(constants.CHUNK_SIZE, decode_content=decode)
-                except network_errors as exc:
-                    raise _Retry(_describe(exc, self.pace.read_timeout())) from exc
-                if not chunk:
-                    return received
-                received += len(chunk)
-                if limit is not None and received > limit:
-                    raise _UrlFailed(f"the server sent more than the expected {limit:,} bytes")
-                sink.put(chunk)
-                bar.update(len(chunk))
-                self.pace.got(len(chunk))
-                self.pace.check()
-                if probe_until is not None:
-                    if received - offset >= _PROBE_BYTES:
-                        probe_until = None  # fast enough: stay one stream
-                    elif time.monotonic() >= probe_until:
-                        raise _GoParallel(self.served_by or "", response.headers)
+        bar = self.bar_at(offset, total)
+        while True:
+            try:
+                # read1 returns what has arrived (up to a chunk): large pieces on fast
+                # links, steady progress and little to lose on slow ones.
+                chunk = read(constants.CHUNK_SIZE, decode_content=decode)
+            except network_errors as exc:
+                raise _Retry(_describe(exc, self.pace.read_timeout())) from exc
+            if not chunk:
+                return received
+            received += len(chunk)
+            if limit is not None and received > limit:
+                raise _UrlFailed(f"the server sent more than the expected {limit:,} bytes")
+            sink.put(chunk)
+            bar.update(len(chunk))
+            self.pace.got(len(chunk))
+            self.pace.check()
+            if probe_until is not None:
+                if received - offset >= _PROBE_BYTES:
+                    probe_until = None  # fast enough: stay one stream
+                elif time.monotonic() >= probe_until:
+                    raise _GoParallel(self.served_by or "", response.headers)
 
     # -- file:// --
 
@@ -853,37 +867,35 @@ class _Parallel:
         """Fetch every block; True when all arrived, False when the workers gave up."""
         job = self.job
         done_before = sum(b.done for b in self.blocks)
-        with progress_bar(self.total, desc=job.desc, enabled=job.progress) as bar:
-            self.bar = bar
-            bar.update(done_before)
-            hasher = threading.Thread(target=self._hash, name="modelzoo-hash", daemon=True)
-            workers = [
-                threading.Thread(
-                    target=self._worker, args=(i,), name=f"modelzoo-part-{i}", daemon=True
-                )  # fmt: skip
-                for i in range(self.parallel)
-            ]
-            hasher.start()
+        self.bar = job.bar_at(done_before, self.total)
+        hasher = threading.Thread(target=self._hash, name="modelzoo-hash", daemon=True)
+        workers = [
+            threading.Thread(
+                target=self._worker, args=(i,), name=f"modelzoo-part-{i}", daemon=True
+            )  # fmt: skip
+            for i in range(self.parallel)
+        ]
+        hasher.start()
+        for t in workers:
+            t.start()
+        saved = time.monotonic()
+        try:
             for t in workers:
-                t.start()
-            saved = time.monotonic()
-            try:
-                for t in workers:
-                    while t.is_alive():
-                        t.join(_SAVE_EVERY)
-                        if time.monotonic() - saved >= _SAVE_EVERY:
-                            self.save()
-                            saved = time.monotonic()
-            finally:
-                complete = all(b.done >= b.size for b in self.blocks)
-                with self.cond:
-                    if not complete:
-                        self.stop = True
-                    self.cond.notify_all()
-                for t in workers:
-                    t.join()
-                hasher.join()
-                self.save()
+                while t.is_alive():
+                    t.join(_SAVE_EVERY)
+                    if time.monotonic() - saved >= _SAVE_EVERY:
+                        self.save()
+                        saved = time.monotonic()
+        finally:
+            complete = all(b.done >= b.size for b in self.blocks)
+            with self.cond:
+                if not complete:
+                    self.stop = True
+                self.cond.notify_all()
+            for t in workers:
+                t.join()
+            hasher.join()
+            self.save()
         if self.fatal is not None:
             if isinstance(self.fatal, WriteFailed):
                 _discard(job.partial)
@@ -1219,6 +1231,7 @@ def download(
                 failures.append((url, str(exc)))
                 status = exc.status or status
     finally:
+        job.close_bar()
         if session is None and job.session is not None:
             job.session.close()
     message = _failure_message(redact(originals[0]), partial, failures)

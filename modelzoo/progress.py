@@ -23,11 +23,17 @@ class ProgressBar(Protocol):
     def update(self, n: int) -> None:
         """Advance by ``n`` units."""
 
+    def set(self, completed: int, total: int | None = None) -> None:
+        """Show ``completed`` units (and ``total``, when known): a resumed task's position."""
+
 
 class _NoBar:
     __slots__ = ()
 
     def update(self, n: int) -> None:
+        pass
+
+    def set(self, completed: int, total: int | None = None) -> None:
         pass
 
 
@@ -40,6 +46,9 @@ class _RichBar:
 
     def update(self, n: int) -> None:
         self._progress.advance(self._task, n)
+
+    def set(self, completed: int, total: int | None = None) -> None:
+        self._progress.update(self._task, completed=completed, total=total)
 
 
 _NO_BAR = _NoBar()

@@ -116,6 +116,18 @@ def test_a_slow_connection_is_split_after_the_probe_keeping_its_bytes(
         download(server.url + "/big.bin", tmp_path / "x.part", parallel=4)
 
 
+def test_one_progress_bar_across_the_probe_and_the_parts(served, tmp_path, monkeypatch, capsys):
+    server, data = served
+    server.rate = 2_000_000
+    monkeypatch.setenv("MODELZOO_PARALLEL_PROBE", "0.3")
+    partial = tmp_path / "out.part"
+    download(server.url + "/big.bin", partial, expected=_sha(data), parallel=4, progress=True)
+    assert partial.read_bytes() == data and len(_bounded(_ranges(server))) >= 6  # it split
+    bars = [line for line in capsys.readouterr().err.splitlines() if "big.bin" in line]
+    assert len(bars) == 1, bars  # one bar for the artifact, ending at its full size
+    assert "6.3/6.3 MB" in bars[0], bars
+
+
 def test_parallel_one_is_the_single_stream(served, tmp_path, monkeypatch):
     server, data = served
     monkeypatch.setenv("MODELZOO_PARALLEL", "1")
