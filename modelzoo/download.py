@@ -193,6 +193,9 @@ class _Job:
         self.parallel = 1  # > 1: a large file on a server with ranges goes to _fetch_parallel
         self.pace: Pace | None = None
         self.served_by: str | None = None  # the URL the last response came from
+        # (hasher, bytes): the probe's one-stream hash, carried into the parts so that its
+        # bytes are not read back from the file.
+        self.carried: tuple[Hasher, int] | None = None
         # One bar for the artifact across retries, resumes, the probe and the parts.
         self._bars = contextlib.ExitStack()
         self._bar: ProgressBar | None = None
@@ -388,6 +391,8 @@ class _Job:
             raise _cache_error(self.partial, write_error, needed=needed) from write_error
         if isinstance(failure, _UrlFailed) and not isinstance(failure, _Stalled):
             _discard(self.partial)
+        if isinstance(failure, _GoParallel):
+            self.carried = (hasher, offset + sink.written)
         if failure is not None:
             raise failure
         if total is not None and received < total:
@@ -1060,6 +1065,12 @@ def _fetch_parallel(job: _Job, candidates: list[str], parallel: int, known=None)
         logger.info("Resuming %s in parts: %d of %d bytes kept", job.partial, kept, total)
     resumed = any(b.done for b in blocks)
     run = _Parallel(job, sources, total, min(parallel, len(blocks)), blocks)
+    carried, job.carried = job.carried, None
+    if carried is not None and carried[1] == sum(b.done for b in blocks):
+        # The probe's bytes (a prefix, as _resume_blocks laid them out) are hashed already.
+        run.hasher = carried[0]
+        for block in blocks:
+            block.hashed = block.done
     try:
         run.fd = os.open(job.partial, os.O_RDWR | os.O_CREAT, 0o644)
         if os.fstat(run.fd).st_size < total:

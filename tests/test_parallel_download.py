@@ -102,7 +102,11 @@ def test_a_slow_connection_is_split_after_the_probe_keeping_its_bytes(
     server.rate = 1_000_000
     monkeypatch.setenv("MODELZOO_PARALLEL_PROBE", "0.3")
     partial = tmp_path / "out.part"
+    read_back = []
+    pread = os.pread
+    monkeypatch.setattr(os, "pread", lambda fd, n, at: read_back.append(n) or pread(fd, n, at))
     download(server.url + "/big.bin", partial, expected=_sha(data), parallel=4)
+    assert read_back == []  # the probe's hash goes on with the parts: no second read
     assert partial.read_bytes() == data
     assert _ranges(server)[0] is None
     spans = sorted(
