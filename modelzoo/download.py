@@ -538,8 +538,8 @@ _MEMORY_BUDGET = 24 << 20
 #: (and malloc's per-thread arenas) stay small.
 _PART_READ = 256 << 10
 #: A connection that delivers this much within ``MODELZOO_PARALLEL_PROBE`` seconds stays
-#: one stream (32 MiB in 0.5 s: 64 MiB/s); parts pay off only below such rates.
-_PROBE_BYTES = 32 << 20
+#: one stream (16 MiB in 0.5 s: 32 MiB/s); parts pay off only below such rates.
+_PROBE_BYTES = 16 << 20
 #: Seconds between two saves of the per-part progress (what a SIGKILL may lose).
 _SAVE_EVERY = 0.5
 
