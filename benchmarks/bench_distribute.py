@@ -13,7 +13,7 @@ once under ``MirroredStrategy`` over two logical CPU devices.
 The first epoch (tracing, warm-up) is timed separately from the measured epochs. On a
 2-core CPU no speed-up is expected: the point is to measure what mirroring costs.
 
-Writes ``benchmarks/results/distribute.json`` and prints a table::
+Writes ``benchmarks/results/strategies.json`` and prints a table::
 
     python benchmarks/bench_distribute.py [--part learner|convnet|both] [--samples 1024]
         [--epochs 3] [--per-replica 32]
@@ -35,7 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-RESULTS = REPO / "benchmarks" / "results" / "distribute.json"
+RESULTS = REPO / "benchmarks" / "results" / "strategies.json"
 CHILD_TIMEOUT = 900.0
 DIGITS = "mobilenet_v1_0.25_32_digits"
 
@@ -44,20 +44,21 @@ def child_convnet(mode: str, samples: int, epochs: int, global_batch: int) -> di
     """Train a small conv net in this process under ``mode`` ("default" or "mirrored")."""
     import numpy as np
 
-    from modelzoo import _tf, distribute
+    from modelzoo import backend
+    from modelzoo.distribute import strategies
 
-    tf, keras = _tf.tf(), _tf.keras()
+    tf, keras = backend.tf(), backend.keras()
     if mode == "mirrored":
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2
         )
-    choice = distribute.choose_strategy("mirrored" if mode == "mirrored" else None)
+    choice = strategies.choose_strategy("mirrored" if mode == "mirrored" else None)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(samples, 32, 32, 3)).astype("float32")
     y = rng.integers(0, 10, size=(samples,)).astype("int32")
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(global_batch).prefetch(2)
-    dataset = distribute.prepare_dataset(dataset, choice.strategy)
+    dataset = strategies.prepare_dataset(dataset, choice.strategy)
     with choice.strategy.scope():
         keras.utils.set_random_seed(1)
         model = keras.Sequential(
@@ -74,7 +75,7 @@ def child_convnet(mode: str, samples: int, epochs: int, global_batch: int) -> di
         model.compile(
             optimizer="adam",
             loss="sparse_categorical_crossentropy",
-            steps_per_execution=distribute.steps_per_execution_for(choice.strategy),
+            steps_per_execution=strategies.steps_per_execution_for(choice.strategy),
         )
     start = time.perf_counter()
     model.fit(dataset, epochs=1, verbose=0)
@@ -90,10 +91,10 @@ def child_learner(mode: str, samples: int, epochs: int, global_batch: int) -> di
     in the environment splits the CPU for "mirrored"."""
     import numpy as np
 
-    from modelzoo import TransferLearner, _tf
-    from modelzoo.datasets import digits_to_rgb, load_digits
+    from modelzoo import TransferLearner, backend
+    from modelzoo.models.datasets import digits_to_rgb, load_digits
 
-    _tf.keras().utils.set_random_seed(1)  # seeds only: the runtime has not started yet
+    backend.keras().utils.set_random_seed(1)  # seeds only: the runtime has not started yet
     learner = TransferLearner(
         DIGITS,
         "conv_pw_13_relu",

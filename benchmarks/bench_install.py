@@ -1,4 +1,4 @@
-"""Benchmark: fetch + verify a ~100 MB file — modelzoo.download against the usual tools.
+"""Benchmark: fetch + verify a ~100 MB file — modelzoo.hub.download against the usual tools.
 
 Run from the repository root::
 
@@ -13,7 +13,7 @@ table shows medians. Methods:
 * ``sha256``            ``hashlib.file_digest`` of the file already on disk
 * ``curl+sha256``       the two above one after the other: the bar to beat
 * ``requests+sha256``   requests, 1 MiB ``iter_content``, hash and write in one thread
-* ``modelzoo``          ``modelzoo.download.download(..., expected=sha256)`` + move into place
+* ``modelzoo``          ``modelzoo.hub.download.download(..., expected=sha256)`` + move into place
 * ``get_file``          ``tf_keras.utils.get_file(..., file_hash=sha256)`` (imported untimed)
 * ``pooch``             ``pooch.retrieve(..., known_hash="sha256:...")``
 
@@ -113,7 +113,7 @@ def _methods(url: str, source: Path, sha: str, work: Path) -> dict:
         assert digest.hexdigest() == sha
 
     def modelzoo(out: Path) -> None:
-        from modelzoo.download import download
+        from modelzoo.hub.download import download
 
         result = download(url, out / "f.bin.part", expected=f"sha256:{sha}", progress=False)
         os.replace(result.path, out / "f.bin")

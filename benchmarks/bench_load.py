@@ -124,7 +124,7 @@ def _publish(registry: Path, name: str) -> None:
     """Add to a folder registry one ``PUBLISHED`` model with random weights."""
     import tf_keras as keras
 
-    from modelzoo import registry as registry_module
+    from modelzoo.hub import registry as registry_module
 
     constructor, build_kwargs = PUBLISHED[name]
     keras.utils.set_random_seed(0)
@@ -188,12 +188,12 @@ def _variants(name: str, blob: Path, kwargs: dict, constructor: str) -> dict:
 
 def _pieces(name: str, blob: Path, model, sha256: str) -> dict:
     """What modelzoo.load adds around build + load_weights, each callable on its own."""
-    from modelzoo.hashes import file_digests
-    from modelzoo.installer import ensure_installed
-    from modelzoo.loading import choose_variant
-    from modelzoo.project import resolve_in_context
-    from modelzoo.safety import scan
-    from modelzoo.slicing import freeze
+    from modelzoo.hub.hashes import file_digests
+    from modelzoo.hub.install import ensure_installed
+    from modelzoo.hub.project import resolve_in_context
+    from modelzoo.models.loading import choose_variant
+    from modelzoo.models.slicing import freeze
+    from modelzoo.safety.scan import scan
 
     def resolve():
         return resolve_in_context(name)
@@ -222,8 +222,8 @@ def _pieces(name: str, blob: Path, model, sha256: str) -> dict:
 
 
 def _time_model(name: str, repeat: int) -> dict:
-    from modelzoo.installer import ensure_installed
-    from modelzoo.project import resolve_in_context
+    from modelzoo.hub.install import ensure_installed
+    from modelzoo.hub.project import resolve_in_context
 
     resolved = resolve_in_context(name)
     rec = ensure_installed(resolved, "full")

@@ -118,7 +118,7 @@ def main() -> int:
         (registry / "models" / "big" / "1.0.0").mkdir(parents=True)
         (registry / "models" / "big" / "1.0.0" / "manifest.json").write_text(json.dumps(manifest))
         sys.path.insert(0, str(ROOT))
-        from modelzoo.registry import write_index
+        from modelzoo.hub.registry import write_index
 
         write_index(registry)
 

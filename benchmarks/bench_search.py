@@ -96,8 +96,8 @@ def main() -> int:
         make_registry(root, args.models)
         generate_s = time.perf_counter() - start
 
-        from modelzoo import _index
-        from modelzoo.registry import search, write_index
+        from modelzoo.hub import index
+        from modelzoo.hub.registry import search, write_index
 
         start = time.perf_counter()
         index_path = write_index(root)
@@ -113,17 +113,17 @@ def main() -> int:
         warm_all = median_time(lambda: search(), args.runs)
 
         def uncached(query):
-            _index._parsed.clear()
+            index._parsed.clear()
             search(query)
 
         uncached_query = median_time(lambda: uncached("mobilenet"), args.runs)
         uncached_all = median_time(lambda: uncached(None), args.runs)
 
-        code = "from modelzoo.registry import search; search('mobilenet')"
+        code = "from modelzoo.hub.registry import search; search('mobilenet')"
         cold_runs = max(3, args.runs // 2)
         cold = cold_run(code, env, cold_runs)
         baseline = cold_run("pass", env, cold_runs)
-        import_only = cold_run("import modelzoo.registry", env, cold_runs)
+        import_only = cold_run("import modelzoo.hub.registry", env, cold_runs)
 
         result = {
             "benchmark": "search",

@@ -69,7 +69,7 @@ def _publish_big(registry: Path) -> None:
     """A folder registry holding MobileNet 1.0 / 96 (random weights) as a notop artifact."""
     import tf_keras as keras
 
-    from modelzoo import registry as registry_module
+    from modelzoo.hub import registry as registry_module
 
     keras.utils.set_random_seed(SEED)
     kwargs = dict(BIG_KWARGS, input_shape=tuple(BIG_KWARGS["input_shape"]))
@@ -104,7 +104,7 @@ def _publish_big(registry: Path) -> None:
 
 
 def _workloads(big_images: int) -> dict[str, dict]:
-    from modelzoo.datasets import digits_to_rgb, split_digits
+    from modelzoo.models.datasets import digits_to_rgb, split_digits
 
     split = split_digits(range(10))
     # a few hundred images, every class, in a fixed order (stride through the split)
@@ -162,7 +162,7 @@ def _fresh() -> None:
 def _run_workload(work: dict, epochs: int, repeat: int) -> dict:
     import numpy as np
 
-    from modelzoo import constants
+    from modelzoo import config
 
     samples: dict[str, list[float]] = {"cache miss": [], "cache hit": [], "plain": []}
     cpu: dict[str, list[float]] = {k: [] for k in samples}
@@ -174,7 +174,7 @@ def _run_workload(work: dict, epochs: int, repeat: int) -> dict:
         probs = {}
         for which in order:
             if which == "cached":
-                shutil.rmtree(constants.home() / "features", ignore_errors=True)
+                shutil.rmtree(config.home() / "features", ignore_errors=True)
                 runs = [("cache miss", "miss"), ("cache hit", "hit")]
             else:
                 runs = [("plain", "off")]

@@ -16,35 +16,35 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from .config import VERSION as __version__  # noqa: F401 (public)
 
 # public name -> module that defines it
 _LAZY = {
     # package manager (TensorFlow-free)
-    "search": "registry",
-    "info": "registry",
-    "resolve": "registry",
-    "install": "installer",
-    "list_installed": "cache",
-    "remove": "cache",
-    "verify": "cache",
-    "Manifest": "manifest",
+    "search": "hub.registry",
+    "info": "hub.registry",
+    "resolve": "hub.registry",
+    "install": "hub.install",
+    "list_installed": "hub.cache",
+    "remove": "hub.cache",
+    "verify": "hub.cache",
+    "Manifest": "hub.manifest",
     # models (TensorFlow)
-    "load": "loading",
-    "layers": "slicing",
-    "slice": "slicing",
-    "freeze": "slicing",
-    "unfreeze": "slicing",
-    "attach_head": "heads",
-    "TransferLearner": "transfer",
-    "ImageFolder": "images",
-    "read_images": "images",
-    "make_strategy": "distribute",
-    "export_tfjs": "tfjs",
-    "scan": "safety",
-    "feature_maps": "viz",
-    "plot_filters": "viz",
-    "plot_history": "viz",
+    "load": "models.loading",
+    "layers": "models.loading",
+    "slice": "models.slicing",
+    "freeze": "models.slicing",
+    "unfreeze": "models.slicing",
+    "attach_head": "models.heads",
+    "TransferLearner": "models.learner",
+    "ImageFolder": "models.images",
+    "read_images": "models.images",
+    "make_strategy": "distribute.strategies",
+    "export_tfjs": "export.tfjs",
+    "scan": "safety.scan",
+    "feature_maps": "viz.maps",
+    "plot_filters": "viz.maps",
+    "plot_history": "viz.maps",
 }
 
 __all__ = sorted([*_LAZY, "errors", "__version__"])

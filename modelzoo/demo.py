@@ -65,10 +65,10 @@ def _scratch_model(manifest, cut: str, num_classes: int, hidden: Sequence[int]):
     Unlike the transfer head, the base here is called in training mode so its
     BatchNormalization layers learn statistics: the fair way to train from scratch.
     """
-    from ._tf import keras
-    from .loading import build_application
-    from .preprocessing import preprocessing_layer
-    from .slicing import slice
+    from .backend import keras
+    from .models.loading import build_application
+    from .models.preprocessing import preprocessing_layer
+    from .models.slicing import slice
 
     k = keras()
     base = slice(build_application(manifest, include_top=False), cut)
@@ -112,11 +112,11 @@ def run_demo(
     Returns:
         A :class:`DemoResult` with per-seed accuracies on the held-out digits.
     """
-    from ._tf import keras
-    from .datasets import digits_to_rgb, split_digits
-    from .installer import install
-    from .registry import resolve
-    from .transfer import TransferLearner
+    from .backend import keras
+    from .hub.install import install
+    from .hub.registry import resolve
+    from .models.datasets import digits_to_rgb, split_digits
+    from .models.learner import TransferLearner
 
     say = on_event or (lambda msg: logger.info("%s", msg))
     k = keras()
@@ -171,7 +171,7 @@ def run_demo(
         if out_dir is not None:
             saved = str(keep.save(Path(out_dir) / "digits_5_9.keras"))
             say(f"saved the transfer model to {saved}")
-            from .tfjs import export_tfjs
+            from .export.tfjs import export_tfjs
 
             web = export_tfjs(
                 keep.model,

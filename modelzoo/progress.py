@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
-from . import constants
+from . import config
 
 __all__ = ["ProgressBar", "progress_bar", "progress_enabled"]
 
@@ -59,7 +59,7 @@ def progress_enabled(enabled: bool | None = None) -> bool:
     ``MODELZOO_DISABLE_PROGRESS_BARS`` is off."""
     if enabled is not None:
         return bool(enabled)
-    if constants.progress_disabled():
+    if config.progress_disabled():
         return False
     stream = sys.stderr
     return stream is not None and hasattr(stream, "isatty") and stream.isatty()

@@ -8,9 +8,9 @@ accuracy). Regenerate them with::
     python recipes/pretrain_digits.py --out registry/models/mobilenet_v1_0.25_32_digits/1.0.0
 
 The data is the UCI 8x8 handwritten digits shipped in ``modelzoo/_data`` (CC BY 4.0),
-split by ``modelzoo.datasets.split_digits(range(5))``; the held-out test images are never
+split by ``modelzoo.models.datasets.split_digits(range(5))``; the held-out test images are never
 used for training. Images are enlarged to 32x32 RGB in 0..255 by
-``modelzoo.datasets.digits_to_rgb`` and fed through MobileNet's own preprocessing (mode
+``modelzoo.models.datasets.digits_to_rgb`` and fed through MobileNet's own preprocessing (mode
 "tf": ``x / 127.5 - 1``), exactly as for the ImageNet MobileNets.
 
 Everything random is seeded (``tf_keras.utils.set_random_seed``, op determinism, numpy
@@ -35,9 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-from modelzoo import _tf
-from modelzoo.datasets import digits_to_rgb, split_digits
-from modelzoo.manifest import parse_manifest
+from modelzoo import backend
+from modelzoo.hub.manifest import parse_manifest
+from modelzoo.models.datasets import digits_to_rgb, split_digits
 
 NAME = "mobilenet_v1_0.25_32_digits"
 VERSION = "1.0.0"
@@ -97,7 +97,7 @@ def train(*, epochs: int, batch_size: int, lr: float, seed: int, max_shift: int)
     Returns:
         (model, held-out accuracy, training accuracy, seconds, n_train, n_test)
     """
-    tf, keras = _tf.tf(), _tf.keras()
+    tf, keras = backend.tf(), backend.keras()
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
 
@@ -176,7 +176,7 @@ def _manifest(out: Path, notop, *, stats: dict) -> dict:
         f"{stats['max_shift']} px, seed {stats['seed']}) in {stats['seconds']:.0f} s wall-clock "
         f"on {stats['cpus']} CPU cores with TensorFlow {stats['tf_version']}. "
         f"Accuracy on the {stats['n_test']} held-out test images of "
-        "modelzoo.datasets.split_digits(range(5)): "
+        "modelzoo.models.datasets.split_digits(range(5)): "
         f"{stats['test_acc'] * 100:.1f}% (training images: {stats['train_acc'] * 100:.1f}%). "
         "A small demo model for offline use, not a general digit recogniser."
     )
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    tf, keras = _tf.tf(), _tf.keras()
+    tf, keras = backend.tf(), backend.keras()
     model, test_acc, train_acc, seconds, n_train, n_test = train(
         epochs=args.epochs,
         batch_size=args.batch_size,

@@ -32,9 +32,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
-from modelzoo._index import MANIFEST_FILE, MODELS_DIR, dumps_index  # noqa: E402
-from modelzoo._index import build_index as _build_index  # noqa: E402
-from modelzoo.manifest import parse_manifest  # noqa: E402
+from modelzoo.hub.index import MANIFEST_FILE, MODELS_DIR, dumps_index  # noqa: E402
+from modelzoo.hub.index import build_index as _build_index  # noqa: E402
+from modelzoo.hub.manifest import parse_manifest  # noqa: E402
 
 DEFAULT_REFERENCE = REPO / "tests" / "data" / "keras_applications_weights.json"
 DEFAULT_REGISTRY = REPO / "registry"
@@ -326,9 +326,9 @@ def probe_worker() -> None:
     """Worker mode: read jobs (JSON lines) on stdin, build each notop model, print results."""
     import gc
 
-    from modelzoo import _tf
+    from modelzoo import backend
 
-    keras = _tf.keras()
+    keras = backend.keras()
     for line in sys.stdin:
         job = json.loads(line)
         kwargs = dict(job["kwargs"])
@@ -495,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in stale:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(files[path], encoding="utf-8")
-    from modelzoo._index import write_index
+    from modelzoo.hub.index import write_index
 
     index = write_index(args.registry)
     print(

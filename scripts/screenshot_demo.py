@@ -1,7 +1,7 @@
 """Screenshot the TF.js demo page (for the README), using real headless Chromium.
 
 Trains a small digits classifier on the bundled data set (a few seconds on CPU), exports
-it with ``modelzoo.tfjs.export_tfjs(with_demo=True)``, serves the export with a local
+it with ``modelzoo.export.tfjs.export_tfjs(with_demo=True)``, serves the export with a local
 ``tf.min.js`` on 127.0.0.1 and saves a PNG of the page classifying a held-out digit::
 
     python scripts/screenshot_demo.py --out docs/tfjs-demo.png
@@ -30,9 +30,9 @@ from _browser import (  # noqa: E402
     write_png,
 )
 
-from modelzoo._tf import keras  # noqa: E402
-from modelzoo.datasets import digits_to_rgb, load_digits  # noqa: E402
-from modelzoo.tfjs import export_tfjs  # noqa: E402
+from modelzoo.backend import keras  # noqa: E402
+from modelzoo.export.tfjs import export_tfjs  # noqa: E402
+from modelzoo.models.datasets import digits_to_rgb, load_digits  # noqa: E402
 
 
 def _train_digits():
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     with tempfile.TemporaryDirectory(prefix="modelzoo-demo-") as tmp:
         if args.export is not None:
-            from modelzoo.datasets import split_digits
+            from modelzoo.models.datasets import split_digits
 
             split = split_digits(range(5, 10))
             x_test = digits_to_rgb(split.x_test)

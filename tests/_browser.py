@@ -30,7 +30,7 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
-from modelzoo.tfjs import TFJS_VERSION
+from modelzoo.export.tfjs import TFJS_VERSION
 
 __all__ = [
     "TFJS_VERSION",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from modelzoo import _tf
+from modelzoo import backend
 
 __all__ = [
     "CONTRAST_SCRIPT",
@@ -67,7 +67,7 @@ print("RESULTS=" + json.dumps(results))
 
 def tiny_model(name: str = "tiny"):
     """Input(4) -> Dense(3, relu) 'hidden' -> Dense(2, softmax) 'out'."""
-    keras = _tf.keras()
+    keras = backend.keras()
     inputs = keras.Input((4,), name="x")
     hidden = keras.layers.Dense(3, activation="relu", name="hidden")(inputs)
     outputs = keras.layers.Dense(2, activation="softmax", name="out")(hidden)
@@ -99,7 +99,7 @@ def lambda_h5(folder: Path, marker: Path, name: str = "lambda.h5") -> Path:
 
     tf_keras calls it while rebuilding the model, so loading the file writes the marker.
     """
-    keras = _tf.keras()
+    keras = backend.keras()
     source = (
         "def payload(x):\n"
         "    import pathlib\n"
@@ -146,7 +146,7 @@ def edit_keras_config(src: Path, dest: Path, edit: Callable[[dict], None]) -> Pa
 
 def edit_h5_config(src: Path, dest: Path, edit: Callable[[dict], None]) -> Path:
     """Copy a legacy .h5 model with its model_config attribute changed by ``edit``."""
-    h5py = _tf.h5py()
+    h5py = backend.h5py()
     shutil.copyfile(src, dest)
     with h5py.File(dest, "r+") as f:
         config = json.loads(f.attrs["model_config"])
@@ -170,7 +170,7 @@ KERNEL = "hidden/hidden/kernel:0"  # where save_weights("x.h5") keeps the first 
 
 def replace_dataset(path: Path, name: str, **create) -> None:
     """Delete dataset ``name`` and create it again with ``create`` kwargs (same shape)."""
-    h5py = _tf.h5py()
+    h5py = backend.h5py()
     with h5py.File(path, "r+") as f:
         old = f[name]
         shape, dtype = old.shape, old.dtype
@@ -195,7 +195,7 @@ def external_storage_weights(folder: Path, secret: Path) -> Path:
 
 def external_link_weights(folder: Path, secret_h5: Path) -> Path:
     """The 'hidden' layer group is an external link into another HDF5 file."""
-    h5py = _tf.h5py()
+    h5py = backend.h5py()
     path = save_weights(folder, "external_link.h5")
     with h5py.File(path, "r+") as f:
         del f["hidden"]
@@ -204,7 +204,7 @@ def external_link_weights(folder: Path, secret_h5: Path) -> Path:
 
 
 def soft_link_weights(folder: Path) -> Path:
-    h5py = _tf.h5py()
+    h5py = backend.h5py()
     path = save_weights(folder, "soft_link.h5")
     with h5py.File(path, "r+") as f:
         f["shortcut"] = h5py.SoftLink("/hidden")
@@ -213,7 +213,7 @@ def soft_link_weights(folder: Path) -> Path:
 
 def virtual_dataset_weights(folder: Path, secret_h5: Path) -> Path:
     """The hidden kernel is a virtual dataset mapping the kernel of another file."""
-    h5py = _tf.h5py()
+    h5py = backend.h5py()
     path = save_weights(folder, "virtual.h5")
     layout = h5py.VirtualLayout(shape=SECRET_KERNEL.shape, dtype="float32")
     layout[:] = h5py.VirtualSource(str(secret_h5), KERNEL, shape=SECRET_KERNEL.shape)
@@ -225,7 +225,7 @@ def virtual_dataset_weights(folder: Path, secret_h5: Path) -> Path:
 
 def declared_huge_weights(folder: Path, n_items: int = 10**12) -> Path:
     """A chunked dataset declaring ``n_items`` floats (4 TB) in a file of a few KB."""
-    h5py = _tf.h5py()
+    h5py = backend.h5py()
     path = save_weights(folder, "declared_huge.h5")
     with h5py.File(path, "r+") as f:
         f.create_dataset("huge", shape=(n_items,), dtype="float32", chunks=(1024,))
@@ -234,7 +234,7 @@ def declared_huge_weights(folder: Path, n_items: int = 10**12) -> Path:
 
 def deflate_bomb_weights(folder: Path, inflated: int = 64 << 20) -> Path:
     """A 4 KB deflate-chunked dataset whose one chunk inflates to ``inflated`` bytes."""
-    h5py = _tf.h5py()
+    h5py = backend.h5py()
     path = save_weights(folder, "deflate_bomb.h5")
     with h5py.File(path, "r+") as f:
         ds = f.create_dataset(
@@ -246,7 +246,7 @@ def deflate_bomb_weights(folder: Path, inflated: int = 64 << 20) -> Path:
 
 def plugin_filter_weights(folder: Path, filter_id: int = 32001) -> Path:
     """A dataset whose pipeline names a filter plugin (Blosc's id) HDF5 would dlopen."""
-    h5py = _tf.h5py()
+    h5py = backend.h5py()
     path = save_weights(folder, "plugin_filter.h5")
     with h5py.File(path, "r+") as f:
         dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)

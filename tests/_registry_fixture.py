@@ -171,6 +171,6 @@ class TestRegistry:
         return published
 
     def write_index(self) -> None:
-        from modelzoo import registry
+        from modelzoo.hub import registry
 
         registry.write_index(self.root)

@@ -30,7 +30,7 @@ def build_registry(root: Path) -> dict:
     """Write the registry under ``root`` and return reference models for comparisons."""
     import tf_keras as keras
 
-    from modelzoo import registry
+    from modelzoo.hub import registry
 
     keras.utils.set_random_seed(7)
     kwargs = dict(MOBILENET_KWARGS, input_shape=tuple(MOBILENET_KWARGS["input_shape"]))

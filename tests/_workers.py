@@ -66,9 +66,10 @@ def _data():
 
 def _train(strategy, global_batch: int, *, initial=None):
     """Build, compile and fit a tiny regression model inside ``strategy.scope()``."""
-    from modelzoo import _tf, distribute
+    from modelzoo import backend
+    from modelzoo.distribute import strategies
 
-    tf, keras = _tf.tf(), _tf.keras()
+    tf, keras = backend.tf(), backend.keras()
     x, y = _data()
     with strategy.scope():
         keras.utils.set_random_seed(1)
@@ -80,27 +81,28 @@ def _train(strategy, global_batch: int, *, initial=None):
         model.compile(
             optimizer=keras.optimizers.SGD(0.05),
             loss="mse",
-            steps_per_execution=distribute.steps_per_execution_for(strategy),
+            steps_per_execution=strategies.steps_per_execution_for(strategy),
         )
     start = [w.copy() for w in model.get_weights()]
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(global_batch)
-    dataset = distribute.prepare_dataset(dataset, strategy)
+    dataset = strategies.prepare_dataset(dataset, strategy)
     history = model.fit(dataset, epochs=EPOCHS, verbose=0, shuffle=False)
     return model, start, [float(v) for v in history.history["loss"]]
 
 
 def run_mirrored() -> dict:
     """Split the CPU in two, then train the same model under mirrored and default."""
-    from modelzoo import _tf, distribute
+    from modelzoo import backend
+    from modelzoo.distribute import strategies
 
-    tf = _tf.tf()
+    tf = backend.tf()
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    choice = distribute.choose_strategy("mirrored")
-    explicit = distribute.choose_strategy("mirrored:/cpu:0,/cpu:1")
-    batch = distribute.global_batch_size(PER_REPLICA, choice.strategy)
+    choice = strategies.choose_strategy("mirrored")
+    explicit = strategies.choose_strategy("mirrored:/cpu:0,/cpu:1")
+    batch = strategies.global_batch_size(PER_REPLICA, choice.strategy)
     mirrored, start, mirrored_loss = _train(choice.strategy, batch)
-    default, _, default_loss = _train(distribute.make_strategy(None), batch, initial=start)
+    default, _, default_loss = _train(strategies.make_strategy(None), batch, initial=start)
     gap = max(
         float(abs(a - b).max())
         for a, b in zip(mirrored.get_weights(), default.get_weights(), strict=True)
@@ -114,7 +116,7 @@ def run_mirrored() -> dict:
         "mirrored_loss": mirrored_loss,
         "default_loss": default_loss,
         "max_weight_gap": gap,
-        "describe_logical_cpus": len(distribute.describe_devices()["logical"]["CPU"]),
+        "describe_logical_cpus": len(strategies.describe_devices()["logical"]["CPU"]),
     }
 
 
@@ -126,7 +128,7 @@ LEARNER_EPOCHS = 3
 
 def _digits():
     """Ten images per class of the digits 5-9 (raw 0..255 RGB) and held-out test images."""
-    from modelzoo.datasets import digits_to_rgb, split_digits
+    from modelzoo.models.datasets import digits_to_rgb, split_digits
 
     split = split_digits(range(5, 10))
     few = split.few_shot(10, seed=0)
@@ -144,10 +146,11 @@ def run_learner_mirrored() -> dict:
     import numpy as np
 
     import modelzoo
-    from modelzoo import TransferLearner, _tf, distribute
+    from modelzoo import TransferLearner, backend
+    from modelzoo.distribute import strategies
 
-    mirrored = distribute.choose_strategy("mirrored")  # first: MODELZOO_CPU_DEVICES splits
-    keras = _tf.keras()
+    mirrored = strategies.choose_strategy("mirrored")  # first: MODELZOO_CPU_DEVICES splits
+    keras = backend.keras()
     base = modelzoo.load(DIGITS, CUT, include_preprocessing=True)
     x, y, x_test = _digits()
     result: dict = {
@@ -203,21 +206,22 @@ def run_learner_worker(out: str, register_timeout: float | None, *, die: bool = 
     """
     from pathlib import Path
 
-    from modelzoo import TransferLearner, _tf, distribute, errors
-    from modelzoo.datasets import DIGIT_CLASSES
+    from modelzoo import TransferLearner, backend, errors
+    from modelzoo.distribute import strategies
+    from modelzoo.models.datasets import DIGIT_CLASSES
 
     seconds = {"import": time.perf_counter() - _STARTED}
     learner = TransferLearner(
         DIGITS,
         CUT,
         labels=[str(d) for d in DIGIT_CLASSES[5:]],
-        strategy=distribute.make_strategy("multi-worker", register_timeout=register_timeout),
+        strategy=strategies.make_strategy("multi-worker", register_timeout=register_timeout),
     )
     seconds["build"] = time.perf_counter() - _STARTED
     choice, strategy = learner.choice, learner.strategy
-    chief = distribute.is_chief(strategy)
+    chief = strategies.is_chief(strategy)
     x, y, x_test = _digits()
-    keras = _tf.keras()
+    keras = backend.keras()
     callbacks = []
     if die and not chief:
 
@@ -254,18 +258,18 @@ def run_learner_worker(out: str, register_timeout: float | None, *, die: bool = 
         "kind": choice.kind,
         "replicas": choice.replicas,
         "chief": chief,
-        "chief_from_env": distribute.is_chief(),
+        "chief_from_env": strategies.is_chief(),
         "global_batch": learner.last_fit["global_batch_size"],
         "loss": first["loss"] + learner.history["loss"][len(first["loss"]) :],
         "first_cache": first_cache,
         "second_cache": learner.last_fit["feature_cache"],
         "features_written": len(list((home / "features").glob("*.npy"))),
-        "agree_true": distribute.all_workers_agree(True, choice),
-        "agree_chief_only": distribute.all_workers_agree(chief, choice),
+        "agree_true": strategies.all_workers_agree(True, choice),
+        "agree_chief_only": strategies.all_workers_agree(chief, choice),
         "saved": str(saved),
         "temp_left": sorted(p.name for p in Path(out).parent.glob(".*.tmp")),
         "predictions": learner.predict(x_test).tolist(),
-        "same_again": distribute.make_strategy("multi-worker") is strategy,
+        "same_again": strategies.make_strategy("multi-worker") is strategy,
         "seconds": {key: round(value, 2) for key, value in seconds.items()},
     }
 
@@ -275,10 +279,11 @@ def run_peer_dies(when: str, register_timeout: float | None) -> dict:
     the learner is built) or ``"fit-start"`` (before the first fit, whose first collective
     reads the mirrored base weights for the feature-cache key). Worker 0 reports what
     reached it: our one-line error, or the raw exception when one escaped."""
-    from modelzoo import TransferLearner, distribute, errors
+    from modelzoo import TransferLearner, errors
+    from modelzoo.distribute import strategies
 
-    strategy = distribute.make_strategy("multi-worker", register_timeout=register_timeout)
-    chief = distribute.is_chief(strategy)
+    strategy = strategies.make_strategy("multi-worker", register_timeout=register_timeout)
+    chief = strategies.is_chief(strategy)
     if not chief and when == "setup":
         os._exit(3)
     stage = "setup"
@@ -321,18 +326,19 @@ def run_load_and_predict(path: str) -> dict:
 def run_spec(spec: str, register_timeout: float | None, *, late: bool = False) -> dict:
     """``choose_strategy(spec)``: the kind it built or the error it raised, then the
     error a second attempt raised (None when it succeeded). ``late``: run an op first."""
-    from modelzoo import _tf, distribute, errors
+    from modelzoo import backend, errors
+    from modelzoo.distribute import strategies
 
     if late:
-        _tf.tf().constant(1.0) + 1.0  # starts the TensorFlow runtime
+        backend.tf().constant(1.0) + 1.0  # starts the TensorFlow runtime
     try:
-        choice = distribute.choose_strategy(spec, register_timeout=register_timeout)
+        choice = strategies.choose_strategy(spec, register_timeout=register_timeout)
     except errors.ModelZooError as exc:
         result = {"error": type(exc).__name__, "message": str(exc)}
     else:
         result = {"kind": choice.kind, "replicas": choice.replicas, "reason": choice.reason}
     try:
-        distribute.choose_strategy(spec, register_timeout=register_timeout)
+        strategies.choose_strategy(spec, register_timeout=register_timeout)
         result["again"] = None
     except errors.ModelZooError as exc:
         result["again"] = str(exc)
@@ -341,9 +347,9 @@ def run_spec(spec: str, register_timeout: float | None, *, late: bool = False) -
 
 def run_specs(specs: list[str]) -> dict:
     """:func:`run_spec` for each spec in turn, with the seconds each took."""
-    from modelzoo import _tf
+    from modelzoo import backend
 
-    _tf.tf()  # keep the import out of the first spec's time
+    backend.tf()  # keep the import out of the first spec's time
     results = {}
     for spec in specs:
         start = time.perf_counter()

@@ -58,7 +58,7 @@ def image_folder(tmp_path_factory):
     import numpy as np
     from PIL import Image
 
-    from modelzoo.datasets import digits_to_rgb, load_digits
+    from modelzoo.models.datasets import digits_to_rgb, load_digits
 
     root = tmp_path_factory.mktemp("images")
     images, labels = load_digits()

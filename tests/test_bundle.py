@@ -15,11 +15,11 @@ from _registry_fixture import TestRegistry
 from typer.testing import CliRunner
 
 import modelzoo
-from modelzoo import project as mp
-from modelzoo.bundle import pack, unpack
-from modelzoo.cache import Cache
 from modelzoo.cli import app
 from modelzoo.errors import IntegrityError, ModelNotFoundError, RegistryError, UsageError
+from modelzoo.hub import project as mp
+from modelzoo.hub.bundle import pack, unpack
+from modelzoo.hub.cache import Cache
 
 
 @pytest.fixture(autouse=True)
@@ -411,8 +411,8 @@ def test_unpack_refuses_other_bytes_for_an_installed_version(packed, tmp_path, m
 def test_publish_pack_unpack_then_load_offline(tmp_path, monkeypatch):
     import numpy as np
 
-    from modelzoo._tf import keras
-    from modelzoo.publish import publish
+    from modelzoo.backend import keras
+    from modelzoo.models.publish import publish
 
     k = keras()
     inp = k.Input((6, 6, 1))

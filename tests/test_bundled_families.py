@@ -20,7 +20,7 @@ import pytest
 from _server import LocalServer
 
 import modelzoo
-from modelzoo.registry import bundled_registry_path, write_index
+from modelzoo.hub.registry import bundled_registry_path, write_index
 
 pytestmark = [pytest.mark.tf, pytest.mark.slow]
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from modelzoo._index import dumps_index
-from modelzoo.manifest import load_manifest
-from modelzoo.registry import build_index, bundled_registry_path, resolve, search
+from modelzoo.hub.index import dumps_index
+from modelzoo.hub.manifest import load_manifest
+from modelzoo.hub.registry import build_index, bundled_registry_path, resolve, search
 
 REPO = Path(__file__).resolve().parent.parent
 REFERENCE = json.loads((REPO / "tests/data/keras_applications_weights.json").read_text("utf-8"))
@@ -194,9 +194,9 @@ def test_bundled_models_resolve_to_official_urls():
 
 @pytest.mark.tf
 def test_constructors_exist_in_tf_keras_applications():
-    from modelzoo import _tf
+    from modelzoo import backend
 
-    applications = _tf.keras().applications
+    applications = backend.keras().applications
     missing = sorted(
         {m.build.constructor for m in keras_manifests().values()}
         - {n for n in dir(applications) if callable(getattr(applications, n))}
@@ -215,9 +215,9 @@ def test_constructors_exist_in_tf_keras_applications():
     ],
 )
 def test_cut_points_exist_in_the_notop_model(name):
-    from modelzoo import _tf
+    from modelzoo import backend
 
-    keras = _tf.keras()
+    keras = backend.keras()
     manifest = keras_manifests()[name]
     kwargs = dict(manifest.build.kwargs)
     kwargs["input_shape"] = tuple(manifest.input.shape)

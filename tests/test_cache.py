@@ -18,10 +18,10 @@ import pytest
 from _registry_fixture import make_bytes, manifest_data
 
 import modelzoo
-from modelzoo import cache as cache_mod
-from modelzoo.cache import Cache, InstallRecord, blob_suffix
 from modelzoo.errors import CacheError, LockTimeoutError, NotInstalledError, UsageError
-from modelzoo.manifest import parse_manifest
+from modelzoo.hub import cache as cache_mod
+from modelzoo.hub.cache import Cache, InstallRecord, blob_suffix
+from modelzoo.hub.manifest import parse_manifest
 
 
 def _manifest(name="tiny", version="1.0.0", variants=("full",), hashes=None):
@@ -468,10 +468,10 @@ def test_file_size_limit_maps_to_cache_error_and_keeps_the_old_record(_isolated_
     proc = _run(
         """
         import resource, signal
-        from modelzoo.cache import Cache
+        from modelzoo.hub.cache import Cache
         from modelzoo.errors import CacheError
         from test_cache import _manifest
-        from modelzoo.manifest import parse_manifest
+        from modelzoo.hub.manifest import parse_manifest
         from _registry_fixture import manifest_data
         c = Cache()
         rec = c.record("tiny", "1.0.0", "full")

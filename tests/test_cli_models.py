@@ -125,7 +125,7 @@ def test_train_with_an_absurd_manifest_input_shape_is_one_line(
 ):
     import shutil
 
-    from modelzoo.registry import bundled_registry_path, write_index
+    from modelzoo.hub.registry import bundled_registry_path, write_index
 
     root = tmp_path / "reg"
     src = bundled_registry_path() / "models" / DIGITS

@@ -1,4 +1,4 @@
-"""modelzoo.datasets: the bundled UCI digits, RGB conversion, seeded splits, few-shot draws."""
+"""modelzoo.models.datasets: the bundled UCI digits, RGB, seeded splits, few-shot draws."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from importlib.resources import files
 import numpy as np
 import pytest
 
-from modelzoo.datasets import (
+from modelzoo.errors import ModelZooError, UsageError
+from modelzoo.models.datasets import (
     DEFAULT_TEST_FRACTION,
     DIGIT_CLASSES,
     DigitsSplit,
@@ -17,7 +18,6 @@ from modelzoo.datasets import (
     load_digits,
     split_digits,
 )
-from modelzoo.errors import ModelZooError, UsageError
 
 # Per-class counts of the UCI optdigits test part (digits 0..9), from its documentation.
 COUNTS = [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
@@ -62,7 +62,8 @@ def test_load_digits_returns_independent_copies():
 
 def test_datasets_module_does_not_import_tensorflow():
     code = (
-        "import sys; from modelzoo.datasets import load_digits, split_digits, digits_to_rgb; "
+        "import sys; "
+        "from modelzoo.models.datasets import load_digits, split_digits, digits_to_rgb; "
         "s = split_digits(range(5)).few_shot(3); digits_to_rgb(s.x_train); load_digits(); "
         "assert 'tensorflow' not in sys.modules and 'tf_keras' not in sys.modules, 'TF imported'"
     )

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modelzoo.datasets import digits_to_rgb, split_digits
-from modelzoo.manifest import load_manifest
+from modelzoo.hub.manifest import load_manifest
+from modelzoo.models.datasets import digits_to_rgb, split_digits
 
 MODEL_DIR = (
     Path(__file__).resolve().parent.parent
@@ -79,9 +79,9 @@ def test_model_folder_holds_only_the_manifest_and_its_artifacts(manifest):
 
 
 def _build(manifest, *, include_top: bool):
-    from modelzoo import _tf
+    from modelzoo import backend
 
-    keras = _tf.keras()
+    keras = backend.keras()
     kwargs = dict(manifest.build.kwargs)
     kwargs["input_shape"] = tuple(kwargs["input_shape"])
     if not include_top:
@@ -101,10 +101,10 @@ def models(manifest):
 
 @pytest.fixture(scope="module")
 def held_out():
-    from modelzoo import _tf
+    from modelzoo import backend
 
     split = split_digits(range(5))
-    preprocess = _tf.keras().applications.mobilenet.preprocess_input  # mode "tf"
+    preprocess = backend.keras().applications.mobilenet.preprocess_input  # mode "tf"
     x = preprocess(digits_to_rgb(split.x_test))
     assert x.min() >= -1.0 and x.max() <= 1.0
     return x, split.y_test
@@ -122,9 +122,9 @@ def test_full_weights_classify_held_out_digits(models, held_out):
 @pytest.mark.tf
 def test_untrained_network_is_near_chance(manifest, held_out):
     # Guards the accuracy test above: without the pretrained weights it must fail.
-    from modelzoo import _tf
+    from modelzoo import backend
 
-    _tf.keras().utils.set_random_seed(0)
+    backend.keras().utils.set_random_seed(0)
     fresh = _build(manifest, include_top=True)
     x, y = held_out
     accuracy = float(np.mean(np.argmax(fresh(x, training=False).numpy(), axis=-1) == y))
@@ -133,9 +133,9 @@ def test_untrained_network_is_near_chance(manifest, held_out):
 
 @pytest.mark.tf
 def test_full_and_notop_give_identical_features_at_the_cut(models, held_out):
-    from modelzoo import _tf
+    from modelzoo import backend
 
-    keras = _tf.keras()
+    keras = backend.keras()
     full, notop = models
     x = held_out[0][:64]
     a = keras.Model(full.input, full.get_layer(CUT).output)(x, training=False).numpy()

@@ -1,4 +1,4 @@
-"""Tests for modelzoo.distribute (and modelzoo.cluster): choosing strategies, clusters,
+"""Tests for modelzoo.distribute: choosing strategies, clusters,
 worker saving.
 
 Anything that needs logical devices or a cluster runs in a fresh interpreter
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from modelzoo import distribute
+from modelzoo.distribute import strategies
 from modelzoo.errors import StrategyError, UsageError
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -81,19 +81,19 @@ GOOD = {
 
 
 def test_parse_tf_config_reads_cluster_and_task():
-    config = distribute.parse_tf_config(json.dumps(GOOD))
+    config = strategies.parse_tf_config(json.dumps(GOOD))
     assert config.num_workers == 3
     assert (config.task_type, config.task_index) == ("worker", 1)
     assert config.address == "10.0.0.3:2222"
     assert config.leader == "/job:chief/replica:0/task:0"
     assert not config.is_chief
-    assert distribute.parse_tf_config({**GOOD, "task": {"type": "chief", "index": 0}}).is_chief
+    assert strategies.parse_tf_config({**GOOD, "task": {"type": "chief", "index": 0}}).is_chief
 
 
 def test_parse_tf_config_without_chief_makes_worker_0_chief_and_leader():
     cluster = {"worker": ["a:1", "b:2"]}
-    first = distribute.parse_tf_config({"cluster": cluster, "task": {"type": "worker", "index": 0}})
-    second = distribute.parse_tf_config(
+    first = strategies.parse_tf_config({"cluster": cluster, "task": {"type": "worker", "index": 0}})
+    second = strategies.parse_tf_config(
         {"cluster": cluster, "task": {"type": "worker", "index": 1}}
     )
     assert first.is_chief and not second.is_chief
@@ -101,11 +101,11 @@ def test_parse_tf_config_without_chief_makes_worker_0_chief_and_leader():
 
 
 def test_parse_tf_config_reads_environment(monkeypatch):
-    assert distribute.parse_tf_config() is None
+    assert strategies.parse_tf_config() is None
     monkeypatch.setenv("TF_CONFIG", "  ")
-    assert distribute.parse_tf_config() is None
+    assert strategies.parse_tf_config() is None
     monkeypatch.setenv("TF_CONFIG", json.dumps(GOOD))
-    assert distribute.parse_tf_config().num_workers == 3
+    assert strategies.parse_tf_config().num_workers == 3
 
 
 @pytest.mark.parametrize(
@@ -134,7 +134,7 @@ def test_parse_tf_config_reads_environment(monkeypatch):
 )
 def test_parse_tf_config_errors_say_what_is_wrong(value, expected):
     with pytest.raises(StrategyError) as info:
-        distribute.parse_tf_config(value if isinstance(value, str) else json.dumps(value))
+        strategies.parse_tf_config(value if isinstance(value, str) else json.dumps(value))
     message = str(info.value)
     assert message.startswith("TF_CONFIG ")
     assert expected in message
@@ -145,27 +145,27 @@ def test_parse_tf_config_errors_say_what_is_wrong(value, expected):
 
 
 def test_is_chief_outside_a_cluster_and_from_config(monkeypatch):
-    assert distribute.is_chief() is True
+    assert strategies.is_chief() is True
     worker1 = {"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}
-    assert distribute.is_chief(json.dumps(worker1)) is False
-    assert distribute.is_chief(worker1) is False
-    assert distribute.is_chief(distribute.parse_tf_config(GOOD)) is False
+    assert strategies.is_chief(json.dumps(worker1)) is False
+    assert strategies.is_chief(worker1) is False
+    assert strategies.is_chief(strategies.parse_tf_config(GOOD)) is False
     monkeypatch.setenv("TF_CONFIG", json.dumps({**worker1, "task": {"type": "worker", "index": 0}}))
-    assert distribute.is_chief() is True
+    assert strategies.is_chief() is True
 
 
 def test_non_chief_saves_to_a_worker_folder_that_is_removed(tmp_path, monkeypatch):
     worker1 = {"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}
     monkeypatch.setenv("TF_CONFIG", json.dumps(worker1))
     real = tmp_path / "out" / "model.keras"
-    target = distribute.worker_temp_dir(real)
+    target = strategies.worker_temp_dir(real)
     assert target != real and target.name == "model.keras"
     assert target.parent.is_dir() and target.parent.parent == real.parent
     target.write_bytes(b"weights")
-    distribute.remove_worker_temp(real)
+    strategies.remove_worker_temp(real)
     assert not target.parent.exists()
     assert sorted(p.name for p in real.parent.iterdir()) == []
-    with distribute.saving_path(real) as target:
+    with strategies.saving_path(real) as target:
         target.write_bytes(b"weights")
     assert not target.exists() and not real.exists()
 
@@ -174,11 +174,11 @@ def test_chief_saves_to_the_real_path_and_keeps_it(tmp_path, monkeypatch):
     chief = {"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 0}}
     monkeypatch.setenv("TF_CONFIG", json.dumps(chief))
     real = tmp_path / "model.keras"
-    assert distribute.worker_temp_dir(real) == real
-    with distribute.saving_path(real) as target:
+    assert strategies.worker_temp_dir(real) == real
+    with strategies.saving_path(real) as target:
         target.write_bytes(b"weights")
     assert real.read_bytes() == b"weights"
-    distribute.remove_worker_temp(real)  # never deletes the chief's output
+    strategies.remove_worker_temp(real)  # never deletes the chief's output
     assert real.exists()
 
 
@@ -187,8 +187,8 @@ def test_different_workers_get_different_folders(tmp_path):
         cluster = {"worker": ["a:1", "b:2", "c:3"]}
         return {"cluster": cluster, "task": {"type": "worker", "index": index}}
 
-    first = distribute.worker_temp_dir(tmp_path / "m", config(1))
-    second = distribute.worker_temp_dir(tmp_path / "m", config(2))
+    first = strategies.worker_temp_dir(tmp_path / "m", config(1))
+    second = strategies.worker_temp_dir(tmp_path / "m", config(2))
     assert first != second
 
 
@@ -197,13 +197,13 @@ def test_different_workers_get_different_folders(tmp_path):
 
 @pytest.mark.tf
 def test_auto_on_this_machine_is_the_default_cpu_strategy(caplog):
-    choice = distribute.choose_strategy("auto")
+    choice = strategies.choose_strategy("auto")
     assert choice.kind == "cpu" and choice.replicas == 1 and choice.devices == ("/cpu:0",)
     assert choice.spec == "auto"
     assert "0 GPUs" in choice.reason and "TF_CONFIG absent" in choice.reason
     assert "TPU_NAME unset" in choice.reason
     with caplog.at_level(logging.INFO, logger="modelzoo"):
-        strategy = distribute.make_strategy()
+        strategy = strategies.make_strategy()
     assert strategy is choice.strategy
     assert any("0 GPUs" in record.getMessage() for record in caplog.records)
 
@@ -211,24 +211,24 @@ def test_auto_on_this_machine_is_the_default_cpu_strategy(caplog):
 @pytest.mark.tf
 def test_cpu_default_and_none_on_a_cpu_machine():
     tf = pytest.importorskip("tensorflow")
-    cpu = distribute.choose_strategy("cpu")
-    none = distribute.choose_strategy(None)
+    cpu = strategies.choose_strategy("cpu")
+    none = strategies.choose_strategy(None)
     assert cpu.kind == none.kind == "cpu"
     assert cpu.strategy is none.strategy is tf.distribute.get_strategy()
     assert none.spec == "default"
-    assert distribute.choose_strategy("default").strategy is none.strategy
+    assert strategies.choose_strategy("default").strategy is none.strategy
 
 
 @pytest.mark.tf
 def test_ready_made_strategies_pass_through():
     tf = pytest.importorskip("tensorflow")
     one = tf.distribute.OneDeviceStrategy("/cpu:0")
-    assert distribute.make_strategy(one) is one
-    choice = distribute.choose_strategy(one)
+    assert strategies.make_strategy(one) is one
+    choice = strategies.choose_strategy(one)
     assert choice.kind == "cpu" and choice.replicas == 1 and "ready-made" in choice.reason
-    assert distribute.choose_strategy(choice) is choice
-    assert distribute.make_strategy(choice) is one
-    mirrored = distribute.choose_strategy(tf.distribute.MirroredStrategy(["/cpu:0"]))
+    assert strategies.choose_strategy(choice) is choice
+    assert strategies.make_strategy(choice) is one
+    mirrored = strategies.choose_strategy(tf.distribute.MirroredStrategy(["/cpu:0"]))
     assert mirrored.kind == "mirrored"
 
 
@@ -238,7 +238,7 @@ def test_auto_with_one_worker_tf_config_stays_local(monkeypatch):
         "TF_CONFIG",
         json.dumps({"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}),
     )
-    choice = distribute.choose_strategy("auto")
+    choice = strategies.choose_strategy("auto")
     assert choice.kind == "cpu" and "TF_CONFIG names 1 worker" in choice.reason
 
 
@@ -246,7 +246,7 @@ def test_auto_with_one_worker_tf_config_stays_local(monkeypatch):
 def test_auto_with_a_broken_tf_config_fails(monkeypatch):
     monkeypatch.setenv("TF_CONFIG", "{oops")
     with pytest.raises(StrategyError, match="not valid JSON"):
-        distribute.choose_strategy("auto")
+        strategies.choose_strategy("auto")
 
 
 @pytest.mark.tf
@@ -254,7 +254,7 @@ def test_auto_with_tpu_name_pointing_nowhere_fails_fast(monkeypatch):
     port = _closed_port()
     monkeypatch.setenv("TPU_NAME", f"grpc://127.0.0.1:{port}")
     with pytest.raises(StrategyError, match=f"nothing answers at 127.0.0.1:{port}") as info:
-        distribute.make_strategy("auto", tpu_timeout=2)
+        strategies.make_strategy("auto", tpu_timeout=2)
     assert isinstance(info.value.__cause__, OSError)
 
 
@@ -276,7 +276,7 @@ def test_auto_with_tpu_name_pointing_nowhere_fails_fast(monkeypatch):
 )
 def test_bad_specs_are_usage_errors(spec, expected):
     with pytest.raises(UsageError) as info:
-        distribute.make_strategy(spec)
+        strategies.make_strategy(spec)
     assert expected in str(info.value)
     assert repr(spec) in str(info.value)  # says what it received
 
@@ -293,7 +293,7 @@ def test_bad_specs_are_usage_errors(spec, expected):
 )
 def test_bad_arguments_are_usage_errors(kwargs, expected):
     with pytest.raises(UsageError) as info:
-        distribute.make_strategy(**kwargs)
+        strategies.make_strategy(**kwargs)
     assert expected in str(info.value)
 
 
@@ -303,25 +303,25 @@ def test_bad_arguments_are_usage_errors(kwargs, expected):
 @pytest.mark.tf
 def test_dataset_helpers_under_the_default_strategy():
     tf = pytest.importorskip("tensorflow")
-    assert distribute.global_batch_size(32) == 32
-    assert distribute.global_batch_size(8, distribute.choose_strategy("cpu")) == 8
-    assert distribute.steps_per_execution_for() == 1
+    assert strategies.global_batch_size(32) == 32
+    assert strategies.global_batch_size(8, strategies.choose_strategy("cpu")) == 8
+    assert strategies.steps_per_execution_for() == 1
     dataset = tf.data.Dataset.range(10).batch(4)
-    assert distribute.prepare_dataset(dataset) is dataset
+    assert strategies.prepare_dataset(dataset) is dataset
     mirrored = tf.distribute.MirroredStrategy(["/cpu:0"])
-    assert distribute.prepare_dataset(dataset, mirrored) is dataset
-    assert distribute.steps_per_execution_for(mirrored) == 1
+    assert strategies.prepare_dataset(dataset, mirrored) is dataset
+    assert strategies.steps_per_execution_for(mirrored) == 1
 
 
 @pytest.mark.tf
 @pytest.mark.parametrize(
     ("call", "expected"),
     [
-        (lambda: distribute.global_batch_size(0), "per_replica must be a positive integer"),
-        (lambda: distribute.global_batch_size(2.5), "Received: 2.5"),
-        (lambda: distribute.global_batch_size(8, "auto"), "Build one with make_strategy()"),
-        (lambda: distribute.prepare_dataset([1, 2, 3]), "needs a tf.data.Dataset"),
-        (lambda: distribute.steps_per_execution_for(object()), "Expected a tf.distribute"),
+        (lambda: strategies.global_batch_size(0), "per_replica must be a positive integer"),
+        (lambda: strategies.global_batch_size(2.5), "Received: 2.5"),
+        (lambda: strategies.global_batch_size(8, "auto"), "Build one with make_strategy()"),
+        (lambda: strategies.prepare_dataset([1, 2, 3]), "needs a tf.data.Dataset"),
+        (lambda: strategies.steps_per_execution_for(object()), "Expected a tf.distribute"),
     ],
 )
 def test_dataset_helpers_reject_bad_arguments(call, expected):
@@ -332,7 +332,7 @@ def test_dataset_helpers_reject_bad_arguments(call, expected):
 
 @pytest.mark.tf
 def test_describe_devices_reports_devices_and_the_auto_plan():
-    info = distribute.describe_devices()
+    info = strategies.describe_devices()
     assert set(info) == {
         "tensorflow",
         "tf_keras",
@@ -356,16 +356,16 @@ def test_describe_devices_reports_devices_and_the_auto_plan():
 def test_describe_devices_plans_without_building(monkeypatch):
     # A 2-worker cluster whose peers do not exist: building would wait; planning must not.
     monkeypatch.setenv("TF_CONFIG", json.dumps(GOOD))
-    info = distribute.describe_devices()
+    info = strategies.describe_devices()
     assert info["tf_config"] == {"task": "worker:1", "workers": 3, "error": None}
     assert info["auto"]["kind"] == "multi-worker"
     monkeypatch.setenv("TF_CONFIG", "[]")
-    info = distribute.describe_devices()
+    info = strategies.describe_devices()
     assert "must be a JSON object" in info["tf_config"]["error"]
     assert "must be a JSON object" in info["auto"]["error"]
     monkeypatch.setenv("TF_CONFIG", json.dumps(GOOD))
     monkeypatch.setenv("TPU_NAME", "grpc://127.0.0.1:1")
-    info = distribute.describe_devices()
+    info = strategies.describe_devices()
     assert info["tpu_name"] == "grpc://127.0.0.1:1" and info["auto"]["kind"] == "tpu"
 
 

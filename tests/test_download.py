@@ -1,4 +1,4 @@
-"""Tests for modelzoo.download (and modelzoo.progress) against a real local HTTP server.
+"""Tests for modelzoo.hub.download (and modelzoo.progress) against a real local HTTP server.
 
 Faults come from the routes of ``tests/_server.py``; disk-full and killed downloads run
 in child processes so the failures are real (a file size limit, a SIGKILL).
@@ -24,7 +24,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # `from _server import ...` outside pytest too
 from _server import LocalServer  # noqa: E402
 
-from modelzoo import download as dl  # noqa: E402
 from modelzoo.errors import (  # noqa: E402
     CacheError,
     DownloadError,
@@ -32,7 +31,8 @@ from modelzoo.errors import (  # noqa: E402
     OfflineError,
     UsageError,
 )
-from modelzoo.manifest import Hash  # noqa: E402
+from modelzoo.hub import download as dl  # noqa: E402
+from modelzoo.hub.manifest import Hash  # noqa: E402
 from modelzoo.progress import progress_bar, progress_enabled  # noqa: E402
 
 SIZE = 300_000
@@ -475,7 +475,7 @@ def test_rewrite_urls_rejects_unreadable_rules(rule):
 _CHILD = textwrap.dedent(
     """
     import json, resource, signal, sys
-    from modelzoo.download import download
+    from modelzoo.hub.download import download
     from modelzoo.errors import CacheError
     url, partial, limit = sys.argv[1], sys.argv[2], int(sys.argv[3])
     if limit:

@@ -154,7 +154,7 @@ def test_verify_with_a_corrupt_tofu_json_reports_it_and_verifies_the_rest(
 _PRUNER = """
 import sys, time
 from pathlib import Path
-from modelzoo.cache import Cache
+from modelzoo.hub.cache import Cache
 stop, ready = Path(sys.argv[1]), Path(sys.argv[2])
 ready.write_text("go")
 while not stop.exists():
@@ -322,7 +322,7 @@ def test_folder_registry_may_use_file_urls(tmp_path, run, monkeypatch):
 
 @pytest.fixture(scope="module")
 def tiny_model_file(tmp_path_factory):
-    from modelzoo._tf import keras
+    from modelzoo.backend import keras
 
     k = keras()
     inp = k.Input((8, 8, 3), name="image")
@@ -354,7 +354,7 @@ def _popen_cli(*args, **kwargs):
 def test_publish_killed_mid_way_then_published_again_with_the_umasks_permissions(
     tmp_path, tiny_model_file, caplog
 ):
-    from modelzoo.publish import publish
+    from modelzoo.models.publish import publish
 
     """SIGKILL leaves a staging folder: `registry verify` reports it, the next publish
     removes it, and every published file gets the umask's normal mode (13.4, 13.5)."""
@@ -610,15 +610,15 @@ def test_modelzoo_home_being_a_file_is_one_line_and_fails(tmp_path, cli_in):
     ],
 )
 def test_invalid_numeric_environment_variables_are_named(var, value):
-    from modelzoo import constants
+    from modelzoo import config
     from modelzoo.errors import UsageError
 
     readers = {
-        "MODELZOO_TIMEOUT": constants.timeouts,
-        "MODELZOO_MAX_RETRIES": constants.max_retries,
-        "MODELZOO_DEADLINE": constants.deadline,
-        "MODELZOO_MIN_RATE": constants.min_rate,
-        "MODELZOO_CPU_DEVICES": constants.cpu_devices,
+        "MODELZOO_TIMEOUT": config.timeouts,
+        "MODELZOO_MAX_RETRIES": config.max_retries,
+        "MODELZOO_DEADLINE": config.deadline,
+        "MODELZOO_MIN_RATE": config.min_rate,
+        "MODELZOO_CPU_DEVICES": config.cpu_devices,
     }
     os.environ[var] = value
     try:
@@ -692,13 +692,13 @@ def test_prune_beside_a_running_unpack_keeps_its_staging_folder(tmp_path, monkey
     import time
 
     import modelzoo
-    from modelzoo.cache import Cache
+    from modelzoo.hub.cache import Cache
 
     reg = TestRegistry(tmp_path / "reg")
     reg.publish("big", data={"full": os.urandom(16 << 20)})
     monkeypatch.setenv("MODELZOO_REGISTRY", str(reg.root))
     bundle = tmp_path / "big.tar"
-    from modelzoo.bundle import pack
+    from modelzoo.hub.bundle import pack
 
     pack(["big"], output=bundle)
     modelzoo.remove("big")

@@ -1,4 +1,4 @@
-"""Tests for modelzoo.hashes: digests of files and streams, matching, the hashing writer."""
+"""Tests for modelzoo.hub.hashes: digests of files and streams, matching, the hashing writer."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from modelzoo.constants import CHUNK_SIZE
+from modelzoo.config import CHUNK_SIZE
 from modelzoo.errors import UsageError
-from modelzoo.hashes import (
+from modelzoo.hub.hashes import (
     Hasher,
     HashingWriter,
     WriteFailed,
@@ -18,7 +18,7 @@ from modelzoo.hashes import (
     format_hash,
     matches,
 )
-from modelzoo.manifest import Hash
+from modelzoo.hub.manifest import Hash
 
 
 @pytest.fixture

@@ -6,22 +6,22 @@ import numpy as np
 import pytest
 
 from modelzoo import errors
-from modelzoo.heads import attach_head, compile_defaults, label_format
-from modelzoo.slicing import freeze, unfreeze
+from modelzoo.models.heads import attach_head, compile_defaults, label_format
+from modelzoo.models.slicing import freeze, unfreeze
 
 pytestmark = pytest.mark.tf
 
 
 @pytest.fixture(scope="module")
 def keras():
-    from modelzoo._tf import keras
+    from modelzoo.backend import keras
 
     return keras()
 
 
 @pytest.fixture(scope="module")
 def tf():
-    from modelzoo._tf import tf
+    from modelzoo.backend import tf
 
     return tf()
 
@@ -232,7 +232,7 @@ def test_rank_that_cannot_be_pooled(keras):
 
 
 def test_model_with_head_on_nested_slice_saves_and_reloads(keras, tmp_path):
-    from modelzoo.slicing import slice
+    from modelzoo.models.slicing import slice
 
     inner = _base(keras, name="inner")
     inp = keras.Input((8, 8, 3), name="image")
@@ -307,7 +307,7 @@ def test_unfreeze_keeps_batchnorm_frozen_by_default(keras):
 
 
 def test_unfreeze_top_on_a_head_model_counts_head_layers_last(keras):
-    from modelzoo.slicing import layers
+    from modelzoo.models.slicing import layers
 
     model = attach_head(freeze(_base(keras)), 3, hidden=(8,), pooling="avg")
     freeze(model)

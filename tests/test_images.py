@@ -89,7 +89,7 @@ def test_predict_reads_pixels_exactly_as_training_does(trained, photo_folder):
 def test_the_folder_pipeline_and_the_file_reader_give_the_same_pixels(photo_folder):
     import tf_keras as keras
 
-    from modelzoo.images import ImageFolder, read_images
+    from modelzoo.models.images import ImageFolder, read_images
 
     folder = ImageFolder.scan(photo_folder)
     streamed = {
@@ -218,7 +218,7 @@ def test_learner_streams_a_folder_like_the_same_images_in_memory(photo_folder, _
 
 
 def test_feature_blocks_visit_every_row_once_per_epoch_in_a_new_order(tmp_path):
-    from modelzoo.features import FeatureCache, feature_blocks
+    from modelzoo.models.features import FeatureCache, feature_blocks
 
     cache = FeatureCache(tmp_path)
     rows = np.arange(50, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32)

@@ -18,7 +18,6 @@ from _registry_fixture import BAD_SHA256, TestRegistry, make_bytes
 from _server import LocalServer
 
 import modelzoo
-from modelzoo.cache import Cache
 from modelzoo.errors import (
     DownloadError,
     HashRequiredError,
@@ -28,7 +27,8 @@ from modelzoo.errors import (
     VariantNotFoundError,
     VersionNotFoundError,
 )
-from modelzoo.installer import ensure_installed, install
+from modelzoo.hub.cache import Cache
+from modelzoo.hub.install import ensure_installed, install
 
 TESTS = Path(__file__).parent
 
@@ -175,7 +175,7 @@ def test_a_record_with_a_missing_blob_is_reinstalled(reg, server):
 
 
 def test_modelzoo_install_is_the_function_after_the_module_is_imported():
-    import modelzoo.installer  # noqa: F401  (importing the module must not shadow the function)
+    import modelzoo.hub.install  # noqa: F401  (importing the module must not shadow the function)
 
     assert modelzoo.install is install
 
@@ -309,7 +309,7 @@ def test_a_folder_registry_with_relative_urls_installs_offline(reg, server, monk
 
 
 def test_ensure_installed_accepts_specs_resolved_models_and_manifests(reg, server, monkeypatch):
-    from modelzoo.registry import resolve
+    from modelzoo.hub.registry import resolve
 
     reg.publish("e", variants={"full": 1000, "notop": 500}, absolute=True)
     resolved = resolve("e")

@@ -14,8 +14,8 @@ import pytest
 from _server import LocalServer
 
 import modelzoo
-from modelzoo import registry
-from modelzoo.cache import Cache
+from modelzoo.hub import registry
+from modelzoo.hub.cache import Cache
 
 KWARGS = {"alpha": 0.25, "input_shape": [32, 32, 3], "classes": 3}
 
@@ -209,7 +209,7 @@ _SHA = "ab" * 32
 
 
 def test_uppercase_hex_is_accepted_and_normalised():
-    from modelzoo.manifest import Hash, parse_hash
+    from modelzoo.hub.manifest import Hash, parse_hash
 
     assert parse_hash("sha256:" + _SHA.upper()) == Hash("sha256", _SHA)
     assert parse_hash("MD5:" + "C" * 32) == Hash("md5", "c" * 32)
@@ -218,7 +218,7 @@ def test_uppercase_hex_is_accepted_and_normalised():
 @pytest.mark.parametrize("bad", [f"sha256:{_SHA}\n", f"sha256:{_SHA} ", "md5:" + "a" * 31])
 def test_a_hash_with_a_trailing_newline_is_refused(bad):
     from modelzoo.errors import ManifestError
-    from modelzoo.manifest import parse_hash
+    from modelzoo.hub.manifest import parse_hash
 
     with pytest.raises(ManifestError):
         parse_hash(bad)
@@ -226,7 +226,7 @@ def test_a_hash_with_a_trailing_newline_is_refused(bad):
 
 def test_a_name_with_a_trailing_newline_is_refused(tmp_path):
     from modelzoo.errors import ManifestError
-    from modelzoo.manifest import NAME_RE, validate_name
+    from modelzoo.hub.manifest import NAME_RE, validate_name
 
     assert NAME_RE.fullmatch("name") and not NAME_RE.match("name\n")
     with pytest.raises(ManifestError):
@@ -270,7 +270,7 @@ def _doc_with(url: str, mirrors=()) -> dict:
 )
 def test_manifest_urls_with_credentials_are_refused(url, mirrors):
     from modelzoo.errors import ManifestError
-    from modelzoo.manifest import parse_manifest
+    from modelzoo.hub.manifest import parse_manifest
 
     with pytest.raises(ManifestError, match="credentials") as caught:
         parse_manifest(_doc_with(url, mirrors), source="m.json")
@@ -279,7 +279,7 @@ def test_manifest_urls_with_credentials_are_refused(url, mirrors):
 
 def test_mirror_rule_with_credentials_is_refused(monkeypatch):
     from modelzoo.errors import UsageError
-    from modelzoo.mirrors import rewrite_urls
+    from modelzoo.hub.mirrors import rewrite_urls
 
     with pytest.raises(UsageError, match="credentials") as caught:
         rewrite_urls(["https://example.org/x.h5"], "https://u:s3cret@mirror.example.org/")
@@ -287,8 +287,8 @@ def test_mirror_rule_with_credentials_is_refused(monkeypatch):
 
 
 def test_credentials_in_a_url_are_never_sent_nor_written(local_server, tmp_path):
-    from modelzoo.download import download
     from modelzoo.errors import DownloadError
+    from modelzoo.hub.download import download
 
     (local_server.root / "x.bin").write_bytes(b"x" * 100)
     host = local_server.url.split("//", 1)[1]
@@ -354,8 +354,8 @@ def test_a_mismatch_names_the_mirror_the_bytes_came_from(reg, monkeypatch):
 def test_a_mismatch_after_a_redirect_names_where_the_bytes_came_from(local_server, tmp_path):
     import urllib.parse
 
-    from modelzoo.download import download
     from modelzoo.errors import IntegrityError
+    from modelzoo.hub.download import download
 
     (local_server.root / "other.bin").write_bytes(b"z" * 100)
     target = urllib.parse.quote(local_server.url + "/other.bin", safe="")
@@ -369,7 +369,7 @@ def test_a_mismatch_after_a_redirect_names_where_the_bytes_came_from(local_serve
 def test_retry_after_is_honoured(local_server, tmp_path):
     import time
 
-    from modelzoo.download import download
+    from modelzoo.hub.download import download
 
     (local_server.root / "x.bin").write_bytes(b"x" * 1000)
     start = time.monotonic()
@@ -381,10 +381,10 @@ def test_retry_after_is_honoured(local_server, tmp_path):
 def test_retry_after_is_capped(local_server, tmp_path, monkeypatch):
     import time
 
-    from modelzoo import _http
-    from modelzoo.download import download
+    from modelzoo.hub import http
+    from modelzoo.hub.download import download
 
-    monkeypatch.setattr(_http, "RETRY_AFTER_CAP", 0.2)
+    monkeypatch.setattr(http, "RETRY_AFTER_CAP", 0.2)
     (local_server.root / "x.bin").write_bytes(b"x" * 1000)
     start = time.monotonic()
     download(f"{local_server.url}/first/1/retry-after/3600/x.bin", tmp_path / "x.part")
@@ -434,8 +434,8 @@ def silent_server():
 def _timed_failure(url, partial, **kwargs):
     import time
 
-    from modelzoo.download import download
     from modelzoo.errors import DownloadError
+    from modelzoo.hub.download import download
 
     start = time.monotonic()
     with pytest.raises(DownloadError) as caught:
@@ -444,7 +444,7 @@ def _timed_failure(url, partial, **kwargs):
 
 
 def test_a_slow_drip_fails_fast_keeps_its_bytes_and_resumes(local_server, tmp_path, short_limits):
-    from modelzoo.download import download
+    from modelzoo.hub.download import download
 
     data = bytes(range(256)) * 400
     (local_server.root / "x.bin").write_bytes(data)
@@ -499,12 +499,12 @@ def test_a_stalled_install_is_one_line_and_a_later_install_resumes(reg, short_li
     [("abc", "MODELZOO_MIN_RATE"), ("-1", "MODELZOO_DEADLINE"), ("5/0", "MODELZOO_MIN_RATE")],
 )
 def test_unreadable_limits_are_one_line_usage_errors(monkeypatch, value, variable):
-    from modelzoo import constants
+    from modelzoo import config
     from modelzoo.errors import UsageError
 
     monkeypatch.setenv(variable, value)
     with pytest.raises(UsageError, match=variable):
-        constants.min_rate() if variable == "MODELZOO_MIN_RATE" else constants.deadline()
+        config.min_rate() if variable == "MODELZOO_MIN_RATE" else config.deadline()
 
 
 # --------------------------------------------------------------------------- item 6: one policy
@@ -536,7 +536,7 @@ def _auth_by_host(server) -> list[tuple[str, bool]]:
 
 
 def test_netrc_credentials_are_sent_to_their_host_only_download(local_server, tmp_path, netrc):
-    from modelzoo.download import download
+    from modelzoo.hub.download import download
 
     (local_server.root / "x.bin").write_bytes(b"x" * 1000)
     download(_cross_host(local_server, "/x.bin"), tmp_path / "x.part")
@@ -586,8 +586,8 @@ def tls_server(tmp_path):
 def test_index_fetch_never_downgrades_https_to_http(tls_server, local_server, monkeypatch):
     import urllib.parse
 
-    from modelzoo._index import http_get
     from modelzoo.errors import RegistryError
+    from modelzoo.hub.index import http_get
 
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", tls_server.cafile)
     (tls_server.root / "index.json").write_text("{}", encoding="utf-8")
@@ -601,7 +601,7 @@ def test_index_fetch_never_downgrades_https_to_http(tls_server, local_server, mo
 def test_head_never_downgrades_https_to_http(tls_server, local_server, monkeypatch):
     import urllib.parse
 
-    from modelzoo._http import head_size
+    from modelzoo.hub.http import head_size
 
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", tls_server.cafile)
     (local_server.root / "x.bin").write_bytes(b"x" * 10)
@@ -613,9 +613,9 @@ def test_head_never_downgrades_https_to_http(tls_server, local_server, monkeypat
 
 
 def test_head_and_index_cut_redirect_loops(local_server, monkeypatch):
-    from modelzoo._http import MAX_REDIRECTS, head_size
-    from modelzoo._index import http_get
     from modelzoo.errors import RegistryError
+    from modelzoo.hub.http import MAX_REDIRECTS, head_size
+    from modelzoo.hub.index import http_get
 
     assert head_size(local_server.url + "/redirect/x") is None
     assert len(local_server.requests) == MAX_REDIRECTS + 1

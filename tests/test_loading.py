@@ -9,7 +9,7 @@ from _tiny_apps import build_registry
 
 import modelzoo
 from modelzoo.errors import LayerNotFoundError, UsageError
-from modelzoo.preprocessing import preprocess
+from modelzoo.models.preprocessing import preprocess
 
 pytestmark = pytest.mark.tf
 
@@ -141,8 +141,8 @@ def test_manifest_input_shape_is_the_default_when_kwargs_lack_it(built):
     """A manifest need not repeat its input shape in build.kwargs (issue 11 item 1)."""
     import json
 
-    from modelzoo.loading import build_application
-    from modelzoo.manifest import parse_manifest
+    from modelzoo.hub.manifest import parse_manifest
+    from modelzoo.models.loading import build_application
 
     root, _ = built
     doc = json.loads((root / "models/tiny_mobilenet/1.0.0/manifest.json").read_text("utf-8"))

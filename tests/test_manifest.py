@@ -1,4 +1,4 @@
-"""Manifest schema validation (modelzoo.manifest) and semantic versions (modelzoo.versions)."""
+"""Manifest schema validation (modelzoo.hub.manifest) and semantic versions (modelzoo.versions)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import pytest
 
 from modelzoo.errors import ManifestError, ModelZooError
-from modelzoo.manifest import Hash, load_manifest, parse_hash, parse_manifest
+from modelzoo.hub.manifest import Hash, load_manifest, parse_hash, parse_manifest
 from modelzoo.versions import best_match, is_version, matches, parse_version, split_spec
 
 SOURCE = "registry/models/demo/1.0.0/manifest.json"

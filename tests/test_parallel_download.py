@@ -20,9 +20,9 @@ from _registry_fixture import TestRegistry, make_bytes
 from _server import LocalServer
 
 import modelzoo
-from modelzoo.cache import Cache
-from modelzoo.download import download
 from modelzoo.errors import DownloadError, IntegrityError, UsageError
+from modelzoo.hub.cache import Cache
+from modelzoo.hub.download import download
 
 SIZE = 6 * (1 << 20) + 12_345  # 7 parts of at most 1 MiB
 TESTS = Path(__file__).resolve().parent

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from modelzoo.errors import UsageError
-from modelzoo.preprocessing import affine, preprocess
+from modelzoo.models.preprocessing import affine, preprocess
 
 RAW = np.random.default_rng(0).uniform(0, 255, (2, 5, 5, 3)).astype("float32")
 
@@ -34,7 +34,7 @@ def test_numpy_and_layer_match_keras_preprocess_input(mode, module):
 
     import tf_keras as keras
 
-    from modelzoo.preprocessing import preprocessing_layer
+    from modelzoo.models.preprocessing import preprocessing_layer
 
     keras_fn = importlib.import_module(f"tf_keras.applications.{module}").preprocess_input
     expected = keras_fn(RAW.copy())

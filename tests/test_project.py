@@ -13,8 +13,6 @@ from _registry_fixture import TestRegistry
 from _server import LocalServer
 from typer.testing import CliRunner
 
-from modelzoo import project as mp
-from modelzoo.cache import Cache
 from modelzoo.cli import app
 from modelzoo.errors import (
     IntegrityError,
@@ -23,6 +21,8 @@ from modelzoo.errors import (
     UsageError,
     VariantNotFoundError,
 )
+from modelzoo.hub import project as mp
+from modelzoo.hub.cache import Cache
 
 HEADER = "# models for the pacman detector\n"
 
@@ -342,7 +342,7 @@ def test_frozen_install_when_the_locked_version_is_gone(proj, tmp_path, monkeypa
 
 
 def test_the_bundled_registry_is_written_portably(tmp_path, monkeypatch):
-    from modelzoo.registry import bundled_registry_path
+    from modelzoo.hub.registry import bundled_registry_path
 
     digits = "mobilenet_v1_0.25_32_digits"
     root = tmp_path / "app"

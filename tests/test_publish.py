@@ -19,7 +19,6 @@ from _registry_fixture import BAD_SHA256, TestRegistry
 from typer.testing import CliRunner
 
 import modelzoo
-from modelzoo import project as mp
 from modelzoo.cli import app
 from modelzoo.errors import (
     LayerNotFoundError,
@@ -28,7 +27,9 @@ from modelzoo.errors import (
     UsageError,
     VersionExistsError,
 )
-from modelzoo.publish import publish, read_labels, verify_registry
+from modelzoo.hub import project as mp
+from modelzoo.hub.folder import verify_registry
+from modelzoo.models.publish import publish, read_labels
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +40,7 @@ def _no_project_env(monkeypatch, tmp_path):
 
 
 def _tiny(classes: int, *, with_lambda: bool = False):
-    from modelzoo._tf import keras
+    from modelzoo.backend import keras
 
     k = keras()
     inp = k.Input((8, 8, 3), name="image")

@@ -17,8 +17,6 @@ from pathlib import Path
 import pytest
 
 import modelzoo
-from modelzoo import registry as reg
-from modelzoo._index import TTL_SECONDS
 from modelzoo.errors import (
     ManifestError,
     ModelNotFoundError,
@@ -28,7 +26,9 @@ from modelzoo.errors import (
     VariantNotFoundError,
     VersionNotFoundError,
 )
-from modelzoo.registry import (
+from modelzoo.hub import registry as reg
+from modelzoo.hub.index import TTL_SECONDS
+from modelzoo.hub.registry import (
     add_registry,
     build_index,
     list_registries,
@@ -409,7 +409,7 @@ def test_http_registry_resolves_and_caches(served, monkeypatch):
     assert server.requests == ["/index.json", "/models/remote-net/1.1.0/manifest.json"]
 
     cache = registry.cache_dir
-    assert cache.parent == modelzoo.constants.home() / "registries"
+    assert cache.parent == modelzoo.config.home() / "registries"
     assert (cache / "index.json").read_bytes() == (root / "index.json").read_bytes()
     assert (cache / "models/remote-net/1.1.0/manifest.json").is_file()
 
@@ -532,7 +532,7 @@ def test_refresh_registries(served, monkeypatch):
 
 def test_cache_folder_name_cannot_escape(monkeypatch):
     monkeypatch.setenv("MODELZOO_REGISTRY", "http://h/../../../etc/x/,https://h/a%2F..%2Fb")
-    home = modelzoo.constants.home()
+    home = modelzoo.config.home()
     for registry in list_registries()[:2]:
         folder = registry.cache_dir
         assert folder.parent == home / "registries"
@@ -706,7 +706,7 @@ def test_search_entries_serialise(catalogue):
 
 def test_registry_module_imports_neither_tensorflow_nor_requests():
     code = (
-        "import sys, modelzoo.registry as r\n"
+        "import sys, modelzoo.hub.registry as r\n"
         "r.search('mobilenet'); r.resolve('vgg16')\n"
         "bad = [m for m in ('tensorflow', 'tf_keras', 'requests') if m in sys.modules]\n"
         "print(','.join(bad))"

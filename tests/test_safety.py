@@ -20,7 +20,6 @@ import _hostile as hostile
 import numpy as np
 import pytest
 
-from modelzoo import safety
 from modelzoo.errors import (
     ModelFileError,
     ModelZooError,
@@ -28,6 +27,7 @@ from modelzoo.errors import (
     UnsafeModelError,
     UsageError,
 )
+from modelzoo.safety import scan
 
 pytestmark = pytest.mark.tf
 
@@ -36,7 +36,7 @@ def _refused(path, match: str, **kwargs) -> UnsafeModelError:
     """Assert scan(path) raises UnsafeModelError naming the file and matching ``match``."""
     kwargs.setdefault("expected_format", "keras")
     with pytest.raises(UnsafeModelError, match=match) as info:
-        safety.scan(path, **kwargs)
+        scan.scan(path, **kwargs)
     assert info.value.path == str(path)
     assert str(path) in str(info.value)
     assert "trust_remote_code=True" in str(info.value)  # the message gives the way out
@@ -133,7 +133,7 @@ def test_lambda_h5_is_refused_and_never_runs(tmp_path):
     err = _refused(path, "Lambda 'payload' is a Lambda layer", expected_format="h5")
     assert "runs Python code" in err.reason
     with pytest.raises(UnsafeModelError):
-        safety.load_model_file(path, expected_format="h5")
+        scan.load_model_file(path, expected_format="h5")
     assert not marker.exists()
 
 
@@ -142,7 +142,7 @@ def test_trust_remote_code_loads_the_lambda_and_runs_it(tmp_path, caplog):
     marker = tmp_path / "ran.marker"
     path = hostile.lambda_h5(tmp_path, marker)
     with caplog.at_level(logging.WARNING, logger="modelzoo"):
-        model = safety.load_model_file(path, expected_format="h5", trust_remote_code=True)
+        model = scan.load_model_file(path, expected_format="h5", trust_remote_code=True)
     assert model.get_layer("payload") is not None
     assert marker.exists()
     assert any("Skipping the safety scan" in r.getMessage() for r in caplog.records)
@@ -162,7 +162,7 @@ def test_hdf5_named_keras_is_refused(tmp_path):
     err = _refused(path, "content is HDF5, but format 'keras' must be a zip archive")
     assert err.path == str(path)
     with pytest.raises(UnsafeModelError):
-        safety.load_model_file(path, expected_format="keras")
+        scan.load_model_file(path, expected_format="keras")
     assert not marker.exists()
 
 
@@ -181,7 +181,7 @@ def test_module_function_is_refused_even_when_importable(tmp_path, benign, monke
     path = hostile.edit_keras_config(benign["keras"], tmp_path / "loss.keras", _evil_loss)
     _refused(path, "the compile config references function 'f' from module 'evil_mod'")
     with pytest.raises(UnsafeModelError, match="evil_mod"):
-        safety.load_model_file(path, expected_format="keras", compile=True)
+        scan.load_model_file(path, expected_format="keras", compile=True)
     assert not marker.exists()
     assert "evil_mod" not in sys.modules
 
@@ -192,9 +192,9 @@ def test_compile_config_is_ignored_when_not_compiling(tmp_path, benign, monkeypa
     hostile.evil_module(tmp_path, "evil_mod", marker)
     monkeypatch.syspath_prepend(str(tmp_path))
     path = hostile.edit_keras_config(benign["keras"], tmp_path / "loss.keras", _evil_loss)
-    report = safety.scan(path, expected_format="keras", check_compile_config=False)
+    report = scan.scan(path, expected_format="keras", check_compile_config=False)
     assert "Dense" in report.class_names
-    model = safety.load_model_file(path, expected_format="keras", compile=False)
+    model = scan.load_model_file(path, expected_format="keras", compile=False)
     assert model.count_params() == benign["model"].count_params()
     assert not marker.exists()
     assert "evil_mod" not in sys.modules
@@ -220,7 +220,7 @@ def test_module_class_is_refused(tmp_path, benign, monkeypatch):
     path = hostile.edit_keras_config(benign["keras"], tmp_path / "c.keras", _evil_root_class)
     _refused(path, "names class 'EvilModel' from module 'evil_layers'")
     with pytest.raises(UnsafeModelError):
-        safety.load_model_file(path, expected_format="keras")
+        scan.load_model_file(path, expected_format="keras")
     assert not marker.exists()
 
 
@@ -237,7 +237,7 @@ def test_unknown_custom_layer_in_h5_is_refused(tmp_path, benign):
     path = hostile.edit_h5_config(benign["h5"], tmp_path / "c.h5", _custom_layer)
     _refused(path, "MyCustomLayer", expected_format="h5")
     with pytest.raises(UnsafeModelError, match="MyCustomLayer"):
-        safety.load_model_file(path, expected_format="h5")
+        scan.load_model_file(path, expected_format="h5")
 
 
 def test_lambda_anywhere_in_h5_config_is_refused(tmp_path, benign):
@@ -398,7 +398,7 @@ def test_plain_math_functions_from_tensorflow_and_numpy_pass(tmp_path, benign):
         module, name = fn.__module__, fn.__name__
         edit = _set_in_dense("activation", _fn(module, name))
         path = hostile.edit_keras_config(benign["keras"], tmp_path / f"{name}.keras", edit)
-        assert "Dense" in safety.scan(path, expected_format="keras").class_names
+        assert "Dense" in scan.scan(path, expected_format="keras").class_names
 
 
 def test_malformed_configs_are_refused(tmp_path, benign):
@@ -434,7 +434,7 @@ def test_external_storage_is_refused(tmp_path):
     model = hostile.tiny_model()
     before = model.get_layer("hidden").kernel.numpy().copy()
     with pytest.raises(UnsafeModelError, match="external file"):
-        safety.load_weights_file(model, path)
+        scan.load_weights_file(model, path)
     np.testing.assert_array_equal(model.get_layer("hidden").kernel.numpy(), before)
 
 
@@ -454,7 +454,7 @@ def test_external_link_is_refused(tmp_path):
     path = hostile.external_link_weights(tmp_path, secret)
     _refused(path, "'/hidden' is an HDF5 external link to", expected_format="h5-weights")
     with pytest.raises(UnsafeModelError):
-        safety.load_weights_file(hostile.tiny_model(), path)
+        scan.load_weights_file(hostile.tiny_model(), path)
 
 
 def test_soft_link_is_refused(tmp_path):
@@ -490,7 +490,7 @@ def test_declared_huge_dataset_is_refused(tmp_path):
 
 
 def test_absolute_cap_on_declared_bytes(tmp_path, benign):
-    report = safety.scan(benign["weights"], expected_format="h5-weights")
+    report = scan.scan(benign["weights"], expected_format="h5-weights")
     assert report.n_layers == 3
     _refused(
         benign["weights"],
@@ -530,7 +530,7 @@ def test_dangerous_zip_members_are_refused(tmp_path, benign, case):
     _refused(path, f"member {name!r} {match}".replace("\\", "\\\\").replace(".", "\\."))
     outside = tmp_path.parent / "evil"
     with pytest.raises(UnsafeModelError):
-        safety.load_model_file(path, expected_format="keras")
+        scan.load_model_file(path, expected_format="keras")
     assert not outside.exists()
 
 
@@ -585,22 +585,22 @@ def test_hostile_weights_inside_keras_are_refused(tmp_path, benign):
 
 def test_detect_format(tmp_path, benign):
     h5py = pytest.importorskip("h5py")
-    assert safety.detect_format(benign["h5"]) == "hdf5"
-    assert safety.detect_format(benign["keras"]) == "zip"
+    assert scan.detect_format(benign["h5"]) == "hdf5"
+    assert scan.detect_format(benign["keras"]) == "zip"
     with h5py.File(tmp_path / "ub.h5", "w", userblock_size=1024) as f:
         f["x"] = np.zeros(3)
     assert (tmp_path / "ub.h5").read_bytes()[:8] != b"\x89HDF\r\n\x1a\n"
-    assert safety.detect_format(tmp_path / "ub.h5") == "hdf5"
+    assert scan.detect_format(tmp_path / "ub.h5") == "hdf5"
     # A stored zip member whose bytes hold an HDF5 signature at offset 512: still a zip.
     aligned = tmp_path / "aligned.keras"
     with zipfile.ZipFile(aligned, "w") as archive:
         archive.writestr("assets/x", bytes(512 - 30 - len("assets/x")) + b"\x89HDF\r\n\x1a\n")
     assert aligned.read_bytes()[512:520] == b"\x89HDF\r\n\x1a\n"
-    assert safety.detect_format(aligned) == "zip"
+    assert scan.detect_format(aligned) == "zip"
     (tmp_path / "junk.bin").write_bytes(b"GIF89a" + bytes(2000))
-    assert safety.detect_format(tmp_path / "junk.bin") == "unknown"
+    assert scan.detect_format(tmp_path / "junk.bin") == "unknown"
     with pytest.raises(NotInstalledError):
-        safety.detect_format(tmp_path / "missing.h5")
+        scan.detect_format(tmp_path / "missing.h5")
 
 
 def test_format_mismatches_are_refused(tmp_path, benign):
@@ -621,15 +621,15 @@ def test_format_mismatches_are_refused(tmp_path, benign):
 
 def test_argument_errors(tmp_path, benign):
     with pytest.raises(UsageError, match="expected_format='pt'.*'h5-weights'"):
-        safety.scan(benign["h5"], expected_format="pt")
+        scan.scan(benign["h5"], expected_format="pt")
     with pytest.raises(UsageError, match="max_bytes"):
-        safety.scan(benign["h5"], expected_format="h5", max_bytes=0)
+        scan.scan(benign["h5"], expected_format="h5", max_bytes=0)
     with pytest.raises(NotInstalledError, match="does not exist"):
-        safety.scan(tmp_path / "nope.keras", expected_format="keras")
+        scan.scan(tmp_path / "nope.keras", expected_format="keras")
     with pytest.raises(UnsafeModelError, match="not a regular file"):
-        safety.scan(tmp_path, expected_format="keras")
+        scan.scan(tmp_path, expected_format="keras")
     with pytest.raises(UsageError, match="load_weights_file"):
-        safety.load_model_file(benign["weights"], expected_format="h5-weights")
+        scan.load_model_file(benign["weights"], expected_format="h5-weights")
 
 
 # --- benign files pass and load ----------------------------------------------------------
@@ -638,11 +638,11 @@ def test_argument_errors(tmp_path, benign):
 def test_benign_keras_and_h5_load(benign):
     expected = benign["model"].predict(benign["x"], verbose=0)
     for fmt in ("keras", "h5"):
-        report = safety.scan(benign[fmt], expected_format=fmt)
+        report = scan.scan(benign[fmt], expected_format=fmt)
         assert report.n_layers == 3
         assert {"Dense", "InputLayer", "Functional"} <= set(report.class_names)
         assert report.warnings == ()
-        model = safety.load_model_file(benign[fmt], expected_format=fmt)
+        model = scan.load_model_file(benign[fmt], expected_format=fmt)
         np.testing.assert_allclose(model.predict(benign["x"], verbose=0), expected, rtol=1e-6)
 
 
@@ -651,13 +651,13 @@ def test_benign_files_under_blob_names_load(tmp_path, benign):
     expected = benign["model"].predict(benign["x"], verbose=0)
     for fmt in ("keras", "h5"):
         blob = shutil.copyfile(benign[fmt], tmp_path / f"sha256-{fmt}")
-        model = safety.load_model_file(blob, expected_format=fmt)
+        model = scan.load_model_file(blob, expected_format=fmt)
         np.testing.assert_allclose(model.predict(benign["x"], verbose=0), expected, rtol=1e-6)
     for key, layout in (("weights", "legacy"), ("weights_v3", "v3")):
         blob = shutil.copyfile(benign[key], tmp_path / f"blob-{key}")
-        assert safety.scan(blob, expected_format="h5-weights").weights_layout == layout
+        assert scan.scan(blob, expected_format="h5-weights").weights_layout == layout
         fresh = hostile.tiny_model()
-        safety.load_weights_file(fresh, blob)
+        scan.load_weights_file(fresh, blob)
         np.testing.assert_allclose(fresh.predict(benign["x"], verbose=0), expected, rtol=1e-6)
     assert not list(tmp_path.glob("*.h5"))  # aliases live in a temp folder, removed after
 
@@ -675,9 +675,9 @@ def test_compiled_model_with_tf_ops_passes(tmp_path):
     model.compile(optimizer="adam", loss="mse", metrics=["mae", keras.metrics.AUC()])
     for fmt in ("keras", "h5"):
         path = hostile.save_h5(tmp_path, f"ops.{fmt}", model)  # the suffix picks the format
-        report = safety.scan(path, expected_format=fmt)
+        report = scan.scan(path, expected_format=fmt)
         assert {"TFOpLambda", "SlicingOpLambda", "TimeDistributed"} <= set(report.class_names)
-        loaded = safety.load_model_file(path, expected_format=fmt, compile=True)
+        loaded = scan.load_model_file(path, expected_format=fmt, compile=True)
         assert loaded.optimizer is not None
 
 
@@ -687,10 +687,10 @@ def test_mobilenet_keras_passes(tmp_path):
         alpha=0.25, input_shape=(32, 32, 3), weights=None, classes=10
     )
     path = hostile.save_keras(tmp_path, "mobilenet.keras", model)
-    report = safety.scan(path, expected_format="keras")
+    report = scan.scan(path, expected_format="keras")
     assert report.n_layers == len(model.layers)
     assert "DepthwiseConv2D" in report.class_names
-    loaded = safety.load_model_file(path, expected_format="keras")
+    loaded = scan.load_model_file(path, expected_format="keras")
     assert loaded.count_params() == model.count_params()
 
 
@@ -698,17 +698,17 @@ def test_weights_for_another_architecture_give_a_clear_error(tmp_path, benign):
     keras = pytest.importorskip("tf_keras")
     other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(5)])
     with pytest.raises(ModelFileError, match="do not fit model") as info:
-        safety.load_weights_file(other, benign["weights"])
+        scan.load_weights_file(other, benign["weights"])
     assert isinstance(info.value, ModelZooError)
     assert "build constructor and kwargs" in str(info.value)
     assert info.value.path == str(benign["weights"])
 
 
 def test_weights_scan_warns_about_an_unused_config(benign):
-    report = safety.scan(benign["h5"], expected_format="h5-weights")
+    report = scan.scan(benign["h5"], expected_format="h5-weights")
     assert any("load_weights never reads it" in w for w in report.warnings)
     fresh = hostile.tiny_model()
-    safety.load_weights_file(fresh, benign["h5"])  # a full .h5 model works as weights
+    scan.load_weights_file(fresh, benign["h5"])  # a full .h5 model works as weights
     expected = benign["model"].predict(benign["x"], verbose=0)
     np.testing.assert_allclose(fresh.predict(benign["x"], verbose=0), expected, rtol=1e-6)
 
@@ -721,11 +721,11 @@ def test_npz_weights_are_scanned(tmp_path, benign):
     saving_lib.save_model(benign["model"], str(path), weights_format="npz")
     with zipfile.ZipFile(path) as archive:
         assert "model.weights.npz" in archive.namelist()
-    safety.scan(path, expected_format="keras")
+    scan.scan(path, expected_format="keras")
     # tf_keras 2.21 writes npz weights as pickled object arrays but reads them with
     # allow_pickle=False, so it cannot load its own npz files: a clean ModelFileError.
     with pytest.raises(ModelFileError, match="Object arrays cannot be loaded"):
-        safety.load_model_file(path, expected_format="keras")
+        scan.load_model_file(path, expected_format="keras")
 
     inner = tmp_path / "inner.npz"
     with zipfile.ZipFile(inner, "w") as npz:

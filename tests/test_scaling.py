@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modelzoo import cluster, constants, distribute
+from modelzoo import config
+from modelzoo.distribute import cluster, strategies
 from modelzoo.errors import StrategyError, UsageError
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -101,7 +102,7 @@ def _pretend(kind: str):
     kind run on this CPU, up to the hardware they would need."""
     import tensorflow as tf
 
-    return distribute.StrategyChoice(
+    return strategies.StrategyChoice(
         strategy=tf.distribute.get_strategy(),
         spec=kind,
         kind=kind,
@@ -133,24 +134,24 @@ def _images(n: int, seed: int = 0):
 
 
 def test_cpu_devices_setting(monkeypatch):
-    assert constants.cpu_devices() is None
+    assert config.cpu_devices() is None
     monkeypatch.setenv("MODELZOO_CPU_DEVICES", " 2 ")
-    assert constants.cpu_devices() == 2
-    assert constants.cpu_devices(4) == 4
+    assert config.cpu_devices() == 2
+    assert config.cpu_devices(4) == 4
     for bad in ("two", "0", "-1", "65", "1.5"):
         monkeypatch.setenv("MODELZOO_CPU_DEVICES", bad)
         with pytest.raises(UsageError) as info:
-            constants.cpu_devices()
+            config.cpu_devices()
         assert repr(bad) in str(info.value) and "from 1 to 64" in str(info.value)
     with pytest.raises(UsageError, match="Received: 0"):
-        constants.cpu_devices(0)
+        config.cpu_devices(0)
 
 
 @pytest.mark.parametrize(
     ("read", "name", "default"),
     [
-        (constants.register_timeout, "MODELZOO_REGISTER_TIMEOUT", 120.0),
-        (constants.tpu_timeout, "MODELZOO_TPU_TIMEOUT", 10.0),
+        (config.register_timeout, "MODELZOO_REGISTER_TIMEOUT", 120.0),
+        (config.tpu_timeout, "MODELZOO_TPU_TIMEOUT", 10.0),
     ],
 )
 def test_register_and_tpu_timeout_settings(monkeypatch, read, name, default):
@@ -175,19 +176,19 @@ def test_register_and_tpu_timeout_settings(monkeypatch, read, name, default):
 def test_strategies_read_the_timeout_settings(monkeypatch):
     monkeypatch.setenv("MODELZOO_REGISTER_TIMEOUT", "later")
     with pytest.raises(UsageError, match="MODELZOO_REGISTER_TIMEOUT must be a positive"):
-        distribute.choose_strategy("cpu")
-    assert distribute.choose_strategy("cpu", register_timeout=5).kind == "cpu"
+        strategies.choose_strategy("cpu")
+    assert strategies.choose_strategy("cpu", register_timeout=5).kind == "cpu"
     monkeypatch.delenv("MODELZOO_REGISTER_TIMEOUT")
     monkeypatch.setenv("MODELZOO_TPU_TIMEOUT", "-1")
     with pytest.raises(UsageError, match="MODELZOO_TPU_TIMEOUT must be a positive"):
-        distribute.choose_strategy("cpu")
+        strategies.choose_strategy("cpu")
 
 
 def test_cluster_helpers_live_in_cluster_and_stay_in_distribute():
     for name in cluster.__all__:
-        assert getattr(distribute, name) is getattr(cluster, name)
-        assert name in distribute.__all__
-    code = "import sys, modelzoo.cluster; print('tensorflow' in sys.modules)"
+        assert getattr(strategies, name) is getattr(cluster, name)
+        assert name in strategies.__all__
+    code = "import sys, modelzoo.distribute.cluster; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False"
 
@@ -199,14 +200,14 @@ def test_cpu_split_after_the_runtime_started_warns_and_mirrored_fails(monkeypatc
     _ = tf.constant(1.0) + 1.0  # the runtime is running from here on
     monkeypatch.setenv("MODELZOO_CPU_DEVICES", "2")
     with caplog.at_level(logging.WARNING, logger="modelzoo"):
-        assert distribute.choose_strategy("cpu").kind == "cpu"
+        assert strategies.choose_strategy("cpu").kind == "cpu"
     assert any(
         "MODELZOO_CPU_DEVICES=2 has no effect" in r.getMessage()
         and "choose the strategy first" in r.getMessage()
         for r in caplog.records
     )
     with pytest.raises(StrategyError, match="two or more logical CPU devices"):
-        distribute.choose_strategy("mirrored")
+        strategies.choose_strategy("mirrored")
 
 
 # ----------------------------------------------------------------------------- building in scope
@@ -217,10 +218,10 @@ def test_in_scope_rebuilds_a_model_made_outside_the_strategy(tiny_base):
     import tensorflow as tf
 
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
-    assert distribute.in_scope(tiny_base) is tiny_base  # the default strategy owns it
+    assert strategies.in_scope(tiny_base) is tiny_base  # the default strategy owns it
     try:
         tiny_base.get_layer("conv1").trainable = False
-        copy = distribute.in_scope(tiny_base, strategy)
+        copy = strategies.in_scope(tiny_base, strategy)
     finally:
         tiny_base.get_layer("conv1").trainable = True
     assert copy is not tiny_base
@@ -229,7 +230,7 @@ def test_in_scope_rebuilds_a_model_made_outside_the_strategy(tiny_base):
     assert not copy.get_layer("conv1").trainable and copy.get_layer("conv_pw_13").trainable
     for a, b in zip(copy.get_weights(), tiny_base.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
-    assert distribute.in_scope(copy, strategy) is copy
+    assert strategies.in_scope(copy, strategy) is copy
 
 
 @pytest.mark.tf
@@ -249,7 +250,7 @@ def test_in_scope_explains_a_model_it_cannot_rebuild():
     inputs = keras.Input((3,))
     model = keras.Model(inputs, Apply(tf.math.square)(inputs))
     with pytest.raises(UsageError) as info:
-        distribute.in_scope(model, tf.distribute.MirroredStrategy(["/cpu:0"]))
+        strategies.in_scope(model, tf.distribute.MirroredStrategy(["/cpu:0"]))
     assert "built outside the MirroredStrategy scope" in str(info.value)
     assert "NotImplementedError: Layer Apply was created by passing" in str(info.value)
     assert "Build it inside `with strategy.scope():`" in str(info.value)
@@ -278,14 +279,14 @@ def test_learner_builds_everything_inside_a_mirrored_scope(tiny_base):
 def test_batch_dataset_gives_static_full_batches_on_a_tpu():
     x, y = _images(40)
     tpu = _pretend("tpu")
-    dataset = distribute.batch_dataset((x, y), 16, tpu, shuffle=True)
+    dataset = strategies.batch_dataset((x, y), 16, tpu, shuffle=True)
     assert dataset.element_spec[0].shape.as_list() == [16, 32, 32, 3]
     assert [len(b) for b, _ in dataset.as_numpy_iterator()] == [16, 16]
-    plain = distribute.batch_dataset((x, y), 16)
+    plain = strategies.batch_dataset((x, y), 16)
     assert plain.element_spec[0].shape.as_list() == [None, 32, 32, 3]
     assert [len(b) for b, _ in plain.as_numpy_iterator()] == [16, 16, 8]
     with pytest.raises(UsageError) as info:
-        distribute.batch_dataset((x[:10], y[:10]), 16, tpu)
+        strategies.batch_dataset((x[:10], y[:10]), 16, tpu)
     assert "10 examples make no global batch of 16" in str(info.value)
 
 
@@ -295,10 +296,10 @@ def test_batch_dataset_shards_by_data_and_shuffles_alike_on_every_worker():
 
     x, y = np.arange(64, dtype="float32").reshape(32, 2), np.arange(32)
     worker = _pretend("multi-worker")
-    first = distribute.batch_dataset((x, y), 8, worker, shuffle=True)
+    first = strategies.batch_dataset((x, y), 8, worker, shuffle=True)
     policy = first.options().experimental_distribute.auto_shard_policy
     assert policy == tf.data.experimental.AutoShardPolicy.DATA
-    second = distribute.batch_dataset((x, y), 8, worker, shuffle=True)  # "another worker"
+    second = strategies.batch_dataset((x, y), 8, worker, shuffle=True)  # "another worker"
     order = [b.tolist() for _, b in first.as_numpy_iterator()]
     assert order == [b.tolist() for _, b in second.as_numpy_iterator()]
     assert sorted(sum(order, [])) == list(range(32)) and sum(order, []) != list(range(32))
@@ -331,15 +332,15 @@ def test_batch_dataset_rebatches_datasets_and_rejects_bad_input():
 
     x, y = np.zeros((10, 4), "float32"), np.arange(10)
     examples = tf.data.Dataset.from_tensor_slices((x, y))
-    sizes = [len(b) for b, _ in distribute.batch_dataset(examples, 4).as_numpy_iterator()]
+    sizes = [len(b) for b, _ in strategies.batch_dataset(examples, 4).as_numpy_iterator()]
     assert sizes == [4, 4, 2]
-    batched = distribute.batch_dataset(examples.batch(3), 4, _pretend("tpu"), batched=True)
+    batched = strategies.batch_dataset(examples.batch(3), 4, _pretend("tpu"), batched=True)
     assert [len(b) for b, _ in batched.as_numpy_iterator()] == [4, 4]
     for call, expected in [
-        (lambda: distribute.batch_dataset(examples, 4, shuffle=True), "shuffle a tf.data"),
-        (lambda: distribute.batch_dataset((x, y[:5]), 4), "Received lengths: [10, 5]"),
-        (lambda: distribute.batch_dataset(x, 4), "Received: ndarray"),
-        (lambda: distribute.batch_dataset((x, y), 0), "Received: 0"),
+        (lambda: strategies.batch_dataset(examples, 4, shuffle=True), "shuffle a tf.data"),
+        (lambda: strategies.batch_dataset((x, y[:5]), 4), "Received lengths: [10, 5]"),
+        (lambda: strategies.batch_dataset(x, 4), "Received: ndarray"),
+        (lambda: strategies.batch_dataset((x, y), 0), "Received: 0"),
     ]:
         with pytest.raises(UsageError) as info:
             call()
@@ -411,7 +412,7 @@ def test_tpu_shaped_learner_with_the_feature_cache_pads_the_features(tiny_base):
     cached = TransferLearner(tiny_base, CUT, num_classes=3, strategy=_pretend("tpu"))
     cached.fit(x, y, epochs=1, batch_size=16, verbose=0)
     assert cached.last_fit["feature_cache"] == "miss"
-    from modelzoo.features import FeatureCache
+    from modelzoo.models.features import FeatureCache
 
     (stored,) = FeatureCache().root.glob("*.npy")
     assert np.load(stored).shape[0] == 35  # padding never reaches the cache
@@ -428,7 +429,7 @@ def test_lost_worker_becomes_a_strategy_error():
         "Collective ops is aborted by: The following tasks are unhealthy (stopped sending "
         "heartbeats):\n/job:worker/replica:0/task:1\nThe tasks have crashed."
     )
-    failures = distribute.cluster_failures(_pretend("multi-worker"), action="Training")
+    failures = strategies.cluster_failures(_pretend("multi-worker"), action="Training")
     with pytest.raises(StrategyError) as info, failures:
         raise tf.errors.UnavailableError(None, None, lost)
     message = str(info.value)
@@ -436,7 +437,7 @@ def test_lost_worker_becomes_a_strategy_error():
     assert "(UnavailableError)" in message and "restart every worker" in message
     assert "BackupAndRestore" in message
     assert isinstance(info.value.__cause__, tf.errors.UnavailableError)
-    failures = distribute.cluster_failures(_pretend("tpu"), action="Prediction")
+    failures = strategies.cluster_failures(_pretend("tpu"), action="Prediction")
     with pytest.raises(StrategyError, match="the TPU stopped responding"), failures:
         raise tf.errors.DeadlineExceededError(None, None, "deadline")
 
@@ -455,7 +456,7 @@ def test_lost_worker_is_named_from_real_tensorflow_errors(monkeypatch, where):
     cluster_of_two = _workers.tf_config(_workers.free_ports(2), 0)
     monkeypatch.setenv("TF_CONFIG", cluster_of_two)  # this process is worker 0
     error_class = getattr(tf.errors, case["type"])
-    failures = distribute.cluster_failures(_pretend("multi-worker"), action="Training")
+    failures = strategies.cluster_failures(_pretend("multi-worker"), action="Training")
     with pytest.raises(StrategyError) as info, failures:
         raise error_class(None, None, case["message"])
     message = str(info.value)
@@ -469,13 +470,13 @@ def test_other_errors_pass_through_cluster_failures():
     import tensorflow as tf
 
     # One machine: nothing to blame.
-    with pytest.raises(tf.errors.UnavailableError), distribute.cluster_failures(_pretend("cpu")):
+    with pytest.raises(tf.errors.UnavailableError), strategies.cluster_failures(_pretend("cpu")):
         raise tf.errors.UnavailableError(None, None, "x")
     # A bug, not a lost peer.
-    failures = distribute.cluster_failures(_pretend("multi-worker"))
+    failures = strategies.cluster_failures(_pretend("multi-worker"))
     with pytest.raises(tf.errors.InvalidArgumentError), failures:
         raise tf.errors.InvalidArgumentError(None, None, "bad shape")
-    assert distribute.all_workers_agree(True) and not distribute.all_workers_agree(False)
+    assert strategies.all_workers_agree(True) and not strategies.all_workers_agree(False)
 
 
 # ----------------------------------------------------------------------------- CLI, in process

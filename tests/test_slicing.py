@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from modelzoo import errors
-from modelzoo.slicing import (
+from modelzoo.models.slicing import (
     LayerInfo,
     find_layer,
     freeze,
@@ -23,7 +23,7 @@ MNV2 = "mobilenetv2_0.35_32"
 
 @pytest.fixture(scope="module")
 def keras():
-    from modelzoo._tf import keras
+    from modelzoo.backend import keras
 
     return keras()
 

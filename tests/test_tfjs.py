@@ -34,7 +34,7 @@ LABELS = ["cat", "dog", "bird"]
 
 
 def _keras():
-    from modelzoo._tf import keras
+    from modelzoo.backend import keras
 
     return keras()
 
@@ -68,7 +68,7 @@ def _mobilenet_with_head():
 def _baked():
     """A model with modelzoo's baked-in preprocessing layer (what load(...,
     include_preprocessing=True) and TransferLearner produce) in front of a small conv net."""
-    from modelzoo.preprocessing import with_preprocessing
+    from modelzoo.models.preprocessing import with_preprocessing
 
     keras = _keras()
     keras.utils.set_random_seed(5)
@@ -158,7 +158,7 @@ def _recurrent():
 
 def _activations():
     """One Dense per activation modelzoo declares TF.js-compatible."""
-    from modelzoo.tfjs import TFJS_ACTIVATIONS
+    from modelzoo.export.tfjs import TFJS_ACTIVATIONS
 
     keras = _keras()
     keras.utils.set_random_seed(5)
@@ -193,7 +193,7 @@ def pets():
 
 @pytest.fixture(scope="module")
 def pets_export(pets, tmp_path_factory):
-    from modelzoo.tfjs import export_tfjs
+    from modelzoo.export.tfjs import export_tfjs
 
     out = tmp_path_factory.mktemp("exports") / "pets"
     return export_tfjs(pets, out, labels=LABELS, preprocessing="tf", with_demo=True)
@@ -201,7 +201,7 @@ def pets_export(pets, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pets_export_f16(pets, tmp_path_factory):
-    from modelzoo.tfjs import export_tfjs
+    from modelzoo.export.tfjs import export_tfjs
 
     return export_tfjs(pets, tmp_path_factory.mktemp("exports") / "pets16", dtype="float16")
 
@@ -273,7 +273,7 @@ def test_nested_model_weights_are_named_without_the_outer_model(pets_export):
 
 
 def test_shards_are_at_most_shard_size_and_concatenate_in_order(pets, tmp_path):
-    from modelzoo.tfjs import export_tfjs
+    from modelzoo.export.tfjs import export_tfjs
 
     shard = 100_000
     result = export_tfjs(pets, tmp_path / "small", shard_size=shard)
@@ -300,7 +300,7 @@ def test_float16_halves_the_size_and_rounds_each_weight(pets, pets_export, pets_
 
 
 def test_float16_refuses_weights_beyond_its_range(tmp_path):
-    from modelzoo.tfjs import export_tfjs
+    from modelzoo.export.tfjs import export_tfjs
 
     model = _sequential()
     layer = model.layers[-1]
@@ -313,7 +313,7 @@ def test_float16_refuses_weights_beyond_its_range(tmp_path):
 
 
 def test_sequential_export(tmp_path):
-    from modelzoo.tfjs import export_tfjs
+    from modelzoo.export.tfjs import export_tfjs
 
     model = _sequential()
     result = export_tfjs(model, tmp_path / "seq")
@@ -334,7 +334,7 @@ def test_sequential_export(tmp_path):
 
 
 def test_training_only_config_is_made_portable(pets_export, tmp_path):
-    from modelzoo.tfjs import export_tfjs
+    from modelzoo.export.tfjs import export_tfjs
 
     doc = json.loads(pets_export.model_json.read_text())
     hidden = next(x for x in doc["modelTopology"]["config"]["layers"] if x["name"] == "hidden")
@@ -347,7 +347,7 @@ def test_training_only_config_is_made_portable(pets_export, tmp_path):
 
 
 def test_training_only_objects_tfjs_lacks_are_dropped_with_a_warning(tmp_path, caplog):
-    from modelzoo.tfjs import export_tfjs
+    from modelzoo.export.tfjs import export_tfjs
 
     keras = _keras()
 
@@ -403,7 +403,7 @@ def test_labels_preprocessing_and_demo_files(pets_export):
     ],
 )
 def test_preprocessing_modes(mode, order, mean, std, tmp_path):
-    from modelzoo.tfjs import export_tfjs
+    from modelzoo.export.tfjs import export_tfjs
 
     keras = _keras()
     model = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.GlobalAveragePooling2D()])
@@ -415,7 +415,7 @@ def test_preprocessing_modes(mode, order, mean, std, tmp_path):
 
 
 def test_tfjs_url_is_escaped_into_the_page(tmp_path):
-    from modelzoo.tfjs import export_tfjs
+    from modelzoo.export.tfjs import export_tfjs
 
     keras = _keras()
     model = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Flatten()])
@@ -428,7 +428,7 @@ def test_tfjs_url_is_escaped_into_the_page(tmp_path):
 
 
 def test_reexport_replaces_files_and_removes_stale_shards(pets, tmp_path):
-    from modelzoo.tfjs import export_tfjs
+    from modelzoo.export.tfjs import export_tfjs
 
     out = tmp_path / "out"
     first = export_tfjs(pets, out, shard_size=100_000)
@@ -450,7 +450,7 @@ def test_reexport_replaces_files_and_removes_stale_shards(pets, tmp_path):
 
 
 def _refusal(model, tmp_path) -> ExportError:
-    from modelzoo.tfjs import export_tfjs
+    from modelzoo.export.tfjs import export_tfjs
 
     with pytest.raises(ExportError) as info:
         export_tfjs(model, tmp_path / "refused")
@@ -549,7 +549,7 @@ def test_refuses_duplicate_weight_names_across_submodels(tmp_path):
 
 
 def test_check_tfjs_accepts_supported_models(pets):
-    from modelzoo.tfjs import check_tfjs
+    from modelzoo.export.tfjs import check_tfjs
 
     assert check_tfjs(pets) is None
     assert check_tfjs(_recurrent()) is None
@@ -571,7 +571,7 @@ def test_check_tfjs_accepts_supported_models(pets):
     ],
 )
 def test_bad_arguments(kwargs, match, tmp_path):
-    from modelzoo.tfjs import export_tfjs
+    from modelzoo.export.tfjs import export_tfjs
 
     with pytest.raises(UsageError, match=match):
         export_tfjs(_sequential(), tmp_path / "out", **kwargs)
@@ -579,7 +579,7 @@ def test_bad_arguments(kwargs, match, tmp_path):
 
 
 def test_bad_targets_and_models(tmp_path):
-    from modelzoo.tfjs import export_tfjs
+    from modelzoo.export.tfjs import export_tfjs
 
     target = tmp_path / "file.txt"
     target.write_text("x")
@@ -600,7 +600,7 @@ def test_bad_targets_and_models(tmp_path):
 
 
 def test_warnings_for_ignored_or_missing_demo_settings(tmp_path, caplog):
-    from modelzoo.tfjs import export_tfjs
+    from modelzoo.export.tfjs import export_tfjs
 
     with caplog.at_level(logging.WARNING, logger="modelzoo"):
         export_tfjs(_sequential(), tmp_path / "a", tfjs_url="https://example.test/tf.js")
@@ -636,7 +636,7 @@ def node_run(tfjs_prefix, pets, pets_export, pets_export_f16, tmp_path_factory):
     """One Node.js process loads every export and predicts on fixed inputs."""
     from _browser import run_node_predictions
 
-    from modelzoo.tfjs import export_tfjs
+    from modelzoo.export.tfjs import export_tfjs
 
     work = tmp_path_factory.mktemp("node")
     rng = np.random.default_rng(7)
@@ -670,7 +670,7 @@ def test_node_loads_tfjs_version_we_pin(node_run):
 
 @browser
 def test_node_registers_every_class_we_allow(node_run):
-    from modelzoo.tfjs import TFJS_ACTIVATIONS, TFJS_LAYERS
+    from modelzoo.export.tfjs import TFJS_ACTIVATIONS, TFJS_LAYERS
 
     classes = set(node_run[0]["classes"])
     assert classes >= TFJS_LAYERS, sorted(TFJS_LAYERS - classes)
@@ -740,7 +740,7 @@ def test_demo_page_in_headless_chromium_matches_keras(
     """The real demo page predicts like Keras, on tensors and through its image pipeline."""
     from _browser import LocalServer, chromium_path, run_chromium, tfjs_bundle, write_png
 
-    from modelzoo.tfjs import export_tfjs
+    from modelzoo.export.tfjs import export_tfjs
 
     chromium = chromium_path()
     if chromium is None:

@@ -118,7 +118,7 @@ def test_dataset_input_and_one_hot_labels(base):
 def test_bundled_digits_base_learns_new_digits():
     """The seed use case, offline: base pretrained on 0-4, learn 5-9 from 10 shots."""
     from modelzoo import TransferLearner
-    from modelzoo.datasets import digits_to_rgb, split_digits
+    from modelzoo.models.datasets import digits_to_rgb, split_digits
 
     split = split_digits(range(5, 10))
     few = split.few_shot(10, seed=0)
@@ -264,7 +264,7 @@ def test_learner_unfreeze_method_fine_tunes_with_a_new_rate():
 def _tpu_shaped():
     import tensorflow as tf
 
-    from modelzoo.distribute import StrategyChoice
+    from modelzoo.distribute.strategies import StrategyChoice
 
     return StrategyChoice(
         strategy=tf.distribute.get_strategy(),

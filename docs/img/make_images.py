@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from modelzoo.datasets import digits_to_rgb, split_digits
+from modelzoo.models.datasets import digits_to_rgb, split_digits
 
 HERE = Path(__file__).resolve().parent
 MODEL = "mobilenet_v1_0.25_32_digits"
@@ -39,8 +39,8 @@ def digit() -> None:
 
 def history() -> None:
     from modelzoo import TransferLearner
-    from modelzoo._tf import keras
-    from modelzoo.viz import plot_history
+    from modelzoo.backend import keras
+    from modelzoo.viz.maps import plot_history
 
     keras().utils.set_random_seed(0)
     split = split_digits(range(5, 10))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
-from .. import constants
+from .. import config
 from ..errors import ModelZooError
 
 __all__ = ["app", "main"]
@@ -25,7 +25,7 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except ModelZooError as exc:
-            if constants.debug():
+            if config.debug():
                 raise
             from rich.markup import escape
 
@@ -103,9 +103,9 @@ _register()
 
 def _print_version(value: bool) -> None:
     if value:
-        from .. import __version__
+        from ..config import VERSION
 
-        typer.echo(f"modelzoo {__version__}")
+        typer.echo(f"modelzoo {VERSION}")
         raise typer.Exit(0)
 
 
@@ -127,10 +127,10 @@ def _root(
     ),
 ) -> None:
     """npm install for pretrained neural networks: install, inspect, slice and train."""
-    from .._tf import quiet_logs
+    from ..backend import quiet_logs
 
     # Before any command can import TensorFlow: its C++ logging starts at import.
-    quiet_logs(not (verbose or constants.debug()))
+    quiet_logs(not (verbose or config.debug()))
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ app = typer.Typer(help="Inspect and clean the local cache.", no_args_is_help=Tru
 @app.command("path")
 def path_cmd(json_out: bool = JSON_OPTION) -> None:
     """Print the cache root (MODELZOO_HOME or the platform cache folder)."""
-    from ..cache import Cache
+    from ..hub.cache import Cache
 
     root = Cache().root
     if json_out:
@@ -27,7 +27,7 @@ def path_cmd(json_out: bool = JSON_OPTION) -> None:
 @app.command("size")
 def size_cmd(json_out: bool = JSON_OPTION) -> None:
     """Bytes used by each area of the cache."""
-    from ..cache import Cache
+    from ..hub.cache import Cache
 
     sizes = Cache().size()
     if json_out:
@@ -44,7 +44,7 @@ def prune_cmd(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Delete unreferenced blobs, stale partial downloads and free lock files."""
-    from ..cache import Cache
+    from ..hub.cache import Cache
 
     result = Cache().prune(partials=partials)
     if json_out:
@@ -66,7 +66,7 @@ def clear_cmd(
     Only modelzoo's own folders and files are deleted; a folder modelzoo did not create
     (no CACHEDIR.TAG marker) is refused.
     """
-    from ..cache import Cache
+    from ..hub.cache import Cache
 
     cache = Cache()
     plan = cache.clear_plan()  # refuses a folder that is not modelzoo's, before asking

@@ -14,7 +14,7 @@ __all__ = ["register"]
 
 
 def _registries() -> list[dict]:
-    from ..registry import list_registries
+    from ..hub.registry import list_registries
 
     rows = []
     for reg in list_registries():
@@ -41,22 +41,22 @@ def doctor_cmd(
     no_tf: bool = typer.Option(False, "--no-tf", help="Skip TensorFlow (devices, strategy)."),
 ) -> None:
     """Check this installation: versions, devices, strategy, cache, registries, offline mode."""
-    from .. import __version__, constants
-    from ..cache import Cache
+    from .. import config
+    from ..hub.cache import Cache
 
     cache = Cache()
     report: dict = {
-        "modelzoo": __version__,
+        "modelzoo": config.VERSION,
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "offline": constants.offline(),
-        "require_hashes": constants.require_hashes(),
-        "mirror": constants.mirror(),
+        "offline": config.offline(),
+        "require_hashes": config.require_hashes(),
+        "mirror": config.mirror(),
         "cache": {"path": str(cache.root), "bytes": cache.size()["total"]},
         "registries": _registries(),
     }
     if not no_tf:
-        from ..distribute import describe_devices
+        from ..distribute.strategies import describe_devices
 
         report["devices"] = describe_devices()
     if json_out:

@@ -28,8 +28,8 @@ def export_cmd(
 ) -> None:
     """Export a model for the browser (load it with tf.loadLayersModel('model.json'))."""
     from ..errors import UsageError
-    from ..inference import Predictor
-    from ..tfjs import check_export_target, export_tfjs
+    from ..export.tfjs import check_export_target, export_tfjs
+    from ..models.inference import Predictor
 
     if fmt != "tfjs":
         raise UsageError(f"Unknown export format. Received: --format {fmt}. Valid: tfjs.")

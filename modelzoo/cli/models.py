@@ -19,8 +19,8 @@ def _architecture(name: str, trust_remote_code: bool):
     Keras Applications are built with ``weights=None``: listing VGG16's layers must not
     download 528 MB of weights.
     """
-    from ..loading import build_application, load
-    from ..registry import resolve
+    from ..hub.registry import resolve
+    from ..models.loading import build_application, load
 
     if Path(name).suffix in (".keras", ".h5") and Path(name).exists():
         return load(name, trust_remote_code=trust_remote_code, trainable=True), None
@@ -33,7 +33,7 @@ def _architecture(name: str, trust_remote_code: bool):
 
 def _print_tree(model, name: str, cuts: list, keep: set[str], *, json_out: bool) -> None:
     """The layer map: nesting, output shapes, cut points and where the resolution drops."""
-    from ..viz import format_layer_map, layer_map, layer_map_tree
+    from ..viz.maps import format_layer_map, layer_map, layer_map_tree
 
     # Resolution drops are found on the whole model; --filter only hides rows.
     rows = [r for r in layer_map(model, cut_points=cuts) if r.path in keep]
@@ -56,7 +56,7 @@ def layers_cmd(
     trust_remote_code: bool = TRUST_REMOTE_CODE_OPTION,
 ) -> None:
     """List a model's layers (index, name, type, output shape, params) to choose a cut."""
-    from ..slicing import layers
+    from ..models.slicing import layers
 
     model, manifest = _architecture(name, trust_remote_code)
     infos = layers(model, filter=filter)
@@ -135,20 +135,20 @@ def train_cmd(
     Under --strategy multi-worker run the same command on every machine (each with its
     own TF_CONFIG); only the chief writes --out, --plot and the TensorBoard logs.
     """
-    from ..cluster import is_chief, saving_path
-    from ..distribute import choose_strategy
+    from ..distribute.cluster import is_chief, saving_path
+    from ..distribute.strategies import choose_strategy
     from ..errors import DataError, UsageError
-    from ..images import ImageFolder
-    from ..registry import resolve
-    from ..transfer import TransferLearner
+    from ..hub.registry import resolve
+    from ..models.images import ImageFolder
+    from ..models.learner import TransferLearner
 
     # Optional extras first: a missing one must not cost a training run.
     if plot is not None:
-        from .._plots import require_matplotlib
+        from ..viz.plots import require_matplotlib
 
         require_matplotlib()
     if tensorboard is not None:
-        from ..viz import require_tensorboard
+        from ..viz.maps import require_tensorboard
 
         require_tensorboard()
     if not data.is_dir():
@@ -180,7 +180,7 @@ def train_cmd(
             f"replica(s)",
             markup=False,
         )
-    from .._tf import keras
+    from ..backend import keras
 
     keras().utils.set_random_seed(seed)
     learner = TransferLearner(
@@ -202,7 +202,7 @@ def train_cmd(
     with contextlib.ExitStack() as stack:
         callbacks = []
         if tensorboard is not None:  # workers log to a temporary folder, then drop it
-            from ..viz import tensorboard_callback
+            from ..viz.maps import tensorboard_callback
 
             log_dir = stack.enter_context(saving_path(tensorboard, choice))
             callbacks.append(tensorboard_callback(log_dir))
@@ -257,7 +257,7 @@ def predict_cmd(
 ) -> None:
     """Classify image files with a trained model (labels included)."""
     from ..errors import UsageError
-    from ..inference import Predictor
+    from ..models.inference import Predictor
 
     # Before the model loads (TensorFlow takes seconds to import): a typo fails at once.
     for image in images:

@@ -26,7 +26,7 @@ def search_cmd(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Search the registries (reads only their indexes: fast)."""
-    from ..registry import search
+    from ..hub.registry import search
 
     results = search(query, task=task, tag=tag, family=family, refresh=refresh)
     if limit > 0:
@@ -53,8 +53,8 @@ def info_cmd(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Show a model's manifest: input, preprocessing, artifacts, cut points, licence."""
-    from ..cache import list_installed
-    from ..registry import resolve
+    from ..hub.cache import list_installed
+    from ..hub.registry import resolve
 
     resolved = resolve(spec, refresh=refresh)
     m = resolved.manifest
@@ -150,11 +150,11 @@ def install_cmd(
     modelzoo.lock; with --frozen, install exactly what modelzoo.lock pins (like npm ci).
     Named models go to the cache only (use `modelzoo add` to put them in the project).
     """
-    from ..installer import install
+    from ..hub.install import install
 
     if not specs or frozen:
         from ..errors import UsageError
-        from ..project import install_project
+        from ..hub.project import install_project
 
         if specs or variant or force or dry_run:
             given = " ".join(specs or []) or "--variant/--force/--dry-run"
@@ -231,7 +231,7 @@ def list_cmd(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """List installed models."""
-    from ..cache import list_installed
+    from ..hub.cache import list_installed
 
     records = list_installed(name)
     if json_out:
@@ -271,9 +271,9 @@ def remove_cmd(
     --variant), also drop it from modelzoo.toml and modelzoo.lock; --keep-cache leaves
     the cached files for other projects.
     """
-    from ..cache import remove
     from ..errors import NotInstalledError
-    from ..project import remove_from_project
+    from ..hub.cache import remove
+    from ..hub.project import remove_from_project
     from ..versions import split_spec
 
     name, version = split_spec(spec)
@@ -301,7 +301,7 @@ def verify_cmd(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Re-hash installed artifacts against their recorded and published hashes."""
-    from ..cache import Cache, verify
+    from ..hub.cache import Cache, verify
 
     results = verify(spec)
     bad = [r for r in results if not r.ok]

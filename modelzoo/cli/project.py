@@ -73,7 +73,7 @@ def add_cmd(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Add a model to modelzoo.toml (created if missing), install it, update modelzoo.lock."""
-    from ..project import add
+    from ..hub.project import add
 
     print_project_install(add(spec, variant=variant, project=project), json_out=json_out)
 
@@ -89,7 +89,7 @@ def outdated_cmd(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Show newer versions: locked (or installed), wanted by the constraint, latest."""
-    from ..project import outdated
+    from ..hub.project import outdated
 
     with offline_mode(offline):
         rows = outdated(project)
@@ -136,7 +136,7 @@ def pack_cmd(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Write models (installing them first) into one archive for air-gapped machines."""
-    from ..bundle import pack
+    from ..hub.bundle import pack
 
     result = pack(specs or (), output=output, lock=lock, variant=variant)
     if json_out:
@@ -154,7 +154,7 @@ def unpack_cmd(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Verify a bundle completely, then install its models into the cache (no network)."""
-    from ..bundle import unpack
+    from ..hub.bundle import unpack
 
     result = unpack(bundle)
     if json_out:
@@ -196,7 +196,7 @@ def publish_cmd(
 ) -> None:
     """Publish a saved model into a registry folder (serve it with any static web server)."""
     from ..errors import UsageError
-    from ..publish import publish, read_labels
+    from ..models.publish import publish, read_labels
 
     if registry is None:
         here = Path.cwd()

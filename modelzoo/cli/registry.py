@@ -24,7 +24,7 @@ def _registry_dict(r) -> dict:
 @app.command("list")
 def list_cmd(json_out: bool = JSON_OPTION) -> None:
     """Registries in priority order, highest first."""
-    from ..registry import list_registries
+    from ..hub.registry import list_registries
 
     regs = list_registries()
     if json_out:
@@ -43,7 +43,7 @@ def add_cmd(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Add a registry; it takes priority over those added before it."""
-    from ..registry import add_registry
+    from ..hub.registry import add_registry
 
     reg = add_registry(location, name=name)
     if json_out:
@@ -58,7 +58,7 @@ def remove_cmd(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Remove an added registry (the bundled one always stays)."""
-    from ..registry import remove_registry
+    from ..hub.registry import remove_registry
 
     reg = remove_registry(name)
     if json_out:
@@ -73,7 +73,7 @@ def index_cmd(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Validate every manifest in a registry folder and (re)write its index.json."""
-    from ..registry import build_index, write_index
+    from ..hub.registry import build_index, write_index
 
     path = write_index(folder)
     index = build_index(folder)
@@ -90,7 +90,7 @@ def verify_cmd(
 ) -> None:
     """Re-hash every artifact stored in a registry folder against its manifest (exit 1 on
     problems) and check that index.json is up to date."""
-    from ..publish import verify_registry
+    from ..hub.folder import verify_registry
 
     report = verify_registry(folder)
     if json_out:

@@ -35,7 +35,7 @@ def _targets(layers: list[str], out_path: Path | None, sheet: bool) -> list[Path
 
 
 def _load(name: str, trust_remote_code: bool):
-    from ..loading import load
+    from ..models.loading import load
 
     return load(name, trust_remote_code=trust_remote_code)
 
@@ -67,9 +67,9 @@ def activations_cmd(
     trust_remote_code: bool = TRUST_REMOTE_CODE_OPTION,
 ) -> None:
     """Draw what layers see: a grid of each layer's channels for one image."""
-    from .._plots import require_matplotlib
-    from ..loading import manifest_of
-    from ..viz import activation_stats, activations, feature_maps_figure, save_figure
+    from ..models.loading import manifest_of
+    from ..viz.maps import activation_stats, activations, feature_maps_figure, save_figure
+    from ..viz.plots import require_matplotlib
 
     require_matplotlib()  # fail on a missing matplotlib before loading TensorFlow
     model = _load(name, trust_remote_code)
@@ -124,8 +124,8 @@ def filters_cmd(
     trust_remote_code: bool = TRUST_REMOTE_CODE_OPTION,
 ) -> None:
     """Draw a convolution's filters: RGB for the first layer, grayscale deeper down."""
-    from .._plots import require_matplotlib
-    from ..viz import filter_tiles, filters_figure, save_figure
+    from ..viz.maps import filter_tiles, filters_figure, save_figure
+    from ..viz.plots import require_matplotlib
 
     require_matplotlib()
     model = _load(name, trust_remote_code)

@@ -1,0 +1,1 @@
+"""Exporting models to run where the data is (TensorFlow.js today)."""

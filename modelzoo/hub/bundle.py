@@ -1,0 +1,551 @@
+"""Air-gapped bundles: pack installed models into one archive, unpack it into another cache.
+
+A bundle is a plain tar (``.tar``) or gzipped tar (``.tar.gz`` / ``.tgz``)::
+
+    blobs/<sha256><suffix>               each artifact's bytes, once (content-addressed)
+    bundle.json                          {"bundle_version": 1, "models": {"name@version":
+                                           {"name", "version", "registry", "artifacts":
+                                            {variant: {"blob", "sha256", "size", "url"}}}}}
+    models/<name>/<version>/manifest.json
+    SHA256SUMS                           "<sha256>  <member>" for every other member, last
+
+Members are written in sorted order with mtime 0, uid/gid 0, no user names and mode
+0644 (and a gzip header without time or name), so packing the same models twice gives
+the same bytes.
+
+Unpacking treats the archive like anything downloaded from the internet: only regular
+files with the names above are accepted (no links, devices, fifos, absolute paths or
+``..``), sizes are capped per member and in total, every byte is extracted into a temp
+folder inside the cache and checked against ``SHA256SUMS`` -- which must list every
+member exactly once -- and against the manifests' published hashes. Only then are the
+blobs and install records committed through the normal cache API, as if installed from
+a registry named ``bundle:<file name>``. A refused bundle installs nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import tarfile
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import config, files
+from ..errors import IntegrityError, UsageError
+from ..versions import is_version
+from .manifest import NAME_RE, Manifest, load_manifest
+
+__all__ = [
+    "BUNDLE_VERSION",
+    "DEFAULT_MAX_MEMBER_BYTES",
+    "DEFAULT_MAX_TOTAL_BYTES",
+    "PackResult",
+    "UnpackResult",
+    "pack",
+    "unpack",
+]
+
+logger = logging.getLogger("modelzoo")
+
+BUNDLE_VERSION = 1
+#: Largest artifact a bundle may hold (the largest Keras Applications file is ~550 MB).
+DEFAULT_MAX_MEMBER_BYTES = 8 << 30
+#: Largest total of all members.
+DEFAULT_MAX_TOTAL_BYTES = 64 << 30
+_MAX_DOCUMENT_BYTES = 16 << 20  # bundle.json, SHA256SUMS, manifests
+_MAX_MEMBERS = 100_000
+_INDEX = "bundle.json"
+_SUMS = "SHA256SUMS"
+_BLOB = re.compile(r"\Ablobs/([0-9a-f]{64})((?:\.[a-z0-9]{1,16})?)\Z")
+_MANIFEST = re.compile(r"\Amodels/([^/]+)/([^/]+)/manifest\.json\Z")
+_SUM_LINE = re.compile(r"\A([0-9a-f]{64})  (\S[^\n]*)\Z")
+
+
+@dataclass(frozen=True)
+class PackResult:
+    """What :func:`pack` wrote: ``models`` are ``name@version`` specs."""
+
+    path: Path
+    models: tuple[str, ...]
+    artifacts: int
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class UnpackResult:
+    """What :func:`unpack` did.
+
+    Attributes:
+        registry: the registry name recorded in the installs (``bundle:<file name>``).
+        installed: ``name@version (variant)`` of every artifact added to the cache.
+        already: those that were installed with the same bytes already.
+    """
+
+    bundle: Path
+    registry: str
+    installed: tuple[str, ...]
+    already: tuple[str, ...]
+
+
+# --------------------------------------------------------------------------- packing
+
+
+def _canonical_manifest(manifest: Manifest) -> bytes:
+    return (json.dumps(manifest.raw, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+class _HashingReader:
+    """A file wrapper that hashes what tarfile reads from it."""
+
+    def __init__(self, fh):
+        self.fh = fh
+        self.sha = hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.fh.read(n)
+        self.sha.update(data)
+        return data
+
+
+def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = 0
+    info.mode = 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.type = tarfile.REGTYPE
+    return info
+
+
+def _collect(specs: Iterable[str], lock, variant: str | None, progress) -> list[tuple]:
+    """``(manifest, {variant: InstallRecord})`` of everything to pack, installing first."""
+    from .cache import Cache
+    from .install import default_variant, ensure_installed
+    from .project import install_lock, resolve_in_context
+
+    cache = Cache()
+    chosen: dict[tuple[str, str], tuple[Manifest, dict]] = {}
+    if lock is not None:
+        locked, _ = install_lock(lock, progress=progress)
+        for m in locked.models:
+            manifest = cache.manifest(m.name, m.version)
+            records = {a.variant: cache.record(m.name, m.version, a.variant) for a in m.artifacts}
+            chosen[(m.name, m.version)] = (manifest, records)
+    for spec in specs:
+        resolved = resolve_in_context(spec)
+        manifest = resolved.manifest
+        if variant == "all":
+            variants = sorted(manifest.artifacts)
+        else:
+            variants = [variant or default_variant(manifest)]
+        records = chosen.get((manifest.name, manifest.version), (manifest, {}))[1]
+        for v in variants:
+            records[v] = ensure_installed(resolved, v, progress=progress)
+        chosen[(manifest.name, manifest.version)] = (manifest, records)
+    if not chosen:
+        raise UsageError("Nothing to pack: name models (NAME[@VERSION]...) or pass --lock FILE.")
+    return [chosen[key] for key in sorted(chosen)]
+
+
+def _drop_stale_tmp(output: Path) -> None:
+    """Delete ``.<output>.<pid>.<hex>.tmp`` files left by killed packs to the same file.
+
+    A file whose writer (the pid in its name) is still running is another pack in
+    progress and is kept.
+    """
+    prefix = f".{output.name}."
+    with contextlib.suppress(OSError):
+        for path in output.parent.iterdir():
+            name = path.name
+            if not (name.startswith(prefix) and name.endswith(".tmp")):
+                continue
+            pid = name[len(prefix) :].split(".")[0]
+            if pid.isdigit() and _alive(int(pid)):
+                continue
+            logger.warning("removing %s, left by an interrupted pack", path)
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def _alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would signal it there; keep the file
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but belongs to someone else
+        return True
+    return True
+
+
+def pack(
+    specs: Iterable[str] = (),
+    *,
+    output: str | os.PathLike[str],
+    lock: str | os.PathLike[str] | None = None,
+    variant: str | None = None,
+    progress: bool | None = None,
+) -> PackResult:
+    """Write installed models (installing them first if needed) into one bundle file.
+
+    Args:
+        specs: ``name`` / ``name@version`` to pack (resolved as :func:`modelzoo.load` does).
+        output: the bundle to write; ``.tar.gz`` / ``.tgz`` are gzipped, anything else is
+            a plain tar. Written atomically.
+        lock: a ``modelzoo.lock``: pack exactly what it pins.
+        variant: which artifact of each spec: default, a variant name, or ``all``.
+        progress: progress bars for installs.
+
+    Returns:
+        A :class:`PackResult`.
+
+    Raises:
+        UsageError: nothing to pack.
+        IntegrityError: a cached blob no longer matches its recorded sha256.
+        ModelNotFoundError, OfflineError, ProjectError, ...: from installing.
+    """
+    items = _collect(specs, lock, variant, progress)
+    members: dict[str, tuple[Any, int]] = {}  # name -> (bytes or blob path, size)
+    index: dict[str, Any] = {}
+    for manifest, records in items:
+        members[f"models/{manifest.name}/{manifest.version}/manifest.json"] = (
+            _canonical_manifest(manifest),
+            0,
+        )
+        arts = {}
+        for v, rec in sorted(records.items()):
+            blob = f"blobs/{rec.path.name}"
+            members[blob] = (rec.path, rec.size)
+            arts[v] = {"blob": blob, "sha256": rec.sha256, "size": rec.size, "url": rec.url}
+        registry = next(iter(records.values())).registry
+        index[manifest.spec] = {
+            "name": manifest.name,
+            "version": manifest.version,
+            "registry": registry,
+            "artifacts": arts,
+        }
+    doc = {"bundle_version": BUNDLE_VERSION, "models": index}
+    members[_INDEX] = ((json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8"), 0)
+
+    output = Path(output)
+    _drop_stale_tmp(output)
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    sums = []
+    try:
+        with open(tmp, "wb") as raw:
+            zipped = output.name.endswith((".tar.gz", ".tgz"))
+            # GzipFile with mtime=0 and no file name: tarfile's "w:gz" would stamp both
+            gz = (
+                gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0)
+                if zipped
+                else None
+            )
+            with tarfile.open(fileobj=gz or raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+                for name in sorted(members):
+                    content, size = members[name]
+                    if isinstance(content, bytes):
+                        tar.addfile(_tarinfo(name, len(content)), io.BytesIO(content))
+                        sums.append((hashlib.sha256(content).hexdigest(), name))
+                        continue
+                    with open(content, "rb") as fh:
+                        reader = _HashingReader(fh)
+                        tar.addfile(_tarinfo(name, size), reader)
+                    digest = reader.sha.hexdigest()
+                    if name != f"blobs/{digest}{Path(name).suffix}":
+                        raise IntegrityError(
+                            f"Cached file {content} no longer matches its sha256 (now "
+                            f"{digest}). Run `modelzoo verify` and reinstall what it reports.",
+                            path=str(content),
+                            actual=f"sha256:{digest}",
+                        )
+                    sums.append((digest, name))
+                text = "".join(f"{h}  {n}\n" for h, n in sums).encode("utf-8")
+                tar.addfile(_tarinfo(_SUMS, len(text)), io.BytesIO(text))
+            if gz is not None:
+                gz.close()
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(tmp, output)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    from .hashes import file_digests
+
+    specs_out = tuple(m.spec for m, _ in items)
+    count = sum(len(r) for _, r in items)
+    sha = file_digests(output)["sha256"]
+    return PackResult(output, specs_out, count, output.stat().st_size, sha)
+
+
+# --------------------------------------------------------------------------- unpacking
+
+
+def _refuse(bundle: Path, message: str) -> IntegrityError:
+    return IntegrityError(
+        f"Refusing bundle {bundle}: {message}. Nothing was installed.", path=str(bundle)
+    )
+
+
+def _check_member(bundle: Path, member: tarfile.TarInfo) -> str | None:
+    """The member's kind (``index``, ``sums``, ``manifest``, ``blob``), None for a folder
+    to skip; IntegrityError for anything else."""
+    name = member.name
+    if member.isdir():
+        name = name.rstrip("/")
+    parts = name.split("/")
+    if not name or name.startswith("/") or "\\" in name or any(p in ("", ".", "..") for p in parts):
+        raise _refuse(bundle, f"member {member.name!r} has an unsafe path")
+    if member.isdir():
+        ok = name in ("models", "blobs") or (parts[0] == "models" and len(parts) in (2, 3))
+        if not ok:
+            raise _refuse(bundle, f"unexpected folder {member.name!r}")
+        return None
+    if member.type not in (tarfile.REGTYPE, tarfile.AREGTYPE) or member.issparse():
+        kind = "link" if member.issym() or member.islnk() else "special file"
+        raise _refuse(bundle, f"member {name!r} is a {kind}; bundles hold regular files only")
+    if name == _INDEX:
+        return "index"
+    if name == _SUMS:
+        return "sums"
+    if _BLOB.match(name):
+        return "blob"
+    m = _MANIFEST.match(name)
+    if m and NAME_RE.match(m.group(1)) and is_version(m.group(2)):
+        return "manifest"
+    raise _refuse(bundle, f"unexpected member {name!r}")
+
+
+def _extract(bundle: Path, staging: Path, max_member: int, max_total: int) -> dict[str, str]:
+    """Extract every member into ``staging``; return member name -> sha256."""
+    digests: dict[str, str] = {}
+    total = 0
+    try:
+        with open(bundle, "rb") as fh, tarfile.open(fileobj=fh, mode="r|*") as tar:
+            for member in tar:
+                kind = _check_member(bundle, member)
+                if kind is None:
+                    continue
+                if member.name in digests:
+                    raise _refuse(bundle, f"member {member.name!r} appears twice")
+                if len(digests) >= _MAX_MEMBERS:
+                    raise _refuse(bundle, f"more than {_MAX_MEMBERS} members")
+                cap = max_member if kind == "blob" else _MAX_DOCUMENT_BYTES
+                if member.size > cap:
+                    raise _refuse(
+                        bundle, f"member {member.name!r} is {member.size} bytes (limit {cap})"
+                    )
+                total += member.size
+                if total > max_total:
+                    raise _refuse(bundle, f"members add up to more than {max_total} bytes")
+                dest = staging / member.name
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                sha = hashlib.sha256()
+                src = tar.extractfile(member)
+                with open(dest, "xb") as out:
+                    while chunk := src.read(config.CHUNK_SIZE):
+                        sha.update(chunk)
+                        out.write(chunk)
+                if dest.stat().st_size != member.size:
+                    raise _refuse(bundle, f"member {member.name!r} is truncated")
+                digests[member.name] = sha.hexdigest()
+    except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise _refuse(bundle, f"it is not a readable tar archive ({exc})") from exc
+    return digests
+
+
+def _check_sums(bundle: Path, staging: Path, digests: dict[str, str]) -> None:
+    if _SUMS not in digests:
+        raise _refuse(bundle, f"it has no {_SUMS} member")
+    listed: dict[str, str] = {}
+    for i, line in enumerate((staging / _SUMS).read_text("utf-8", "replace").splitlines(), 1):
+        m = _SUM_LINE.match(line)
+        if not m:
+            raise _refuse(bundle, f"{_SUMS} line {i} is not '<sha256>  <member>'")
+        if m.group(2) in listed:
+            raise _refuse(bundle, f"{_SUMS} lists {m.group(2)!r} twice")
+        listed[m.group(2)] = m.group(1)
+    members = set(digests) - {_SUMS}
+    unlisted = sorted(members - set(listed))
+    if unlisted:
+        raise _refuse(bundle, f"member {unlisted[0]!r} is not listed in {_SUMS}")
+    absent = sorted(set(listed) - members)
+    if absent:
+        raise _refuse(bundle, f"{_SUMS} lists {absent[0]!r} but the bundle has no such member")
+    for name in sorted(members):
+        if listed[name] != digests[name]:
+            raise _refuse(
+                bundle,
+                f"member {name!r} hashes to sha256:{digests[name]} but {_SUMS} says "
+                f"sha256:{listed[name]}; the bundle was modified or damaged",
+            )
+    for name, digest in digests.items():
+        m = _BLOB.match(name)
+        if m and m.group(1) != digest:
+            raise _refuse(bundle, f"blob {name!r} does not hash to its name (sha256:{digest})")
+
+
+def _plan(bundle: Path, staging: Path, digests: dict[str, str]) -> list[tuple]:
+    """Validate ``bundle.json`` against the members: ``(manifest, variant, entry)`` rows."""
+    from .cache import blob_suffix
+    from .hashes import file_digests
+
+    try:
+        doc = files.read(staging / _INDEX)
+    except (OSError, ValueError) as exc:
+        raise _refuse(bundle, f"{_INDEX} is missing or not JSON ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("bundle_version") != BUNDLE_VERSION:
+        raise _refuse(bundle, f"{_INDEX}: expected bundle_version {BUNDLE_VERSION}")
+    models = doc.get("models")
+    if not isinstance(models, dict) or not models:
+        raise _refuse(bundle, f"{_INDEX}: 'models' must be a non-empty object")
+    rows, used = [], {_INDEX, _SUMS}
+    for spec, entry in sorted(models.items()):
+        if not isinstance(entry, dict) or not isinstance(entry.get("artifacts"), dict):
+            raise _refuse(bundle, f"{_INDEX}: invalid entry {spec!r}")
+        name, version = entry.get("name"), entry.get("version")
+        if not isinstance(name, str) or not NAME_RE.match(name) or not is_version(version):
+            raise _refuse(bundle, f"{_INDEX}: invalid name/version in {spec!r}")
+        member = f"models/{name}/{version}/manifest.json"
+        if member not in digests:
+            raise _refuse(bundle, f"{spec}: {member} is missing")
+        used.add(member)
+        manifest = load_manifest(staging / member)
+        if (manifest.name, manifest.version) != (name, version):
+            raise _refuse(bundle, f"{member} describes {manifest.spec}, not {name}@{version}")
+        for variant, art in sorted(entry["artifacts"].items()):
+            where = f"{spec} ({variant})"
+            if not isinstance(art, dict) or variant not in manifest.artifacts:
+                raise _refuse(bundle, f"{where}: not an artifact of its manifest")
+            blob, sha, size = art.get("blob"), art.get("sha256"), art.get("size")
+            published = manifest.artifacts[variant]
+            if blob not in digests or not _BLOB.match(blob) or digests[blob] != sha:
+                raise _refuse(bundle, f"{where}: blob {blob!r} is missing or does not match")
+            if _BLOB.match(blob).group(2) != blob_suffix(published.file_name):
+                raise _refuse(bundle, f"{where}: blob {blob!r} has the wrong file extension")
+            actual_size = (staging / blob).stat().st_size
+            if size != actual_size or published.size not in (None, actual_size):
+                raise _refuse(bundle, f"{where}: size {actual_size} differs from {_INDEX}")
+            if published.hash is not None:
+                algo = published.hash.algorithm
+                got = file_digests(staging / blob, (algo,))[algo]
+                if got != published.hash.hex:
+                    raise _refuse(
+                        bundle,
+                        f"{where}: {algo}:{got} differs from the manifest's {published.hash}",
+                    )
+            if not isinstance(art.get("url"), str):
+                raise _refuse(bundle, f"{where}: 'url' must be a string")
+            used.add(blob)
+            rows.append((manifest, variant, art))
+    extra = sorted(set(digests) - used)
+    if extra:
+        raise _refuse(bundle, f"member {extra[0]!r} is not described by {_INDEX}")
+    return rows
+
+
+def unpack(
+    bundle: str | os.PathLike[str],
+    *,
+    max_member_bytes: int | None = None,
+    max_total_bytes: int | None = None,
+) -> UnpackResult:
+    """Verify a bundle completely, then install its models into the cache.
+
+    Needs no network. After it, ``modelzoo.load(name)`` works with ``MODELZOO_OFFLINE=1``.
+
+    Args:
+        bundle: the ``.tar`` / ``.tar.gz`` written by :func:`pack`.
+        max_member_bytes: refuse an artifact larger than this
+            (default :data:`DEFAULT_MAX_MEMBER_BYTES`).
+        max_total_bytes: refuse a bundle whose members add up to more
+            (default :data:`DEFAULT_MAX_TOTAL_BYTES`).
+
+    Returns:
+        An :class:`UnpackResult`.
+
+    Raises:
+        IntegrityError: the bundle is malformed, unsafe or tampered with, or the cache
+            holds different bytes for one of its models; nothing is installed.
+        ManifestError: a manifest in it is invalid; nothing is installed.
+    """
+    from .cache import Cache, InstallRecord, blob_suffix
+
+    bundle = Path(bundle)
+    if not bundle.is_file():
+        raise UsageError(f"Bundle {bundle} does not exist. Create one with `modelzoo pack`.")
+    max_member = DEFAULT_MAX_MEMBER_BYTES if max_member_bytes is None else max_member_bytes
+    max_total = DEFAULT_MAX_TOTAL_BYTES if max_total_bytes is None else max_total_bytes
+    cache = Cache()
+    label = f"bundle:{bundle.name}"
+    staging = cache.tmp_dir / f"unpack-{secrets.token_hex(8)}"
+    hold = contextlib.ExitStack()
+    hold.enter_context(cache.lock(staging.name))  # `cache prune` keeps what is locked
+    try:
+        cache.tmp_dir.mkdir(parents=True, exist_ok=True)
+        staging.mkdir()
+        digests = _extract(bundle, staging, max_member, max_total)
+        _check_sums(bundle, staging, digests)
+        rows = _plan(bundle, staging, digests)
+        todo, already = [], []
+        for manifest, variant, art in rows:
+            rec = cache.record(manifest.name, manifest.version, variant)
+            what = f"{manifest.spec} ({variant})"
+            if rec is not None and cache.is_complete(rec):
+                if rec.sha256 != art["sha256"]:
+                    raise _refuse(
+                        bundle,
+                        f"the cache already has {what} with other bytes (sha256:{rec.sha256}, "
+                        f"the bundle has sha256:{art['sha256']}); remove it first with "
+                        f"`modelzoo remove {manifest.spec}`",
+                    )
+                already.append(what)
+            else:
+                todo.append((manifest, variant, art))
+        stored: dict[str, Path] = {}
+        installed = []
+        # prune must not delete a stored blob before its record exists
+        with cache.exclusive():
+            for manifest, variant, art in todo:
+                published = manifest.artifacts[variant]
+                blob = stored.get(art["blob"])
+                if blob is None:
+                    suffix = blob_suffix(published.file_name)
+                    blob = cache.add_blob(staging / art["blob"], art["sha256"], suffix)
+                    stored[art["blob"]] = blob
+                record = InstallRecord(
+                    name=manifest.name,
+                    version=manifest.version,
+                    variant=variant,
+                    sha256=art["sha256"],
+                    size=art["size"],
+                    path=blob,
+                    file_name=published.file_name,
+                    url=art["url"],
+                    declared_hash=str(published.hash) if published.hash else None,
+                    trusted_on_first_use=published.hash is None,
+                    registry=label,
+                )
+                if published.hash is None and art["url"]:
+                    cache.trust(art["url"], art["sha256"], size=art["size"])
+                cache.write_record(manifest, variant, record)
+                installed.append(f"{manifest.spec} ({variant})")
+    finally:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(staging)
+        hold.close()
+    logger.info("unpacked %s: %d artifact(s) installed", bundle, len(installed))
+    return UnpackResult(bundle, label, tuple(installed), tuple(already))

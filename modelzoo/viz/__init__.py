@@ -1,0 +1,1 @@
+"""Looking inside models: feature maps, filters, training curves, the layer tree."""
