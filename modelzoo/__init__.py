@@ -37,6 +37,7 @@ _LAZY = {
     "unfreeze": "models.slicing",
     "attach_head": "models.heads",
     "TransferLearner": "models.learner",
+    "train_from_folder": "models.training",
     "ImageFolder": "models.images",
     "read_images": "models.images",
     "make_strategy": "distribute.strategies",

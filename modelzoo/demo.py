@@ -19,7 +19,7 @@ import numpy as np
 
 __all__ = ["DEMO_MODEL", "DEMO_CUT", "DemoResult", "SeedResult", "run_demo"]
 
-logger = logging.getLogger("modelzoo")
+logger = logging.getLogger(__name__)
 
 DEMO_MODEL = "mobilenet_v1_0.25_32_digits"
 DEMO_CUT = "conv_pw_13_relu"

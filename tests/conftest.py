@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# The strategy tests describe a machine without accelerators ("0 GPUs", "auto" -> CPU).
+# On a GPU runner TensorFlow would see its GPUs and those facts would change, so the
+# suite hides them (before TensorFlow is imported; subprocesses inherit it). The GPU
+# code paths are tested up to where hardware would be needed.
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 _ENV = (
     "MODELZOO_HOME",

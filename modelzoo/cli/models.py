@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import typer
@@ -84,9 +83,6 @@ def layers_cmd(
     )
 
 
-_DEFAULT_CUT = " (the manifest's first cut point; --cut to choose another)"
-
-
 def train_cmd(
     name: str = typer.Argument(..., help="Pretrained base (registry name[@version])."),
     cut: str = typer.Option(
@@ -135,117 +131,44 @@ def train_cmd(
     Under --strategy multi-worker run the same command on every machine (each with its
     own TF_CONFIG); only the chief writes --out, --plot and the TensorBoard logs.
     """
-    from ..distribute.cluster import is_chief, saving_path
-    from ..distribute.strategies import choose_strategy
-    from ..errors import DataError, UsageError
-    from ..hub.registry import resolve
-    from ..models.images import ImageFolder
-    from ..models.learner import TransferLearner
+    from ..models.training import train_from_folder
 
-    # Optional extras first: a missing one must not cost a training run.
-    if plot is not None:
-        from ..viz.plots import require_matplotlib
+    def report(line: str) -> None:
+        out().print(line, markup=False)
 
-        require_matplotlib()
-    if tensorboard is not None:
-        from ..viz.maps import require_tensorboard
-
-        require_tensorboard()
-    if not data.is_dir():
-        raise UsageError(f"--data must be a folder with one sub-folder per class. Received: {data}")
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1 (per replica). Received: {batch_size}.")
-    resolve(name)
-    # The strategy comes before any other TensorFlow work: joining a cluster and
-    # splitting the CPU (MODELZOO_CPU_DEVICES) must precede the runtime's start, and
-    # missing hardware should fail before the images are read.
-    choice = choose_strategy(strategy, register_timeout=register_timeout, tpu_timeout=tpu_timeout)
-    chief = is_chief(choice)
-    global_batch = batch_size * choice.replicas
-    # Listing the folder checks it (classes, images, file signatures); the pixels are
-    # streamed from disk while training.
-    folder = ImageFolder.scan(data, seed=seed)
-    labels = list(folder.class_names)
-    if len(labels) < 2:
-        raise DataError(f"Need at least 2 class sub-folders in {data}; found {labels}.")
-    train_folder, val_folder = folder.split(val_split) if 0.0 < val_split < 1.0 else (folder, None)
-    if not json_out:
-        out().print(
-            f"strategy {choice.kind}: {choice.replicas} replica(s) on "
-            f"{', '.join(choice.devices)} ({choice.reason})",
-            markup=False,
-        )
-        out().print(
-            f"global batch {global_batch} = {batch_size} per replica x {choice.replicas} "
-            f"replica(s)",
-            markup=False,
-        )
-    from ..backend import keras
-
-    keras().utils.set_random_seed(seed)
-    learner = TransferLearner(
+    result = train_from_folder(
         name,
-        cut,
-        num_classes=len(labels),
-        labels=labels,
-        hidden=tuple(hidden),
+        data,
+        cut=cut,
+        out=out_path,
+        epochs=epochs,
+        batch_size=batch_size,
         learning_rate=lr,
-        strategy=choice,
+        val_split=val_split,
+        hidden=tuple(hidden),
+        strategy=strategy,
+        register_timeout=register_timeout,
+        tpu_timeout=tpu_timeout,
+        seed=seed,
+        plot=plot,
+        tensorboard=tensorboard,
+        verbose=0 if json_out else 2,
+        report=None if json_out else report,
     )
-    if not json_out:
-        note = _DEFAULT_CUT if cut is None and learner.cut else ""
-        out().print(
-            f"base {learner.base_name} cut at {learner.cut or '(top)'}{note}; "
-            f"{len(labels)} classes",
-            markup=False,
-        )
-    with contextlib.ExitStack() as stack:
-        callbacks = []
-        if tensorboard is not None:  # workers log to a temporary folder, then drop it
-            from ..viz.maps import tensorboard_callback
-
-            log_dir = stack.enter_context(saving_path(tensorboard, choice))
-            callbacks.append(tensorboard_callback(log_dir))
-        learner.fit(
-            train_folder,
-            epochs=epochs,
-            batch_size=batch_size,
-            validation=val_folder,
-            verbose=0 if json_out else 2,
-            callbacks=callbacks or None,
-            seed=seed,
-        )
-    saved = learner.save(out_path)
-    result = {
-        "model": str(saved),
-        "cut": learner.cut,
-        "labels": labels,
-        "strategy": {
-            "kind": choice.kind,
-            "replicas": choice.replicas,
-            "devices": list(choice.devices),
-            "reason": choice.reason,
-            "global_batch": global_batch,
-            "chief": chief,
-        },
-        "history": learner.history,
-        "fit": learner.last_fit,
-    }
-    if plot is not None and chief:
-        result["plot"] = str(learner.plot_history(plot))
     if json_out:
-        emit_json(result)
+        emit_json(result.to_dict())
         return
-    final = {k_: v[-1] for k_, v in learner.history.items()}
+    final = {k_: v[-1] for k_, v in result.history.items()}
     out().print("final: " + ", ".join(f"{k_} {v:.4f}" for k_, v in final.items()))
-    if not chief:
-        out().print(f"saved by the chief to {saved}; this worker kept no copy", markup=False)
+    if not result.chief:
+        out().print(f"saved by the chief to {result.model}; this worker kept no copy", markup=False)
         return
-    out().print(f"saved {saved} (labels in {saved.with_name(saved.stem + '.labels.json')})")
-    if plot is not None:
-        out().print(f"curves: {result['plot']}")
-    if tensorboard is not None:
-        out().print(f"view the logs with: tensorboard --logdir {tensorboard}")
+    sidecar = result.model.with_name(result.model.stem + ".labels.json")
+    out().print(f"saved {result.model} (labels in {sidecar})")
+    if result.plot is not None:
+        out().print(f"curves: {result.plot}")
+    if result.tensorboard is not None:
+        out().print(f"view the logs with: tensorboard --logdir {result.tensorboard}")
 
 
 def predict_cmd(

@@ -30,7 +30,7 @@ __all__ = [
     "steps_per_execution_for",
 ]
 
-logger = logging.getLogger("modelzoo")
+logger = logging.getLogger(__name__)
 
 _TPU_STEPS_PER_EXECUTION = 32
 # Every worker must shuffle identically (see batch_dataset); any fixed number will do.

@@ -112,7 +112,7 @@ __all__ = [
     "worker_temp_dir",
 ]
 
-logger = logging.getLogger("modelzoo")
+logger = logging.getLogger(__name__)
 
 #: Seconds a remote TPU's gRPC port gets to answer (``MODELZOO_TPU_TIMEOUT``).
 DEFAULT_TPU_TIMEOUT = config.DEFAULT_TPU_TIMEOUT

@@ -20,7 +20,7 @@ from ..errors import ExportError, UsageError
 
 __all__ = ["TFJS_LAYERS", "TFJS_ACTIVATIONS"]
 
-logger = logging.getLogger("modelzoo")
+logger = logging.getLogger(__name__)
 
 #: Keras layer classes that TF.js 4.22 rebuilds from a layers-model topology.
 TFJS_LAYERS = frozenset(

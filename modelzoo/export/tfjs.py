@@ -56,7 +56,7 @@ __all__ = [
     "PREPROCESSING_MODES",
 ]
 
-logger = logging.getLogger("modelzoo")
+logger = logging.getLogger(__name__)
 
 #: The TensorFlow.js release the format and the demo page are tested against.
 TFJS_VERSION = "4.22.0"

@@ -24,7 +24,7 @@ from ..errors import CacheError, LockTimeoutError
 
 __all__: list[str] = []  # helpers of modelzoo.hub.cache; nothing here is public API
 
-logger = logging.getLogger("modelzoo")
+logger = logging.getLogger(__name__)
 
 
 def _cache_error(exc: OSError, path: Path, action: str) -> CacheError:

@@ -35,7 +35,7 @@ __all__ = [
     "save_project",
 ]
 
-logger = logging.getLogger("modelzoo")
+logger = logging.getLogger(__name__)
 
 _NEW_PROJECT = (
     "# The pretrained models this project needs. Edit by hand, or with\n"

@@ -56,7 +56,7 @@ __all__ = [
     "unpack",
 ]
 
-logger = logging.getLogger("modelzoo")
+logger = logging.getLogger(__name__)
 
 BUNDLE_VERSION = 1
 #: Largest artifact a bundle may hold (the largest Keras Applications file is ~550 MB).

@@ -81,7 +81,7 @@ __all__ = [
     "STALE_PARTIAL_DAYS",
 ]
 
-logger = logging.getLogger("modelzoo")
+logger = logging.getLogger(__name__)
 
 #: Seconds to wait for another process's install lock. Generous because the other
 #: process may be downloading a file of several hundred megabytes.

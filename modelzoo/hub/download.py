@@ -89,7 +89,7 @@ if TYPE_CHECKING:  # requests is imported lazily: `import modelzoo.hub.download`
 
 __all__ = ["ALLOWED_SCHEMES", "DownloadResult", "download", "rewrite_urls"]
 
-logger = logging.getLogger("modelzoo")
+logger = logging.getLogger(__name__)
 
 # Resumes that made progress do not use up retries; this bounds them all the same, so a
 # server that drip-feeds a few bytes per connection cannot keep a download alive forever.

@@ -46,7 +46,7 @@ __all__ = [
     "head_size",
 ]
 
-logger = logging.getLogger("modelzoo")
+logger = logging.getLogger(__name__)
 
 #: The only URL schemes modelzoo ever opens.
 ALLOWED_SCHEMES = ("https", "http", "file")

@@ -66,7 +66,7 @@ __all__ = [
     "http_get",
 ]
 
-logger = logging.getLogger("modelzoo")
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 

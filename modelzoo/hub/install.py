@@ -39,7 +39,7 @@ __all__ = [
     "default_variant",
 ]
 
-logger = logging.getLogger("modelzoo")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

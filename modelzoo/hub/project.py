@@ -108,7 +108,7 @@ __all__ = [
     "resolve_in_context",
 ]
 
-logger = logging.getLogger("modelzoo")
+logger = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- values

@@ -83,7 +83,7 @@ __all__ = [
     "write_index",
 ]
 
-logger = logging.getLogger("modelzoo")
+logger = logging.getLogger(__name__)
 
 #: Name of the registry that ships inside the package.
 BUNDLED = "bundled"

@@ -42,7 +42,7 @@ __all__ = [
 #: Bytes of features read per block when streaming them from the cache.
 BLOCK_BYTES = 64 << 20
 
-logger = logging.getLogger("modelzoo")
+logger = logging.getLogger(__name__)
 
 
 def fingerprint_arrays(*arrays: Any) -> str:

@@ -26,7 +26,7 @@ __all__ = [
     "label_format",
 ]
 
-logger = logging.getLogger("modelzoo")
+logger = logging.getLogger(__name__)
 
 #: Tasks a head can be built and compiled for.
 TASKS = ("classification", "multilabel", "regression")

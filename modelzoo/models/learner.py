@@ -44,7 +44,7 @@ from .images import ImageFolder
 
 __all__ = ["TransferLearner", "sidecar_path", "read_sidecar", "read_labels_file"]
 
-logger = logging.getLogger("modelzoo")
+logger = logging.getLogger(__name__)
 
 
 def sidecar_path(model_path: str | os.PathLike[str]) -> Path:

@@ -32,7 +32,7 @@ __all__ = [
     "APPLICATIONS",
 ]
 
-logger = logging.getLogger("modelzoo")
+logger = logging.getLogger(__name__)
 
 _REGNET_SIZES = (2, 4, 6, 8, 16, 32, 40, 64, 80, 120, 160, 320)
 

@@ -31,9 +31,10 @@ __all__ = [
     "unfreeze",
     "has_layer",
     "find_layer",
+    "require_model",
 ]
 
-logger = logging.getLogger("modelzoo")
+logger = logging.getLogger(__name__)
 
 #: Joins the names along a path into nested models.
 SEPARATOR = "/"
@@ -100,7 +101,8 @@ def _is_batchnorm(layer) -> bool:
     )
 
 
-def _require_model(model, func: str) -> None:
+def require_model(model, func: str) -> None:
+    """Raise a one-line :class:`UsageError` unless ``model`` is a tf_keras model."""
     if not _is_model(model):
         raise UsageError(
             f"{func}() needs a tf_keras Model. Received: {type(model).__name__} {model!r:.80}. "
@@ -185,7 +187,7 @@ def has_layer(model, path: str) -> bool:
     Returns:
         True if the path resolves to a layer.
     """
-    _require_model(model, "has_layer")
+    require_model(model, "has_layer")
     return isinstance(path, str) and _match(model, path) is not None
 
 
@@ -204,7 +206,7 @@ def find_layer(model, path: str | int):
         LayerNotFoundError: no such layer; the error suggests the nearest paths.
         UsageError: ``path`` is neither a string nor an int, or the index is out of range.
     """
-    _require_model(model, "find_layer")
+    require_model(model, "find_layer")
     return _chain(model, path)[-1]
 
 
@@ -272,7 +274,7 @@ def layers(model, *, filter: str | None = None, expand_nested: bool = True):
     Raises:
         UsageError: ``model`` is not a tf_keras model.
     """
-    _require_model(model, "layers")
+    require_model(model, "layers")
     if filter is not None and not isinstance(filter, str):
         raise UsageError(f"filter must be a glob string like '*relu'. Received: {filter!r}.")
     pattern = filter.lower() if filter else None
@@ -425,7 +427,7 @@ def slice(model, at, *, name: str | None = None):
             cut goes inside a subclassed or unbuilt model; or a layer on the path is
             called more than once in its model (ambiguous).
     """
-    _require_model(model, "slice")
+    require_model(model, "slice")
     many = isinstance(at, list | tuple)
     targets = list(at) if many else [at]
     if not targets:
@@ -490,7 +492,7 @@ def unfreeze(
             not a positive int.
         LayerNotFoundError: ``from_layer`` does not exist.
     """
-    _require_model(model, "unfreeze")
+    require_model(model, "unfreeze")
     if (top is None) == (from_layer is None):
         raise UsageError(
             "unfreeze() needs exactly one of top=N (the last N layers) or from_layer=PATH. "

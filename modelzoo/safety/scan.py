@@ -51,7 +51,7 @@ __all__ = [
     "EXPECTED_FORMATS",
 ]
 
-logger = logging.getLogger("modelzoo")
+logger = logging.getLogger(__name__)
 
 #: Default cap on the bytes a file may expand to (zip members, declared HDF5 datasets).
 #: The largest Keras Applications weights (VGG16 with top) are ~550 MB.

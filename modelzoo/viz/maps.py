@@ -62,9 +62,9 @@ def _as_model(model_or_name, *, trust_remote_code: bool):
         from ..models.loading import load
 
         return load(model_or_name, trust_remote_code=trust_remote_code)
-    from ..models.slicing import _require_model
+    from ..models.slicing import require_model
 
-    _require_model(model_or_name, "viz")
+    require_model(model_or_name, "viz")
     return model_or_name
 
 
