@@ -1,4 +1,4 @@
-"""Builders of hostile model files for tests/test_safety.py.
+"""Builders of hostile model files for tests/safety/test_safety.py.
 
 Every file is made at test time from a tiny real tf_keras model, then altered with
 h5py / zipfile the way an attacker would. Files whose payload runs code write a

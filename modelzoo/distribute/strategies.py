@@ -220,10 +220,10 @@ def describe_devices() -> dict[str, Any]:
         for device in lister():
             found[key].setdefault(device.device_type, []).append(device.name)
     try:
-        config = parse_tf_config()
-        tf_config = config and {
-            "task": f"{config.task_type}:{config.task_index}",
-            "workers": config.num_workers,
+        cluster = parse_tf_config()
+        tf_config = cluster and {
+            "task": f"{cluster.task_type}:{cluster.task_index}",
+            "workers": cluster.num_workers,
             "error": None,
         }
     except StrategyError as exc:
@@ -300,8 +300,8 @@ def _build_tpu(target: str, timeout: float):
     return strategy
 
 
-def _build_multi_worker(config: ClusterConfig, register_timeout: float):
-    key = ("multi-worker", json.dumps([config.jobs, config.task_type, config.task_index]))
+def _build_multi_worker(cluster: ClusterConfig, register_timeout: float):
+    key = ("multi-worker", json.dumps([cluster.jobs, cluster.task_type, cluster.task_index]))
     if key in _BUILT:
         return _BUILT[key]
     joined = [k for k in _BUILT if k[0] == "multi-worker"]
@@ -326,10 +326,10 @@ def _build_multi_worker(config: ClusterConfig, register_timeout: float):
         )
         context.configure_coordination_service(
             service_type="standalone",
-            service_leader=config.leader,
+            service_leader=cluster.leader,
             coordinated_jobs=[
                 protos.CoordinatedJob(name=job, num_tasks=len(addresses))
-                for job, addresses in config.jobs
+                for job, addresses in cluster.jobs
             ],
             cluster_register_timeout_in_ms=max(1, int(register_timeout * 1000)),
         )
@@ -340,9 +340,9 @@ def _build_multi_worker(config: ClusterConfig, register_timeout: float):
     except Exception as exc:  # DeadlineExceededError, UnavailableError, ValueError ...
         summary = f"{type(exc).__name__}: {_first_line(exc)}"
         _CLUSTER_FAILURE.append(summary)
-        everyone = ", ".join(a for _, addresses in config.jobs for a in addresses)
+        everyone = ", ".join(a for _, addresses in cluster.jobs for a in addresses)
         if isinstance(exc, tf.errors.DeadlineExceededError | tf.errors.UnavailableError):
-            problem = f"not all {config.num_workers} workers joined within {register_timeout:g}s"
+            problem = f"not all {cluster.num_workers} workers joined within {register_timeout:g}s"
             step = (
                 f"Start every worker in TF_CONFIG ({everyone}) with its own task index, check "
                 "the addresses and firewalls, or raise register_timeout"
@@ -353,8 +353,8 @@ def _build_multi_worker(config: ClusterConfig, register_timeout: float):
         else:
             problem, step = "TensorFlow refused the cluster", "Check TF_CONFIG"
         raise StrategyError(
-            f"Multi-worker start failed on {config.task_type}:{config.task_index} "
-            f"({config.address}): {problem} ({summary}). {step}; then restart this process."
+            f"Multi-worker start failed on {cluster.task_type}:{cluster.task_index} "
+            f"({cluster.address}): {problem} ({summary}). {step}; then restart this process."
         ) from exc
     _BUILT[key] = strategy
     return strategy

@@ -1,17 +1,16 @@
-"""The project file, ``modelzoo.toml``: find it, parse it, and edit it line by line.
+"""The project file, ``modelzoo.toml``: find it, parse it, and edit it in place.
 
-Owned by :mod:`modelzoo.hub.project`, which documents the format. Edits made by ``modelzoo
-add`` / ``remove`` touch only the one ``[models]`` line concerned, so comments and layout
-written by hand survive.
+Owned by :mod:`modelzoo.hub.project`, which documents the format. Reading uses the
+standard library's ``tomllib``; edits made by ``modelzoo add`` / ``remove`` go through
+``tomlkit``, which keeps comments and layout written by hand and changes only the one
+``[models]`` entry concerned.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,91 +202,73 @@ def require_project(project: Project | str | os.PathLike[str] | None) -> Project
     return found
 
 
-def _toml_str(text: str) -> str:
-    # JSON string escapes (\" \\ \n \uXXXX) are valid TOML basic-string escapes
-    return json.dumps(text, ensure_ascii=False)
+def _model_value(req: Requirement) -> Any:
+    import tomlkit
 
-
-def _model_line(req: Requirement) -> str:
     if req.variant is None:
-        return f"{_toml_str(req.name)} = {_toml_str(req.constraint)}\n"
-    return (
-        f"{_toml_str(req.name)} = {{ version = {_toml_str(req.constraint)}, "
-        f"variant = {_toml_str(req.variant)} }}\n"
-    )
+        return req.constraint
+    # Parsed rather than built, to keep the spaced ``{ version = ..., variant = ... }`` style.
+    text = f"v = {{ version = {json.dumps(req.constraint)}, variant = {json.dumps(req.variant)} }}"
+    return tomlkit.parse(text)["v"]
 
 
-def _render_project(project: Project) -> str:
-    parts = [_NEW_PROJECT]
+def _quoted(name: str):
+    # New keys are written quoted ("resnet50" = ...), as the generated file always was.
+    from tomlkit.items import KeyType, SingleKey
+
+    return SingleKey(name, t=KeyType.Basic)
+
+
+def _new_document(project: Project):
+    import tomlkit
+
+    doc = tomlkit.parse(_NEW_PROJECT)
     if project.registries:
-        parts.append("\n[registries]\n")
-        parts += [f"{_toml_str(n)} = {_toml_str(loc)}\n" for n, loc in project.registries]
-    parts.append("\n[models]\n")
-    parts += [_model_line(r) for r in project.models]
-    return "".join(parts)
-
-
-_HEADER = re.compile(r"^\s*\[")
-_KEY = re.compile(r"""^\s*("(?:[^"\\]|\\.)*"|'[^']*'|[A-Za-z0-9_-]+)\s*=""")
-
-
-def _line_key(line: str) -> str | None:
-    m = _KEY.match(line)
-    if not m:
-        return None
-    key = m.group(1)
-    if key.startswith('"'):
-        with contextlib.suppress(ValueError):
-            return json.loads(key)
-        return None
-    return key[1:-1] if key.startswith("'") else key
-
-
-def _edit_models(text: str, name: str, line: str | None) -> str:
-    """Replace, insert (``line``) or delete (None) the ``[models]`` entry of ``name``,
-    leaving every other line -- comments included -- as it was."""
-    lines = text.splitlines(keepends=True)
-    start = next(
-        (i for i, s in enumerate(lines) if re.match(r"^\s*\[\s*models\s*\]\s*(#.*)?$", s)), None
-    )
-    if start is None:
-        if line is None:
-            return text
-        sep = "" if not text or text.endswith("\n") else "\n"
-        return f"{text}{sep}\n[models]\n{line}"
-    end = next((i for i in range(start + 1, len(lines)) if _HEADER.match(lines[i])), len(lines))
-    for i in range(start + 1, end):
-        if _line_key(lines[i]) == name:
-            lines[i : i + 1] = [line] if line is not None else []
-            return "".join(lines)
-    if line is not None:
-        last = start
-        for i in range(start + 1, end):
-            if lines[i].strip() and not lines[i].lstrip().startswith("#"):
-                last = i
-        if not lines[last].endswith("\n"):
-            lines[last] += "\n"
-        lines.insert(last + 1, line)
-    return "".join(lines)
+        registries = tomlkit.table()
+        for name, location in project.registries:
+            registries[_quoted(name)] = location
+        doc["registries"] = registries
+    doc["models"] = tomlkit.table()
+    return doc
 
 
 def save_project(project: Project, *, name: str) -> None:
-    """Write ``project`` to its file, editing only the line of ``name`` when possible."""
+    """Write ``project`` to its file, changing only the entry of ``name``.
+
+    The file is edited as a TOML document (``tomlkit``): comments, ordering and layout
+    written by hand survive, whichever TOML form the ``[models]`` entries take (lines,
+    sub-tables, dotted keys, an inline table).
+
+    Raises:
+        ProjectError: the edited document would not read back as ``project`` (nothing is
+            written then), or the file cannot be written.
+    """
+    import tomlkit
+
     path = project.path
     try:
         old = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         old = None
+    doc = _new_document(project) if old is None else tomlkit.parse(old)
+    if "models" not in doc:
+        doc["models"] = tomlkit.table()
+    models = doc["models"]
     req = project.requirement(name)
-    if old is None:
-        new = _render_project(project)
+    if req is None:
+        models.pop(name, None)
+    elif name in models:
+        models[name] = _model_value(req)  # keeps the key as written and its comment
     else:
-        new = _edit_models(old, name, _model_line(req) if req else None)
-        try:
-            ok = _parse_project(new, root=project.root, source=str(path)).models == project.models
-        except ProjectError:
-            ok = False
-        if not ok:  # e.g. entries written as [models."name"] sub-tables
-            logger.warning("%s: rewriting the whole file; comments in it are dropped", path)
-            new = _render_project(project)
-    atomic_write(path, new.encode("utf-8"))
+        models[_quoted(name)] = _model_value(req)
+    new = tomlkit.dumps(doc)
+    try:
+        same = _parse_project(new, root=project.root, source=str(path)).models == project.models
+    except ProjectError:
+        same = False
+    if not same:
+        raise _fail(path, f"cannot update the entry of {name!r}; edit the file by hand")
+    try:
+        atomic_write(path, new)
+    except OSError as exc:
+        raise _fail(path, f"cannot write it ({exc.strerror or exc})") from exc

@@ -114,10 +114,10 @@ def _update_config(change) -> Any:
     lock = filelock.FileLock(str(path) + ".lock", timeout=30)
     try:
         with lock:
-            config = _read_config()
-            config.setdefault("registries", [])
-            result = change(config)
-            data = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
+            doc = _read_config()
+            doc.setdefault("registries", [])
+            result = change(doc)
+            data = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
             files.atomic_write(path, data.encode("utf-8"))
     except filelock.Timeout as exc:
         raise LockTimeoutError(

@@ -354,8 +354,8 @@ def add_registry(location: str | os.PathLike[str], *, name: str | None = None) -
     if name == BUNDLED:
         raise UsageError(f"The name {BUNDLED!r} is reserved for the built-in registry.")
 
-    def change(config: dict) -> Registry:
-        entries = config["registries"]
+    def change(doc: dict) -> Registry:
+        entries = doc["registries"]
         previous = next((r for r in entries if r["location"] == loc), None)
         chosen = name or (previous or {}).get("name") or _default_name(kind, loc)
         others = [r for r in entries if r["location"] != loc]
@@ -369,7 +369,7 @@ def add_registry(location: str | os.PathLike[str], *, name: str | None = None) -
                 f"A registry named {chosen!r} already exists ({other['location']}). Pick another "
                 f"name, or remove it first with `modelzoo registry remove {chosen}`."
             )
-        config["registries"] = [{"name": chosen, "location": loc}, *others]
+        doc["registries"] = [{"name": chosen, "location": loc}, *others]
         return Registry(chosen, loc, kind, "config")
 
     registry = _update_config(change)
@@ -397,11 +397,11 @@ def remove_registry(name_or_location: str | os.PathLike[str]) -> Registry:
     except UsageError:
         location = None
 
-    def change(config: dict) -> Registry | None:
-        entries = config["registries"]
+    def change(doc: dict) -> Registry | None:
+        entries = doc["registries"]
         hit = next((r for r in entries if r["name"] == key or r["location"] == location), None)
         if hit is not None:
-            config["registries"] = [r for r in entries if r is not hit]
+            doc["registries"] = [r for r in entries if r is not hit]
             kind, loc = _normalize_location(hit["location"])
             return Registry(hit["name"], loc, kind, "config")
         return None

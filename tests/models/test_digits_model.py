@@ -16,7 +16,7 @@ from modelzoo.hub.manifest import load_manifest
 from modelzoo.models.datasets import digits_to_rgb, split_digits
 
 MODEL_DIR = (
-    Path(__file__).resolve().parent.parent
+    Path(__file__).resolve().parents[2]
     / "registry"
     / "models"
     / "mobilenet_v1_0.25_32_digits"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # `from _server import ...` outside pytest too
+sys.path.insert(0, str(Path(__file__).parents[1]))  # `from _server import ...` outside pytest too
 from _server import LocalServer  # noqa: E402
 
 from modelzoo.errors import (  # noqa: E402

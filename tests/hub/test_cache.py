@@ -455,7 +455,7 @@ def _run(code: str, home: Path) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=60,
-        cwd=Path(__file__).parent,
+        cwd=Path(__file__).parents[1],
     )
 
 

@@ -13,25 +13,20 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+import _workers
 import numpy as np
 import pytest
+from _procs import ok, run_all
 
 from modelzoo import config
 from modelzoo.distribute import cluster, strategies
 from modelzoo.errors import StrategyError, UsageError
 
-sys.path.insert(0, str(Path(__file__).parent))
-import _workers  # noqa: E402
-
-WORKERS = Path(__file__).parent / "_workers.py"
-# Generous: on a busy 2-core machine importing TensorFlow alone can take a minute.
-TIMEOUT = 300.0
+WORKERS = Path(_workers.__file__)
 DIGITS = _workers.DIGITS
 CUT = _workers.CUT
 
@@ -39,58 +34,6 @@ CUT = _workers.CUT
 @pytest.fixture(autouse=True)
 def _no_cpu_split(monkeypatch):
     monkeypatch.delenv("MODELZOO_CPU_DEVICES", raising=False)
-
-
-def _spawn(jobs: list[tuple[list[str], dict[str, str]]], timeout: float = TIMEOUT) -> list[dict]:
-    """Run each ``(argv, extra_env)`` concurrently with ``sys.executable``.
-
-    Returns one dict per job: ``code``, ``result`` (the last JSON line of stdout, or
-    None), ``stdout``, ``stderr``. Every process still alive at the end is SIGKILLed.
-    """
-    procs = []
-    try:
-        for argv, extra_env in jobs:
-            env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **extra_env}
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, *argv],
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                    env=env,
-                )
-            )
-        deadline = time.monotonic() + timeout
-        done = []
-        for proc in procs:
-            try:
-                out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pytest.fail(f"{proc.args[1:]} still running after {timeout:g}s (killed)")
-            done.append(
-                {"code": proc.returncode, "result": _last_json(out), "stdout": out, "stderr": err}
-            )
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    return done
-
-
-def _last_json(stdout: str) -> dict | None:
-    """The JSON object on the last line of ``stdout`` that holds one, if any."""
-    for line in reversed(stdout.splitlines()):
-        if line.startswith("{") and line.rstrip().endswith("}"):
-            return json.loads(line)
-    return None
-
-
-def _ok(run: dict) -> dict:
-    assert run["code"] == 0 and run["result"] is not None, (
-        f"exit {run['code']}\n{run['stdout'][-2000:]}\n{run['stderr'][-4000:]}"
-    )
-    return run["result"]
 
 
 def _worker_env(ports: list[int], index: int, home: Path) -> dict[str, str]:
@@ -450,7 +393,7 @@ def test_lost_worker_is_named_from_real_tensorflow_errors(monkeypatch, where):
     the lost task may be blamed. The texts were captured from real 2-worker runs."""
     import tensorflow as tf
 
-    captured = json.loads((Path(__file__).parent / "data" / "tf_peer_errors.json").read_text())
+    captured = json.loads((Path(__file__).parents[1] / "data" / "tf_peer_errors.json").read_text())
     (case,) = [c for c in captured["errors"] if c["where"] == where]
     assert captured["survivor"] == "worker:0"
     cluster_of_two = _workers.tf_config(_workers.free_ports(2), 0)
@@ -541,8 +484,8 @@ def test_doctor_json_shows_devices_and_the_auto_choice(monkeypatch):
 @pytest.mark.tf
 def test_learner_under_mirrored_matches_the_default_strategy(tmp_path):
     env = {"MODELZOO_CPU_DEVICES": "2", "MODELZOO_HOME": str(tmp_path)}
-    (run,) = _spawn([([str(WORKERS), "learner-mirrored"], env)])
-    result = _ok(run)
+    (run,) = run_all([([str(WORKERS), "learner-mirrored"], env)])
+    result = ok(run)
     assert result["kind"] == "mirrored" and result["replicas"] == 2
     assert result["devices"] == ["/cpu:0", "/cpu:1"]
     assert result["base_rebuilt"]  # the base was built outside the scope, then rebuilt in it
@@ -568,7 +511,7 @@ def test_train_command_under_mirrored_over_two_cpus(tmp_path, image_folder):
     argv = ["-m", "modelzoo", "train", DIGITS, "--cut", CUT, "--data", str(image_folder)]
     argv += ["--epochs", "2", "--batch-size", "4", "--val-split", "0.25", "--out", str(out)]
     argv += ["--strategy", "mirrored"]
-    (run,) = _spawn([(argv, {"MODELZOO_CPU_DEVICES": "2", "MODELZOO_HOME": str(tmp_path)})])
+    (run,) = run_all([(argv, {"MODELZOO_CPU_DEVICES": "2", "MODELZOO_HOME": str(tmp_path)})])
     assert run["code"] == 0, run["stdout"][-2000:] + run["stderr"][-4000:]
     stdout = run["stdout"]
     assert "strategy mirrored: 2 replica(s) on /cpu:0, /cpu:1" in stdout
@@ -581,7 +524,7 @@ def test_train_command_under_mirrored_over_two_cpus(tmp_path, image_folder):
 @pytest.mark.tf
 def test_doctor_json_in_a_process_with_a_cpu_split(tmp_path):
     env = {"MODELZOO_CPU_DEVICES": "2", "MODELZOO_HOME": str(tmp_path)}
-    (run,) = _spawn([(["-m", "modelzoo", "doctor", "--json"], env)])
+    (run,) = run_all([(["-m", "modelzoo", "doctor", "--json"], env)])
     assert run["code"] == 0, run["stderr"][-4000:]
     devices = json.loads(run["stdout"])["devices"]  # indented JSON: the whole of stdout
     assert devices["cpu_devices_env"] == 2
@@ -597,8 +540,8 @@ def test_two_worker_learner_trains_and_only_the_chief_saves(tmp_path):
     out = tmp_path / "saved" / "model.keras"
     out.parent.mkdir()
     argv = [str(WORKERS), "learner-worker", str(out), "90"]
-    runs = _spawn([(argv, _worker_env(ports, i, tmp_path / f"home{i}")) for i in (0, 1)])
-    chief, worker = (_ok(run) for run in runs)
+    runs = run_all([(argv, _worker_env(ports, i, tmp_path / f"home{i}")) for i in (0, 1)])
+    chief, worker = (ok(run) for run in runs)
     assert chief["kind"] == worker["kind"] == "multi-worker"
     assert chief["replicas"] == worker["replicas"] == 2
     assert chief["global_batch"] == worker["global_batch"] == 2 * _workers.LEARNER_PER_REPLICA
@@ -620,8 +563,8 @@ def test_two_worker_learner_trains_and_only_the_chief_saves(tmp_path):
     assert json.loads((out.parent / "model.labels.json").read_text())["labels"][0] == "5"
     assert chief["same_again"] and worker["same_again"]  # one strategy per process
     # The saved model loads with plain tf_keras in a fresh process without any strategy.
-    (plain,) = _spawn([([str(WORKERS), "load-and-predict", str(out)], {})])
-    plain = _ok(plain)
+    (plain,) = run_all([([str(WORKERS), "load-and-predict", str(out)], {})])
+    plain = ok(plain)
     assert plain["strategy"] == "_DefaultDistributionStrategy"
     np.testing.assert_allclose(plain["predictions"], chief["predictions"], atol=1e-5)
     np.testing.assert_allclose(worker["predictions"], chief["predictions"], atol=1e-5)
@@ -633,9 +576,9 @@ def test_worker_dying_mid_fit_stops_the_chief_with_a_strategy_error(tmp_path):
     ports = _workers.free_ports(2)
     out = tmp_path / "saved" / "model.keras"
     argv = [str(WORKERS), "learner-dies", str(out), "90"]
-    chief, worker = _spawn([(argv, _worker_env(ports, i, tmp_path / f"home{i}")) for i in (0, 1)])
+    chief, worker = run_all([(argv, _worker_env(ports, i, tmp_path / f"home{i}")) for i in (0, 1)])
     assert worker["code"] == 3  # it died abruptly at the start of its second epoch
-    result = _ok(chief)
+    result = ok(chief)
     assert result["chief"] and result["error"] == "StrategyError", result
     message = result["message"]
     assert message.startswith("Training stopped on worker:0: /job:worker/replica:0/task:1")
@@ -655,10 +598,10 @@ def test_peer_lost_during_set_up_or_at_the_start_of_fit_is_one_line_naming_it(tm
         ports = _workers.free_ports(2)
         argv = [str(WORKERS), "peer-dies", when, "90"]
         jobs += [(argv, _worker_env(ports, i, tmp_path / f"{when}{i}")) for i in (0, 1)]
-    setup, setup_peer, fit, fit_peer = _spawn(jobs)
+    setup, setup_peer, fit, fit_peer = run_all(jobs)
     assert setup_peer["code"] == fit_peer["code"] == 3
     for run, stage, action in ((setup, "setup", "Building the model"), (fit, "fit", "Training")):
-        result = _ok(run)
+        result = ok(run)
         assert result["stage"] == stage and result["ours"], result
         assert result["error"] == "StrategyError", result
         message = result["message"]

@@ -30,7 +30,7 @@ TF_CPP_LINE = re.compile(
 def _cli(*args, env_extra=None, drop=(), timeout=180):
     """Run ``python -m modelzoo ARGS`` in a real process (the tree under test first)."""
     env = {k: v for k, v in os.environ.items() if k not in drop}
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
     env.update(env_extra or {})
     return subprocess.run(
@@ -120,7 +120,7 @@ def test_plot_without_matplotlib_fails_before_training(tmp_path, image_folder):
         *("train", DIGITS, "--data", image_folder, "--epochs", 1),
         *("--out", out, "--plot", tmp_path / "curves.png"),
         env_extra={
-            "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), str(shim.parent)])
+            "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2]), str(shim.parent)])
         },
     )
     assert proc.returncode == 1, proc.stderr
@@ -257,7 +257,7 @@ def test_verbose_shows_tf_logs_and_a_trained_model_loads_without_optimizer_warni
 ):
     image = next((image_folder / "digit_5").glob("*.png"))
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[1]), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[2]), env.get("PYTHONPATH", "")])
     proc = subprocess.run(
         [sys.executable, "-c", _VERBOSE_THEN_PLAIN_LOAD, str(trained), str(image)],
         capture_output=True,

@@ -25,7 +25,7 @@ from modelzoo.hub.cache import Cache
 from modelzoo.hub.download import download
 
 SIZE = 6 * (1 << 20) + 12_345  # 7 parts of at most 1 MiB
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,7 @@ from modelzoo.hub.index import dumps_index
 from modelzoo.hub.manifest import load_manifest
 from modelzoo.hub.registry import build_index, bundled_registry_path, resolve, search
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 REFERENCE = json.loads((REPO / "tests/data/keras_applications_weights.json").read_text("utf-8"))
 GENERATOR = REPO / "scripts/gen_keras_applications.py"
 ROOT = bundled_registry_path()

@@ -52,7 +52,7 @@ def cli_in():
 def cli(*args, env=None, cwd=None, input=None):
     """Run ``python -m modelzoo ARGS`` in a real process (this checkout first on the path)."""
     full_env = {**os.environ, **(env or {})}
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])
     full_env["PYTHONPATH"] = os.pathsep.join([root, full_env.get("PYTHONPATH", "")])
     return subprocess.run(
         [sys.executable, "-m", "modelzoo", *map(str, args)],
@@ -172,7 +172,7 @@ def test_install_racing_prune_never_loses_the_blob(tmp_path, monkeypatch):
     reg.publish("alpha", variants={"full": 2000})
     monkeypatch.setenv("MODELZOO_REGISTRY", str(reg.root))
     stop, ready = tmp_path / "stop", tmp_path / "ready"
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     pruner = subprocess.Popen([sys.executable, "-c", _PRUNER, stop, ready], env=env)
     try:
@@ -333,7 +333,7 @@ def tiny_model_file(tmp_path_factory):
 
 
 def _env():
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     return env

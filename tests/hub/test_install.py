@@ -30,7 +30,7 @@ from modelzoo.errors import (
 from modelzoo.hub.cache import Cache
 from modelzoo.hub.install import ensure_installed, install
 
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).parents[1]
 
 
 @pytest.fixture

@@ -420,11 +420,27 @@ def test_add_creates_the_project_file_and_survives_sub_tables(tmp_path, monkeypa
     assert lock["registry"]["location"] == str(reg.root)
     assert lock["artifacts"]["full"]["url"].startswith("file://")
 
-    # entries as [models."name"] sub-tables cannot be edited line by line: rewritten
+    # [models."name"] sub-tables and dotted keys: edited in place, comments and layout kept
     (where / "modelzoo.toml").write_text('[models."tiny"]\nversion = "^1"\n')
+    mp.add("beta", project=where)
+    assert [r.name for r in mp.load_project(where).models] == ["beta", "tiny"]
+    hand_written = (
+        "# our models (keep this)\n"
+        'models.tiny = { version = "^1" }  # the small one\n'
+        "[registries]  # pinned for the demo\n"
+        "\n"
+        "# more models below\n"
+    )
+    (where / "modelzoo.toml").write_text(hand_written)
     mp.add("beta", project=where)
     project = mp.load_project(where)
     assert [r.name for r in project.models] == ["beta", "tiny"]
+    text = (where / "modelzoo.toml").read_text()
+    for comment in ("# our models (keep this)", "# the small one", "# pinned for the demo"):
+        assert comment in text
+    mp.remove_from_project("beta", project=where)
+    assert (where / "modelzoo.toml").read_text() == hand_written
+    assert [r.name for r in mp.load_project(where).models] == ["tiny"]
 
 
 # --------------------------------------------------------------------------- resolution

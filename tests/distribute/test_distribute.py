@@ -10,21 +10,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
+import _workers
 import pytest
+from _procs import ok, run_all
 
 from modelzoo.distribute import strategies
 from modelzoo.errors import StrategyError, UsageError
 
-sys.path.insert(0, str(Path(__file__).parent))
-import _workers  # noqa: E402
-
-WORKERS = Path(__file__).parent / "_workers.py"
+WORKERS = Path(_workers.__file__)
 # Generous: on a busy 2-core machine importing TensorFlow alone can take a minute.
 SUBPROCESS_TIMEOUT = 300.0
 
@@ -34,42 +29,8 @@ def _closed_port() -> int:
 
 
 def _run(jobs: list[tuple[list[str], dict[str, str]]], timeout: float = SUBPROCESS_TIMEOUT):
-    """Run ``tests/_workers.py ARGS`` once per job, concurrently; return their JSON results.
-
-    Every process is SIGKILLed in the ``finally`` if it is still alive (timeout or error).
-    """
-    procs = []
-    try:
-        for args, extra_env in jobs:
-            env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **extra_env}
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, str(WORKERS), *args],
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                    env=env,
-                )
-            )
-        deadline = time.monotonic() + timeout
-        outputs = []
-        for proc in procs:
-            try:
-                out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pytest.fail(f"{proc.args[2:]} still running after {timeout:g}s (killed)")
-            outputs.append((proc.returncode, out, err))
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    results = []
-    for code, out, err in outputs:
-        lines = [line for line in out.splitlines() if line.startswith("{")]
-        assert code == 0 and lines, f"worker exit {code}\n{out[-2000:]}\n{err[-4000:]}"
-        results.append(json.loads(lines[-1]))
-    return results
+    """Run ``tests/_workers.py ARGS`` once per job, concurrently; return their JSON results."""
+    return [ok(r) for r in run_all([([str(WORKERS), *a], env) for a, env in jobs], timeout)]
 
 
 # ----------------------------------------------------------------------------- TF_CONFIG
@@ -430,7 +391,7 @@ def test_mirrored_over_two_logical_cpus_matches_the_default_strategy():
 
 
 # The two-worker training run (a TransferLearner on each worker, chief-only saving, a
-# reload in a plain process) lives in tests/test_scaling.py: one such run is enough.
+# reload in a plain process) lives in tests/distribute/test_scaling.py: one such run is enough.
 
 
 @pytest.mark.tf

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from modelzoo.cli import app
 from modelzoo.errors import DependencyError, LayerNotFoundError, UsageError
-from modelzoo.viz import maps
+from modelzoo.viz import maps as viz
 from modelzoo.viz.plots import DPI
 
 BUNDLED = "mobilenet_v1_0.25_32_digits"
@@ -67,12 +67,12 @@ def tile_origins(ax) -> list[tuple[float, float]]:
      (9, (3, 3)), (10, (3, 4)), (16, (4, 4)), (17, (4, 5)), (64, (8, 8)), (65, (8, 9))],
 )  # fmt: skip
 def test_grid_shape_examples(n, expected):
-    assert maps.grid_shape(n) == expected
+    assert viz.grid_shape(n) == expected
 
 
 def test_grid_shape_is_ceil_sqrt_columns_without_empty_rows():
     for n in range(1, 400):
-        rows, cols = maps.grid_shape(n)
+        rows, cols = viz.grid_shape(n)
         assert cols == math.ceil(math.sqrt(n))
         assert rows * cols >= n > (rows - 1) * cols
 
@@ -80,7 +80,7 @@ def test_grid_shape_is_ceil_sqrt_columns_without_empty_rows():
 @pytest.mark.parametrize("bad", [0, -3, 2.5, True, "4"])
 def test_grid_shape_rejects_non_positive_ints(bad):
     with pytest.raises(UsageError, match="at least one tile"):
-        maps.grid_shape(bad)
+        viz.grid_shape(bad)
 
 
 # -- feature-map figures (numpy in, no TensorFlow) -----------------------------------------
@@ -89,10 +89,10 @@ def test_grid_shape_rejects_non_positive_ints(bad):
 def test_maps_figure_tiles_labels_and_pixel_size(tmp_path):
     rng = np.random.default_rng(0)
     maps = rng.random((5, 7, 10)) * 3
-    fig = maps.feature_maps_figure({"block/conv": maps}, max_channels=6)
+    fig = viz.feature_maps_figure({"block/conv": maps}, max_channels=6)
     (grid,) = tile_grid(fig)
     assert len(grid.images) == 6
-    rows, cols = maps.grid_shape(6)
+    rows, cols = viz.grid_shape(6)
     origins = tile_origins(grid)
     assert len({x for x, _ in origins}) == cols and len({y for _, y in origins}) == rows
     # row-major: the first `cols` tiles share the top row
@@ -109,16 +109,16 @@ def test_maps_figure_tiles_labels_and_pixel_size(tmp_path):
         assert data.min() == 0.0 and data.max() == 1.0
         expected = (maps[:, :, c] - maps[:, :, c].min()) / np.ptp(maps[:, :, c])
         np.testing.assert_allclose(data, expected)
-    path = maps.save_figure(fig, tmp_path / "sub" / "maps.png")
+    path = viz.save_figure(fig, tmp_path / "sub" / "maps.png")
     assert png(path).shape[:2] == fig_pixels(fig)
 
 
 def test_maps_figure_marks_dead_and_flat_channels_and_uses_one_scale_for_1x1():
     maps = np.stack([np.zeros((3, 3)), np.full((3, 3), 2.0), np.arange(9.0).reshape(3, 3)], -1)
-    (grid,) = tile_grid(maps.feature_maps_figure({"relu": maps}))
+    (grid,) = tile_grid(viz.feature_maps_figure({"relu": maps}))
     assert [t.get_text() for t in grid.texts] == ["0 dead", "1 flat", "2"]
     one = np.array([[[0.0, 1.0, 4.0, 0.0]]])  # a 1x1 map per channel
-    fig = maps.feature_maps_figure({"top": one})
+    fig = viz.feature_maps_figure({"top": one})
     (grid,) = tile_grid(fig)
     assert [float(np.asarray(im.get_array())[0, 0]) for im in grid.images] == [0, 0.25, 1, 0]
     assert "one colour scale" in " ".join(t.get_text() for t in fig.texts)
@@ -127,7 +127,7 @@ def test_maps_figure_marks_dead_and_flat_channels_and_uses_one_scale_for_1x1():
 def test_maps_sheet_stacks_one_grid_per_layer():
     rng = np.random.default_rng(1)
     maps = {"a": rng.random((8, 8, 3)), "b": rng.random((2, 2, 20)), "c": rng.random((4, 4, 1))}
-    fig = maps.feature_maps_figure(maps, max_channels=16)
+    fig = viz.feature_maps_figure(maps, max_channels=16)
     grids = tile_grid(fig)
     assert [len(g.images) for g in grids] == [3, 16, 1]
     tops = [g.get_position().y1 for g in grids]
@@ -136,13 +136,13 @@ def test_maps_sheet_stacks_one_grid_per_layer():
 
 def test_maps_figure_rejects_non_spatial_values_and_bad_options():
     with pytest.raises(UsageError, match=r"height, width, channels.*'dense' with shape \(10,\)"):
-        maps.feature_maps_figure({"dense": np.ones(10)})
+        viz.feature_maps_figure({"dense": np.ones(10)})
     with pytest.raises(UsageError, match="max_channels"):
-        maps.feature_maps_figure({"x": np.ones((2, 2, 2))}, max_channels=0)
+        viz.feature_maps_figure({"x": np.ones((2, 2, 2))}, max_channels=0)
     with pytest.raises(UsageError, match="normalize"):
-        maps.feature_maps_figure({"x": np.ones((2, 2, 2))}, normalize="global")
+        viz.feature_maps_figure({"x": np.ones((2, 2, 2))}, normalize="global")
     with pytest.raises(UsageError, match="no layers"):
-        maps.feature_maps_figure({})
+        viz.feature_maps_figure({})
 
 
 # -- training curves --------------------------------------------------------------------
@@ -156,7 +156,7 @@ HISTORY = {
 
 
 def test_history_figure_draws_the_actual_values():
-    fig = maps.history_figure(HISTORY)
+    fig = viz.history_figure(HISTORY)
     loss_ax, metric_ax = fig.axes
     lines = {line.get_label(): line for ax in fig.axes for line in ax.get_lines()}
     assert lines["loss"] in loss_ax.get_lines() and lines["accuracy"] in metric_ax.get_lines()
@@ -174,19 +174,19 @@ def test_history_figure_draws_the_actual_values():
 
 
 def test_plot_history_writes_a_png_with_two_panels(tmp_path):
-    path = maps.plot_history(HISTORY, tmp_path / "curves" / "history.png")
+    path = viz.plot_history(HISTORY, tmp_path / "curves" / "history.png")
     assert path == tmp_path / "curves" / "history.png"
-    assert png(path).shape[:2] == fig_pixels(maps.history_figure(HISTORY))
+    assert png(path).shape[:2] == fig_pixels(viz.history_figure(HISTORY))
 
 
 def test_history_with_only_loss_has_one_panel_and_accepts_history_objects(tmp_path):
     class History:  # the shape of keras.callbacks.History
         history = {"loss": [3.0, 2.0], "lr": [0.1, 0.1]}
 
-    fig = maps.history_figure(History())
+    fig = viz.history_figure(History())
     assert len(fig.axes) == 1
     assert [ln.get_label() for ln in fig.axes[0].get_lines()] == ["loss"]
-    assert maps.plot_history(History(), tmp_path / "h.svg").read_text().startswith("<?xml")
+    assert viz.plot_history(History(), tmp_path / "h.svg").read_text().startswith("<?xml")
 
 
 @pytest.mark.parametrize(
@@ -196,14 +196,14 @@ def test_history_with_only_loss_has_one_panel_and_accepts_history_objects(tmp_pa
 )  # fmt: skip
 def test_plot_history_rejects_empty_or_wrong_input(tmp_path, history, message):
     with pytest.raises(UsageError, match=message):
-        maps.plot_history(history, tmp_path / "h.png")
+        viz.plot_history(history, tmp_path / "h.png")
 
 
 def test_saving_to_an_unknown_suffix_or_a_folder_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match=r"'\.bmpx'.*Valid suffixes:.*\.png"):
-        maps.plot_history(HISTORY, tmp_path / "h.bmpx")
+        viz.plot_history(HISTORY, tmp_path / "h.bmpx")
     with pytest.raises(UsageError, match="is a folder"):
-        maps.plot_history(HISTORY, tmp_path)
+        viz.plot_history(HISTORY, tmp_path)
     assert not list(tmp_path.iterdir())
 
 
@@ -212,14 +212,15 @@ def test_missing_matplotlib_is_a_one_line_dependency_error(tmp_path):
     # extra; no TensorFlow is loaded on this path.
     code = (
         "import sys; sys.modules['matplotlib'] = None\n"
-        "from modelzoo import viz, errors\n"
+        "from modelzoo import errors\n"
+        "from modelzoo.viz import maps as viz\n"
         "try:\n"
-        "    maps.plot_history({'loss': [1.0]}, 'h.png')\n"
+        "    viz.plot_history({'loss': [1.0]}, 'h.png')\n"
         "except errors.DependencyError as exc:\n"
         "    print('CAUGHT', isinstance(exc, ImportError), exc)\n"
         "sys.modules['tensorboard'] = None\n"
         "try:\n"
-        "    maps.tensorboard_callback('logs')\n"
+        "    viz.tensorboard_callback('logs')\n"
         "except errors.DependencyError as exc:\n"
         "    print('TB', exc)\n"
         "assert 'tensorflow' not in sys.modules\n"
@@ -285,14 +286,14 @@ def test_activations_match_a_direct_tf_keras_forward_pass(tiny, image):
     batch = np.stack([image, image[::-1], image / 2])
     for name in ("conv", "relu", "pool", "conv2", "dense"):
         direct = k.Model(tiny.input, tiny.get_layer(name).output)(batch).numpy()
-        got = maps.activations(tiny, name, batch, batch_size=2)
+        got = viz.activations(tiny, name, batch, batch_size=2)
         assert got.shape == direct.shape and got.dtype == np.float32
         # float32 sums of values in the thousands: compare relative to the layer's scale
         np.testing.assert_allclose(got, direct, rtol=1e-5, atol=1e-6 * np.abs(direct).max())
-    relu, pool = maps.activations(tiny, ["relu", "pool"], image)
+    relu, pool = viz.activations(tiny, ["relu", "pool"], image)
     assert relu.shape == (1, 8, 8, 4) and pool.shape == (1, 4, 4, 4)
-    np.testing.assert_allclose(relu, np.maximum(maps.activations(tiny, "conv", image), 0))
-    np.testing.assert_allclose(maps.activations(tiny, 2, image), relu)  # top-level index
+    np.testing.assert_allclose(relu, np.maximum(viz.activations(tiny, "conv", image), 0))
+    np.testing.assert_allclose(viz.activations(tiny, 2, image), relu)  # top-level index
 
 
 @pytest.mark.tf
@@ -304,45 +305,45 @@ def test_activations_read_image_files_at_the_input_size(tiny, tmp_path):
     rng = np.random.default_rng(5)
     path = tmp_path / "photo.png"
     Image.fromarray(rng.integers(0, 256, (20, 12, 3), dtype=np.uint8)).save(path)
-    expected = maps.activations(tiny, "relu", read_images([path], (8, 8)))
-    np.testing.assert_allclose(maps.activations(tiny, "relu", path), expected)
-    np.testing.assert_allclose(maps.activations(tiny, "relu", [str(path)]), expected)
+    expected = viz.activations(tiny, "relu", read_images([path], (8, 8)))
+    np.testing.assert_allclose(viz.activations(tiny, "relu", path), expected)
+    np.testing.assert_allclose(viz.activations(tiny, "relu", [str(path)]), expected)
     with pytest.raises(UsageError, match="No such image file"):
-        maps.activations(tiny, "relu", tmp_path / "missing.png")
+        viz.activations(tiny, "relu", tmp_path / "missing.png")
 
 
 @pytest.mark.tf
 def test_activation_errors_name_the_problem(tiny, image):
     with pytest.raises(LayerNotFoundError, match=r"'rleu'.*Did you mean: 'relu'"):
-        maps.activations(tiny, "rleu", image)
+        viz.activations(tiny, "rleu", image)
     with pytest.raises(UsageError, match=r"\(8, 8, 3\).*Received: \(16, 16, 3\).*file path"):
-        maps.activations(tiny, "relu", np.zeros((16, 16, 3)))
+        viz.activations(tiny, "relu", np.zeros((16, 16, 3)))
     with pytest.raises(UsageError, match="one image. Received a batch of 2"):
-        maps.feature_maps(tiny, "relu", np.zeros((2, 8, 8, 3)))
+        viz.feature_maps(tiny, "relu", np.zeros((2, 8, 8, 3)))
     with pytest.raises(UsageError, match=r"'dense' with shape \(3,\)"):
-        maps.feature_maps(tiny, "dense", image)
+        viz.feature_maps(tiny, "dense", image)
     with pytest.raises(UsageError, match="batch_size"):
-        maps.activations(tiny, "relu", image, batch_size=0)
+        viz.activations(tiny, "relu", image, batch_size=0)
     with pytest.raises(UsageError, match="needs a tf_keras Model"):
-        maps.activations(object(), "relu", image)
+        viz.activations(object(), "relu", image)
 
 
 @pytest.mark.tf
 def test_feature_maps_picture_has_one_tile_per_channel(tiny, image, tmp_path):
-    pixels = maps.feature_maps(tiny, "pool", image)
-    values = maps.activations(tiny, "pool", image)[0]
-    fig = maps.feature_maps_figure({"pool": values}, max_channels=3)
+    pixels = viz.feature_maps(tiny, "pool", image)
+    values = viz.activations(tiny, "pool", image)[0]
+    fig = viz.feature_maps_figure({"pool": values}, max_channels=3)
     (grid,) = tile_grid(fig)
     assert len(grid.images) == 3
-    full = maps.feature_maps_figure({"pool": values})
+    full = viz.feature_maps_figure({"pool": values})
     assert pixels.dtype == np.uint8 and pixels.shape == (*fig_pixels(full), 3)
     assert pixels.var() > 0
-    path = maps.save_feature_maps(tiny, ["relu", "pool"], image, tmp_path / "sheet.png")
-    sheet = maps.feature_maps_figure(
+    path = viz.save_feature_maps(tiny, ["relu", "pool"], image, tmp_path / "sheet.png")
+    sheet = viz.feature_maps_figure(
         dict(
             zip(
                 ["relu", "pool"],
-                [a[0] for a in maps.activations(tiny, ["relu", "pool"], image)],
+                [a[0] for a in viz.activations(tiny, ["relu", "pool"], image)],
                 strict=True,
             )
         )
@@ -354,7 +355,7 @@ def test_feature_maps_picture_has_one_tile_per_channel(tiny, image, tmp_path):
 def test_filter_tiles_of_known_weights(tiny):
     from modelzoo.backend import keras
 
-    first = maps.filter_tiles(tiny)  # default: the first Conv2D
+    first = viz.filter_tiles(tiny)  # default: the first Conv2D
     kernel = tiny.get_layer("conv").get_weights()[0]
     assert (first.layer, first.kind, first.total, first.kernel_shape) == (
         "conv",
@@ -365,7 +366,7 @@ def test_filter_tiles_of_known_weights(tiny):
     for i in range(4):
         f = kernel[:, :, :, i]
         np.testing.assert_allclose(first.tiles[i], (f - f.min()) / np.ptp(f), atol=1e-6)
-    deeper = maps.filter_tiles(tiny, "conv2", max_filters=5)
+    deeper = viz.filter_tiles(tiny, "conv2", max_filters=5)
     k2 = tiny.get_layer("conv2").get_weights()[0]
     assert deeper.kind == "gray" and deeper.total == 6 and deeper.tiles.shape == (5, 3, 3)
     mean = k2.mean(axis=2)
@@ -379,9 +380,9 @@ def test_filter_tiles_of_known_weights(tiny):
     x = k.layers.DepthwiseConv2D(3, depth_multiplier=2, name="dw")(inputs)
     x = k.layers.Conv2D(3, 1, name="pw")(x)
     model = k.Model(inputs, x)
-    dw = maps.filter_tiles(model)
+    dw = viz.filter_tiles(model)
     assert dw.layer == "dw" and dw.kind == "gray" and dw.tiles.shape == (4, 3, 3)
-    pw = maps.filter_tiles(model, "pw")
+    pw = viz.filter_tiles(model, "pw")
     assert pw.kind == "matrix" and pw.tiles.shape == (4, 3)
     np.testing.assert_allclose(pw.tiles, model.get_layer("pw").get_weights()[0][0, 0])
 
@@ -393,33 +394,33 @@ def test_filters_default_looks_inside_nested_models_and_errors(tiny, tmp_path):
     k = keras()
     inputs = k.Input((8, 8, 3))
     outer = k.Model(inputs, k.layers.Dense(2)(tiny(inputs)), name="outer")
-    tiles = maps.filter_tiles(outer)
+    tiles = viz.filter_tiles(outer)
     assert tiles.layer == "tiny/conv" and tiles.kind == "rgb"
-    assert maps.filter_tiles(outer, "conv2").layer == "tiny/conv2"  # bare name, found nested
-    path = maps.plot_filters(outer, tmp_path / "f.png")
-    assert png(path).shape[:2] == fig_pixels(maps.filters_figure(tiles))
+    assert viz.filter_tiles(outer, "conv2").layer == "tiny/conv2"  # bare name, found nested
+    path = viz.plot_filters(outer, tmp_path / "f.png")
+    assert png(path).shape[:2] == fig_pixels(viz.filters_figure(tiles))
     with pytest.raises(UsageError, match=r"'relu' is a ReLU, not a 2D convolution.*conv, conv2"):
-        maps.filter_tiles(tiny, "relu")
+        viz.filter_tiles(tiny, "relu")
     with pytest.raises(LayerNotFoundError, match="Did you mean"):
-        maps.filter_tiles(tiny, "conv9")
+        viz.filter_tiles(tiny, "conv9")
     dense_only = k.Sequential([k.layers.Dense(2, input_shape=(3,))])
     with pytest.raises(UsageError, match="no 2D convolution"):
-        maps.filter_tiles(dense_only)
+        viz.filter_tiles(dense_only)
     with pytest.raises(UsageError, match="max_filters"):
-        maps.filter_tiles(tiny, max_filters=0)
+        viz.filter_tiles(tiny, max_filters=0)
 
 
 @pytest.mark.tf
 def test_layer_map_marks_resolution_drops_stage_ends_and_cut_points(tiny):
-    rows = {r.path: r for r in maps.layer_map(tiny, cut_points=["relu"])}
+    rows = {r.path: r for r in viz.layer_map(tiny, cut_points=["relu"])}
     assert rows["pool"].downsample == ((8, 8), (4, 4))
     assert rows["conv2"].downsample == ((4, 4), (2, 2))
     assert rows["conv"].downsample is None
     assert rows["relu"].stage_end == (8, 8) and rows["pool"].stage_end == (4, 4)
     assert rows["conv2"].stage_end == (2, 2)
     assert rows["relu"].cut_point == "" and rows["conv"].cut_point is None
-    assert [r.path for r in maps.layer_map(tiny) if r.cut_point is not None] == []
-    text = maps.format_layer_map(list(rows.values()), title="tiny")
+    assert [r.path for r in viz.layer_map(tiny) if r.cut_point is not None] == []
+    text = viz.format_layer_map(list(rows.values()), title="tiny")
     assert "v halves 8x8 -> 4x4" in text and "* CUT POINT" in text
     assert "resolution: 8x8 -> 4x4 (pool) -> 2x2 (conv2)" in text
     assert "usual cuts): relu 8x8x4, pool 4x4x4, conv2 2x2x6" in text
@@ -433,8 +434,8 @@ def test_layer_map_tree_nests_inner_models(tiny):
     k = keras()
     inputs = k.Input((8, 8, 3))
     outer = k.Model(inputs, k.layers.Dense(2, name="head")(tiny(inputs)), name="outer")
-    rows = maps.layer_map(outer, cut_points=[CutPoint("pool", note="4x4 grid")])
-    tree = maps.layer_map_tree(rows)
+    rows = viz.layer_map(outer, cut_points=[CutPoint("pool", note="4x4 grid")])
+    tree = viz.layer_map_tree(rows)
     assert [n["type"] for n in tree] == ["InputLayer", "Functional", "Dense"]
     assert "layers" not in tree[0] and tree[1]["name"] == "tiny"
     inner = tree[1]["layers"]
@@ -442,7 +443,7 @@ def test_layer_map_tree_nests_inner_models(tiny):
     pool = inner[3]
     assert pool["path"] == "tiny/pool" and pool["cut_point"] == "4x4 grid"
     assert pool["downsample"] == ((8, 8), (4, 4))
-    text = maps.format_layer_map(rows)
+    text = viz.format_layer_map(rows)
     assert "\n  pool " in text and "* CUT POINT: 4x4 grid" in text
 
 
@@ -455,7 +456,7 @@ def test_tensorboard_callback_writes_event_files(tmp_path):
     inputs = k.Input((2,))
     m = k.Model(inputs, k.layers.Dense(1)(inputs))
     m.compile("sgd", "mse")
-    callback = maps.tensorboard_callback(tmp_path / "logs")
+    callback = viz.tensorboard_callback(tmp_path / "logs")
     m.fit(np.ones((4, 2)), np.ones(4), epochs=1, verbose=0, callbacks=[callback])
     assert list((tmp_path / "logs" / "train").glob("events.out.tfevents.*"))
 
@@ -485,7 +486,7 @@ def test_cli_activations_writes_one_picture_per_layer_with_stats(saved, tmp_path
     for name in data["files"]:
         png(tmp_path / name)
     relu = data["layers"][0]
-    direct = maps.activations(str(model), "relu", img)[0]
+    direct = viz.activations(str(model), "relu", img)[0]
     assert relu["shape"] == [8, 8, 4] and relu["file"] == "maps_relu.png"
     assert relu["max"] == pytest.approx(float(direct.max()), rel=1e-5)
     assert relu["dead_channels"] == int(np.sum(~direct.reshape(-1, 4).any(axis=0)))
@@ -578,20 +579,20 @@ def test_bundled_model_applies_its_preprocessing(digit_png):
     direct = mz.slice(model, "conv_pw_1_relu")(preprocess(raw, "tf")).numpy()
     # a file path is read at the input size; a registry name is covered by the CLI test
     np.testing.assert_allclose(
-        maps.activations(model, "conv_pw_1_relu", digit_png), direct, atol=1e-5
+        viz.activations(model, "conv_pw_1_relu", digit_png), direct, atol=1e-5
     )
-    np.testing.assert_allclose(maps.activations(model, "conv_pw_1_relu", raw), direct, atol=1e-5)
+    np.testing.assert_allclose(viz.activations(model, "conv_pw_1_relu", raw), direct, atol=1e-5)
     baked = mz.load(BUNDLED, include_preprocessing=True)  # nested base, preprocessing inside
-    np.testing.assert_allclose(maps.activations(baked, "conv_pw_1_relu", raw), direct, atol=1e-4)
-    assert maps.filter_tiles(baked).layer.endswith("/conv1")  # not the preprocessing conv
-    rows = {r.path: r for r in maps.layer_map(baked)}  # cut points from the manifest
+    np.testing.assert_allclose(viz.activations(baked, "conv_pw_1_relu", raw), direct, atol=1e-4)
+    assert viz.filter_tiles(baked).layer.endswith("/conv1")  # not the preprocessing conv
+    rows = {r.path: r for r in viz.layer_map(baked)}  # cut points from the manifest
     base = next(r.path for r in rows.values() if r.is_model)
     assert rows[f"{base}/conv_pw_13_relu"].cut_point.startswith("last activation")
     assert rows[f"{base}/conv_pw_1_relu"].stage_end == (16, 16)
     assert rows["preprocess_tf"].stage_end is None  # no features to cut at
     # already-preprocessed pixels with preprocessing="none" give the same numbers
     np.testing.assert_allclose(
-        maps.activations(model, "conv_pw_1_relu", preprocess(raw, "tf"), preprocessing="none"),
+        viz.activations(model, "conv_pw_1_relu", preprocess(raw, "tf"), preprocessing="none"),
         direct,
         atol=1e-5,
     )

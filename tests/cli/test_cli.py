@@ -92,12 +92,13 @@ def test_install_list_verify_remove_cycle(run, _isolated_home):
 
 def test_cache_and_registry_commands(run, tmp_path, _isolated_home):
     assert run("cache", "path").stdout.strip() == str(_isolated_home)
-    (_isolated_home / "blobs").mkdir(parents=True, exist_ok=True)
-    (_isolated_home / "blobs" / "x.bin").write_bytes(b"x" * 1000)
-    (_isolated_home / "stray.txt").write_bytes(b"y" * 24)
+    (_isolated_home / "blobs" / "sha256" / "00").mkdir(parents=True, exist_ok=True)
+    (_isolated_home / "blobs" / "sha256" / "00" / ("0" * 64)).write_bytes(b"x" * 1000)
+    (_isolated_home / "tmp").mkdir(parents=True, exist_ok=True)
+    (_isolated_home / "tmp" / "y.part").write_bytes(b"y" * 24)
     sizes = json.loads(run("cache", "size", "--json").stdout)
     on_disk = sum(p.stat().st_size for p in _isolated_home.rglob("*") if p.is_file())
-    assert sizes["blobs"] >= 1000 and sizes["other"] >= 24
+    assert sizes["blobs"] >= 1000 and sizes["tmp"] >= 24
     assert sizes["total"] == on_disk == sum(v for k, v in sizes.items() if k != "total")
     folder = tmp_path / "reg"
     (folder / "models").mkdir(parents=True)
