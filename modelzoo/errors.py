@@ -23,6 +23,7 @@ __all__ = [
     "OfflineError",
     "IntegrityError",
     "HashRequiredError",
+    "GoldenMismatchError",
     "NotInstalledError",
     "CacheError",
     "LockTimeoutError",
@@ -188,6 +189,28 @@ class HashRequiredError(IntegrityError):
             "Pin a hash in the manifest, or turn hash-checking mode off to trust on first use.",
             expected=None,
         )
+
+
+class GoldenMismatchError(IntegrityError):
+    """A model computes other outputs than the golden ones its manifest records.
+
+    Attributes:
+        name: the model (``name@version``).
+        output: ``top`` or the cut layer that differs.
+        runtime: where it was computed (``keras``, ``tfjs``).
+        max_abs_diff: the largest difference found (``actual``).
+        tolerance: the tolerance it exceeds (``expected``).
+    """
+
+    def __init__(
+        self, message: str, *, name: str, output: str, runtime: str, max_abs_diff, tolerance
+    ):
+        self.name = name
+        self.output = output
+        self.runtime = runtime
+        self.max_abs_diff = max_abs_diff
+        self.tolerance = tolerance
+        super().__init__(message, expected=tolerance, actual=max_abs_diff)
 
 
 class NotInstalledError(ModelZooError, FileNotFoundError):

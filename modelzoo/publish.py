@@ -244,6 +244,7 @@ def publish(
     homepage: str | None = None,
     paper: str | None = None,
     notes: str | None = None,
+    golden: bool = True,
 ) -> PublishResult:
     """Publish a saved model as ``name@version`` into the registry folder ``registry``.
 
@@ -258,6 +259,10 @@ def publish(
             recorded.
         labels: class names (one per output unit), ``"imagenet"`` or None.
         preprocessing: ``none``, ``tf``, ``caffe``, ``torch`` or ``builtin``.
+        golden: record golden outputs (:mod:`modelzoo.golden`) for a seeded input, at the
+            top and at each cut point, so consumers can check with ``modelzoo verify
+            --outputs`` that they compute what you published. Skipped for models whose
+            input is not floating point.
 
     Returns:
         A :class:`PublishResult`.
@@ -330,6 +335,14 @@ def publish(
             for key, value in (("homepage", homepage), ("paper", paper), ("notes", notes)):
                 if value:
                     doc[key] = value
+            if golden and facts["dtype"].startswith(("float", "bfloat")):
+                from .golden import record
+
+                doc["golden"] = record(
+                    model,
+                    preprocessing=preprocessing,
+                    cuts=[c["layer"] for c in facts["cut_points"]],
+                )
             manifest = parse_manifest(doc, source=f"{name}@{version}")
             text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
             (staging / "manifest.json").write_text(text, encoding="utf-8")

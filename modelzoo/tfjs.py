@@ -32,7 +32,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -257,6 +257,7 @@ def export_tfjs(
     with_demo: bool = False,
     tfjs_url: str | None = None,
     force: bool = False,
+    check: Callable[[Path], Any] | None = None,
 ) -> ExportResult:
     """Write ``model`` in the TensorFlow.js layers format, ready for ``tf.loadLayersModel``.
 
@@ -281,6 +282,10 @@ def export_tfjs(
             ``@tensorflow/tfjs/dist/tf.min.js`` into ``out_dir`` as ``tfjs.min.js``.
         force: write into a non-empty folder that holds no earlier export (files with
             the export's names are replaced; nothing else is touched).
+        check: called with the finished export's (temporary) folder before it is moved
+            into place, e.g. to compare it with golden outputs in TF.js
+            (:func:`modelzoo.tfjs_runtime.check_golden_tfjs`); if it raises, nothing is
+            written.
 
     Returns:
         An :class:`ExportResult` describing the files written.
@@ -357,6 +362,8 @@ def export_tfjs(
         written.append(EXPORT_MARKER)
         _write_json(tmp / "model.json", model_json)
         written.append("model.json")  # last: a reader never sees it before its shards
+        if check is not None:
+            check(tmp)
         _move_into_place(tmp, out, written)
     except OSError as exc:
         raise ExportError(

@@ -298,9 +298,22 @@ def remove_cmd(
 
 def verify_cmd(
     spec: str = typer.Argument(None, help="Only this model (name or name@version)."),
+    outputs: bool = typer.Option(
+        False,
+        "--outputs",
+        help="Run the model on its golden input and compare the outputs its manifest "
+        "records (top and cut points); catches wrong build kwargs or preprocessing.",
+    ),
     json_out: bool = JSON_OPTION,
 ) -> None:
-    """Re-hash installed artifacts against their recorded and published hashes."""
+    """Re-hash installed artifacts against their recorded and published hashes.
+
+    With --outputs, run each model (NAME, or every installed model whose manifest has
+    golden outputs) and compare what it computes with the manifest's golden outputs.
+    """
+    if outputs:
+        _verify_outputs(spec, json_out=json_out)
+        return
     from ..cache import Cache, verify
 
     results = verify(spec)
@@ -326,6 +339,56 @@ def verify_cmd(
         for r in results:
             out().print(f"{r.status:<9}{r.message}", markup=False)
     if bad or problem:  # verify() has logged the problem with tofu.json
+        raise typer.Exit(1)
+
+
+def _verify_outputs(spec: str | None, *, json_out: bool) -> None:
+    """``verify --outputs``: golden outputs of one model, or of every installed one."""
+    from ..cache import list_installed
+    from ..errors import ModelFileError
+    from ..golden import verify_outputs
+
+    if spec is not None:
+        specs, skip_plain = [spec], False
+    else:
+        specs, skip_plain = sorted({r.spec for r in list_installed()}), True
+    rows, failed, skipped = [], False, []
+    for one in specs:
+        if skip_plain:
+            from ..project import resolve_in_context
+
+            if resolve_in_context(one).manifest.golden is None:
+                skipped.append(one)
+                continue
+        try:
+            report = verify_outputs(one)
+        except ModelFileError as exc:  # the weights do not even fit what the manifest builds
+            failed = True
+            message = f"{one}: cannot build the model its manifest describes: {exc}"
+            rows.append(
+                {
+                    "model": one,
+                    "output": None,
+                    "ok": False,
+                    "max_abs_diff": None,
+                    "tolerance": None,
+                    "where": "load",
+                    "message": message,
+                }
+            )
+            continue
+        failed = failed or not report.ok
+        rows += [{"model": report.spec, **c.to_dict()} for c in report.checks]
+    if json_out:
+        emit_json(rows)
+    else:
+        if not specs:
+            out().print("Nothing installed to verify.")
+        for row in rows:
+            out().print(f"{'ok' if row['ok'] else 'MISMATCH':<9}{row['message']}", markup=False)
+        for one in skipped:
+            out().print(f"{'skipped':<9}{one}: no golden outputs in its manifest", markup=False)
+    if failed:
         raise typer.Exit(1)
 
 
