@@ -402,6 +402,53 @@ def test_export_checks_golden_outputs_in_tfjs(node_modules, tmp_path, monkeypatc
 
 
 @tf
+@pytest.mark.browser
+def test_digits_model_exports_to_tfjs_matching_its_golden_outputs(
+    node_modules, tmp_path, monkeypatch
+):
+    """MobileNet's classifier pools with keepdims=True, which TF.js ignores: the export
+    used to fail in TF.js ("expected ndim=4, found ndim=2") and now matches in Node."""
+    monkeypatch.setenv("NODE_PATH", str(node_modules))
+    for flags in ([], ["--float16"]):
+        out = tmp_path / f"web{len(flags)}"
+        res = cli("export", DIGITS, "--out", str(out), "--check-outputs", *flags)
+        assert "golden outputs: the export matches them in TF.js (Node.js)" in res.stdout
+
+
+@tf
+@pytest.mark.browser
+def test_keepdims_global_pooling_runs_in_tfjs(node_modules, tmp_path):
+    from modelzoo._tf import keras
+    from modelzoo.tfjs import export_tfjs
+    from modelzoo.tfjs_runtime import find_node_tfjs, predict_in_node
+
+    k = keras()
+    k.utils.set_random_seed(4)
+    L = k.layers
+    sequential = k.Sequential(
+        [k.Input((6, 6, 3)), L.Conv2D(4, 3), L.GlobalMaxPooling2D(keepdims=True),
+         L.Conv2D(2, 1), L.Flatten()]
+    )  # fmt: skip
+    inp = k.Input((6, 6, 3))
+    pool = L.GlobalAveragePooling2D(keepdims=True, name="pool")
+    a = pool(L.Conv2D(4, 3, name="a")(inp))
+    b = pool(L.Conv2D(4, 3, name="b")(inp))  # a pooling layer called twice
+    seq = L.GlobalAveragePooling1D(keepdims=True)(L.Reshape((36, 3))(inp))  # (1, 3)
+    outs = [L.Flatten()(L.Add()([a, b])), L.Flatten()(seq)]
+    functional = k.Model(inp, L.Concatenate()(outs))
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 6, 6, 3)).astype("float32")
+    os.environ["NODE_PATH"] = str(node_modules)
+    try:
+        runtime = find_node_tfjs()
+    finally:
+        del os.environ["NODE_PATH"]
+    for i, model in enumerate((sequential, functional)):
+        folder = export_tfjs(model, tmp_path / str(i)).out_dir
+        y = predict_in_node(folder, x, runtime=runtime)
+        np.testing.assert_allclose(y, model(x).numpy(), atol=1e-5)
+
+
+@tf
 def test_export_without_node_says_the_outputs_were_not_checked(tmp_path, monkeypatch):
     from modelzoo.publish import publish
 
