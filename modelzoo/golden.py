@@ -165,7 +165,8 @@ def summarize(array: Any, cut: str | None, *, samples: int = SAMPLES) -> dict[st
     if flat.size == 0 or not np.all(np.isfinite(flat)):
         raise UsageError(
             f"Output {cut or 'top'} of the golden input is empty or not finite; "
-            "cannot record golden outputs for it."
+            "cannot record golden outputs for it. Publish without them (--no-golden, "
+            "golden=False)."
         )
     indices = np.unique(np.linspace(0, flat.size - 1, min(flat.size, samples)).round())
     indices = indices.astype(np.int64)

@@ -262,7 +262,7 @@ def publish(
         golden: record golden outputs (:mod:`modelzoo.golden`) for a seeded input, at the
             top and at each cut point, so consumers can check with ``modelzoo verify
             --outputs`` that they compute what you published. Skipped for models whose
-            input is not floating point.
+            input is not floating point or has no fixed shape.
 
     Returns:
         A :class:`PublishResult`.
@@ -335,7 +335,9 @@ def publish(
             for key, value in (("homepage", homepage), ("paper", paper), ("notes", notes)):
                 if value:
                     doc[key] = value
-            if golden and facts["dtype"].startswith(("float", "bfloat")):
+            # a seeded input needs a fixed shape and a floating-point input
+            fixed = None not in facts["shape"]
+            if golden and fixed and facts["dtype"].startswith(("float", "bfloat")):
                 from .golden import record
 
                 doc["golden"] = record(

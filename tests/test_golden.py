@@ -204,6 +204,37 @@ def test_publish_records_golden_outputs_that_verify(tmp_path, monkeypatch):
     assert "golden" not in json.loads(no_golden.manifest_path.read_text())
 
 
+@tf
+def test_cli_publish_and_info_show_golden_outputs(tmp_path, monkeypatch):
+    from modelzoo._tf import keras
+
+    saved = tmp_path / "small.keras"
+    _small_net(0).save(saved)
+    reg = tmp_path / "reg"
+    args = ["publish", str(saved), "--registry", str(reg), "--name", "small"]
+    res = cli(*args, "--version", "1.0.0", "--cut-point", "flat")
+    assert (
+        "golden outputs: top, flat (users check them with `modelzoo verify --outputs small`)"
+        in res.stdout
+    )
+    rows = json.loads(cli(*args, "--version", "1.0.1", "--no-golden", "--json").stdout)
+    assert rows["golden"] == []
+    monkeypatch.setenv("MODELZOO_REGISTRY", str(reg))
+    assert (
+        "golden        top, flat (modelzoo verify --outputs)" in cli("info", "small@1.0.0").stdout
+    )
+    assert "golden" not in cli("info", "small@1.0.1").stdout
+
+    # a model without a fixed input size publishes without golden outputs
+    k = keras()
+    inp = k.Input((None, None, 3))
+    dynamic = k.Model(inp, k.layers.GlobalAveragePooling2D()(k.layers.Conv2D(2, 3)(inp)))
+    dynamic.save(tmp_path / "dynamic.keras")
+    res = cli("publish", str(tmp_path / "dynamic.keras"), "--registry", str(reg), "--name",
+              "dynamic", "--version", "1.0.0", "--json")  # fmt: skip
+    assert json.loads(res.stdout)["golden"] == []
+
+
 # ------------------------------------------------------------------ manifest schema
 
 

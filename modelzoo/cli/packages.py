@@ -90,6 +90,12 @@ def info_cmd(
             "build",
             f"{m.build.kind} {m.build.constructor or ''} {m.build.kwargs or ''}".rstrip(),
         ),
+        (
+            "golden",
+            f"{', '.join(o.label for o in m.golden.outputs)} (modelzoo verify --outputs)"
+            if m.golden
+            else "",
+        ),
     ]
     for key, value in facts:
         if value:

@@ -192,6 +192,12 @@ def publish_cmd(
         help='Class names: the NAME.labels.json `train` wrote, or a JSON list ["a", "b"].',
     ),
     preprocessing: str = typer.Option("none", "--preprocessing", help="none|tf|caffe|torch."),
+    golden: bool = typer.Option(
+        True,
+        "--golden/--no-golden",
+        help="Record golden outputs (for a seeded input, at the top and each cut point) so "
+        "users can check with `modelzoo verify --outputs` that they compute what you published.",
+    ),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Publish a saved model into a registry folder (serve it with any static web server)."""
@@ -219,7 +225,10 @@ def publish_cmd(
         cut_points=cut_point or (),
         labels=read_labels(labels) if labels is not None else None,
         preprocessing=preprocessing,
+        golden=golden,
     )
+    recorded = result.manifest.golden
+    golden_outputs = [o.label for o in recorded.outputs] if recorded else []
     if json_out:
         emit_json(
             {
@@ -230,6 +239,7 @@ def publish_cmd(
                 "size": result.size,
                 "index": result.index_path,
                 "cut_points": result.manifest.cut_points,
+                "golden": golden_outputs,
             }
         )
         return
@@ -238,6 +248,12 @@ def publish_cmd(
         f"({human_size(result.size)}, sha256:{result.sha256})\n  index: {result.index_path}",
         markup=False,
     )
+    if golden_outputs:
+        out().print(
+            f"  golden outputs: {', '.join(golden_outputs)} (users check them with "
+            f"`modelzoo verify --outputs {result.manifest.name}`)",
+            markup=False,
+        )
 
 
 def register(app: typer.Typer) -> None:
