@@ -24,6 +24,15 @@ __all__ = [
     "IntegrityError",
     "HashRequiredError",
     "GoldenMismatchError",
+    "TrustError",
+    "TamperedMetadataError",
+    "RollbackError",
+    "FreezeError",
+    "MixAndMatchError",
+    "EndlessDataError",
+    "RootMismatchError",
+    "UnsignedRegistryError",
+    "SigningError",
     "NotInstalledError",
     "CacheError",
     "LockTimeoutError",
@@ -211,6 +220,69 @@ class GoldenMismatchError(IntegrityError):
         self.max_abs_diff = max_abs_diff
         self.tolerance = tolerance
         super().__init__(message, expected=tolerance, actual=max_abs_diff)
+
+
+class TrustError(IntegrityError):
+    """Signed registry metadata (TUF) failed verification; nothing from it is used.
+
+    Attributes:
+        registry: the registry's name.
+        role: the TUF role or target that failed (``timestamp``, ``snapshot``,
+            ``targets``, ``root``, or a target path such as ``index.json``).
+        attack: what the failure looks like: ``tampered``, ``rollback``, ``freeze``,
+            ``mix-and-match``, ``endless data``, ``root mismatch`` or ``unsigned``.
+    """
+
+    attack = "tampered"
+
+    def __init__(self, message: str, *, registry: str | None = None, role: str | None = None):
+        self.registry = registry
+        self.role = role
+        super().__init__(message)
+
+
+class TamperedMetadataError(TrustError):
+    """Metadata or a target is not signed by the trusted keys, or its bytes changed."""
+
+
+class RollbackError(TrustError):
+    """A registry served metadata older than what the client already trusts."""
+
+    attack = "rollback"
+
+
+class FreezeError(TrustError):
+    """Signed metadata has expired: the registry may be frozen on an old state."""
+
+    attack = "freeze"
+
+
+class MixAndMatchError(TrustError):
+    """Metadata versions disagree with each other (snapshot vs timestamp vs targets)."""
+
+    attack = "mix-and-match"
+
+
+class EndlessDataError(TrustError):
+    """A server sent more bytes than the signed metadata allows."""
+
+    attack = "endless data"
+
+
+class RootMismatchError(TrustError):
+    """A registry's root differs from the one pinned (``--root-sha256`` or the lockfile)."""
+
+    attack = "root mismatch"
+
+
+class UnsignedRegistryError(TrustError):
+    """Signed registries are required (``--require-signed``) and this one is not."""
+
+    attack = "unsigned"
+
+
+class SigningError(ModelZooError, ValueError):
+    """A registry cannot be signed: missing or wrong key, stale index, unhashed artifact."""
 
 
 class NotInstalledError(ModelZooError, FileNotFoundError):

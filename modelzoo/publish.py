@@ -61,6 +61,7 @@ class PublishResult:
         sha256: hex sha256 of the artifact.
         size: its size in bytes.
         index_path: the rebuilt ``index.json``.
+        signed: the new TUF metadata versions when published with ``sign``.
     """
 
     manifest: Manifest
@@ -69,6 +70,7 @@ class PublishResult:
     sha256: str
     size: int
     index_path: Path
+    signed: Any = None
 
 
 @dataclass(frozen=True)
@@ -245,6 +247,7 @@ def publish(
     paper: str | None = None,
     notes: str | None = None,
     golden: bool = True,
+    sign: str | os.PathLike[str] | None = None,
 ) -> PublishResult:
     """Publish a saved model as ``name@version`` into the registry folder ``registry``.
 
@@ -263,6 +266,9 @@ def publish(
             top and at each cut point, so consumers can check with ``modelzoo verify
             --outputs`` that they compute what you published. Skipped for models whose
             input is not floating point or has no fixed shape.
+        sign: the folder of the registry's online TUF keys: the manifest and artifact
+            become signed targets and targets, snapshot and timestamp get new versions
+            (see :mod:`modelzoo.signing`). Checked before anything is written.
 
     Returns:
         A :class:`PublishResult`.
@@ -274,6 +280,8 @@ def publish(
         LayerNotFoundError: a cut point is not a layer of the model.
         ManifestError, RegistryError: another manifest in the registry is invalid (the
             index cannot be rebuilt); nothing is published then.
+        SigningError: ``sign`` is given but the registry is not signed or a key is not its
+            own; nothing is published then.
     """
     from ._index import write_index
     from .safety import load_model_file
@@ -284,6 +292,10 @@ def publish(
     created_root = not root.exists()
     if not created_root and not root.is_dir():
         raise UsageError(f"Registry {root} is not a folder.")
+    if sign is not None:
+        from .signing import check_keys
+
+        check_keys(root, sign)  # a wrong key fails here, before anything is published
     target = root / "models" / name / version
     file_name = f"{name}{suffix}"
     root.mkdir(parents=True, exist_ok=True)
@@ -353,10 +365,17 @@ def publish(
                     folder.mkdir()
                     made.append(folder)
             os.rename(staging, target)  # one step: readers never see half a version
+            signed = None
             try:
                 index = write_index(root)
+                if sign is not None:
+                    from .signing import sign_registry
+
+                    signed = sign_registry(root, sign)
             except BaseException:
                 shutil.rmtree(target, ignore_errors=True)
+                with contextlib.suppress(Exception):
+                    write_index(root)  # the index may already list the removed version
                 raise
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -368,7 +387,13 @@ def publish(
         raise
     logger.info("published %s to %s", manifest.spec, target)
     return PublishResult(
-        manifest, target / "manifest.json", target / file_name, digests["sha256"], size, index
+        manifest,
+        target / "manifest.json",
+        target / file_name,
+        digests["sha256"],
+        size,
+        index,
+        signed,
     )
 
 

@@ -10,10 +10,16 @@ from pathlib import Path
 import typer
 
 from ._options import JSON_OPTION
-from ._output import emit_json, human_size, offline_mode, out, table
+from ._output import emit_json, env_switch, human_size, offline_mode, out, table
 from .project import print_project_install, project_option
 
 __all__ = ["register"]
+
+_REQUIRE_SIGNED = typer.Option(
+    False,
+    "--require-signed",
+    help="Refuse unsigned registries (as MODELZOO_REQUIRE_SIGNED=1; bundled one excepted).",
+)
 
 
 def search_cmd(
@@ -23,12 +29,14 @@ def search_cmd(
     family: str = typer.Option(None, "--family", help="Only this family."),
     limit: int = typer.Option(0, "--limit", "-n", help="Show at most N results (0 = all)."),
     refresh: bool = typer.Option(False, "--refresh", help="Re-fetch remote registry indexes."),
+    require_signed: bool = _REQUIRE_SIGNED,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Search the registries (reads only their indexes: fast)."""
     from ..registry import search
 
-    results = search(query, task=task, tag=tag, family=family, refresh=refresh)
+    with env_switch("MODELZOO_REQUIRE_SIGNED", require_signed):
+        results = search(query, task=task, tag=tag, family=family, refresh=refresh)
     if limit > 0:
         results = results[:limit]
     if json_out:
@@ -50,13 +58,15 @@ def info_cmd(
     refresh: bool = typer.Option(
         False, "--refresh", help="Fetch remote registry indexes and manifests again."
     ),
+    require_signed: bool = _REQUIRE_SIGNED,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Show a model's manifest: input, preprocessing, artifacts, cut points, licence."""
     from ..cache import list_installed
     from ..registry import resolve
 
-    resolved = resolve(spec, refresh=refresh)
+    with env_switch("MODELZOO_REQUIRE_SIGNED", require_signed):
+        resolved = resolve(spec, refresh=refresh)
     m = resolved.manifest
     installed = [r for r in list_installed(m.name) if r.version == m.version]
     if json_out:
@@ -147,6 +157,7 @@ def install_cmd(
         "--parallel",
         help="Connections per large download (default MODELZOO_PARALLEL or 8; 1 = one stream).",
     ),
+    require_signed: bool = _REQUIRE_SIGNED,
     project: Path = project_option(),
     json_out: bool = JSON_OPTION,
 ) -> None:
@@ -169,12 +180,12 @@ def install_cmd(
                 f"modelzoo.lock; it takes no {given}. Name models without --frozen to install "
                 "them into the cache only."
             )
-        with offline_mode(offline):
+        with offline_mode(offline), env_switch("MODELZOO_REQUIRE_SIGNED", require_signed):
             result = install_project(project, frozen=frozen)
         print_project_install(result, json_out=json_out)
         return
     results = []
-    with offline_mode(offline):
+    with offline_mode(offline), env_switch("MODELZOO_REQUIRE_SIGNED", require_signed):
         for spec in specs:
             results.append(
                 install(

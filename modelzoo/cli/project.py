@@ -198,6 +198,12 @@ def publish_cmd(
         help="Record golden outputs (for a seeded input, at the top and each cut point) so "
         "users can check with `modelzoo verify --outputs` that they compute what you published.",
     ),
+    sign: Path = typer.Option(
+        None,
+        "--sign",
+        metavar="KEYDIR",
+        help="Sign the registry's new state with the online TUF keys in KEYDIR.",
+    ),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Publish a saved model into a registry folder (serve it with any static web server)."""
@@ -226,6 +232,7 @@ def publish_cmd(
         labels=read_labels(labels) if labels is not None else None,
         preprocessing=preprocessing,
         golden=golden,
+        sign=sign,
     )
     recorded = result.manifest.golden
     golden_outputs = [o.label for o in recorded.outputs] if recorded else []
@@ -240,6 +247,7 @@ def publish_cmd(
                 "index": result.index_path,
                 "cut_points": result.manifest.cut_points,
                 "golden": golden_outputs,
+                "signed": result.signed.versions if result.signed else None,
             }
         )
         return
@@ -252,6 +260,13 @@ def publish_cmd(
         out().print(
             f"  golden outputs: {', '.join(golden_outputs)} (users check them with "
             f"`modelzoo verify --outputs {result.manifest.name}`)",
+            markup=False,
+        )
+    if result.signed:
+        v = result.signed.versions
+        out().print(
+            f"  signed: targets v{v['targets']}, snapshot v{v['snapshot']}, "
+            f"timestamp v{v['timestamp']}",
             markup=False,
         )
 
