@@ -262,6 +262,25 @@ class Registry:
         self._check_matches(manifest, entry, url)
         return manifest
 
+    def trust_record(self, entry: IndexEntry, manifest: Manifest) -> dict | None:
+        """What a lockfile pins of a signed registry's model (None when unsigned)."""
+        if not self.signed:
+            return None
+        from .signing import artifact_target
+        from .trust import trusted_root
+
+        signed = self._signed_reader()
+        paths = [entry.manifest] + [
+            artifact_target(manifest.name, manifest.version, v) for v in manifest.artifacts
+        ]
+        targets = {}
+        for path in paths:
+            info = signed.targetinfo(path)
+            if info is not None:
+                targets[path] = info.hashes["sha256"]
+        root = trusted_root(self.location)
+        return {"root_version": root.version, "root_sha256": root.sha256, "targets": targets}
+
     def _check_matches(self, manifest: Manifest, entry: IndexEntry, url: str) -> None:
         if (manifest.name, manifest.version) != (entry.name, entry.version):
             raise RegistryError(
@@ -283,6 +302,9 @@ class Resolved:
         base_url: absolute URL of the manifest's folder (``file://`` for folders), ending
             in ``/``; relative artifact URLs are resolved against it.
         versions: every version of the model in that registry, oldest first.
+        trust: for a signed registry, what the lockfile pins: ``root_version``,
+            ``root_sha256`` and ``targets`` (target path -> sha256 of the manifest and
+            each artifact); None for unsigned registries.
     """
 
     manifest: Manifest
@@ -290,6 +312,7 @@ class Resolved:
     location: str
     base_url: str
     versions: tuple[str, ...] = ()
+    trust: dict | None = None
 
     @property
     def name(self) -> str:
@@ -635,7 +658,14 @@ def resolve(
         entry = next(e for e in group if e.version == chosen)
         manifest = registry.load_manifest(entry, refresh=refresh)
         base_url = registry.manifest_url(entry).rsplit("/", 1)[0] + "/"
-        return Resolved(manifest, registry.name, registry.location, base_url, tuple(versions))
+        return Resolved(
+            manifest,
+            registry.name,
+            registry.location,
+            base_url,
+            tuple(versions),
+            registry.trust_record(entry, manifest),
+        )
     if failed:
         # the model may live in the registry we could not read: say that, not "unknown"
         raise failed[0]

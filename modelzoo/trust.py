@@ -70,6 +70,9 @@ __all__ = [
     "trusted_root",
     "SignedReader",
     "reader",
+    "ensure_pinned",
+    "pin_matches",
+    "is_established",
 ]
 
 logger = logging.getLogger(__name__)
@@ -575,6 +578,58 @@ def reader(name: str, kind: str, location: str) -> SignedReader:
     if hit is None or hit.name != name:
         hit = _readers[location] = SignedReader(name, kind, location)
     return hit
+
+
+def ensure_pinned(kind: str, location: str, version: int, sha256: str, *, name: str = "") -> None:
+    """Make sure the root a lockfile pins is the one trusted for this registry.
+
+    On a machine that already trusts the registry, the pinned root must be in its verified
+    root history. On one that never saw it (a fresh checkout, CI), the registry's
+    ``tuf/<version>.root.json`` is fetched and must have the pinned sha256; it then becomes
+    the trusted root, and the normal TUF update follows any later rotation from it.
+
+    Raises:
+        RootMismatchError: the trusted or fetched root is not the pinned one.
+    """
+    if is_established(location):
+        if not pin_matches(location, sha256):
+            current = trusted_root(location)
+            raise RootMismatchError(
+                f"Registry {name or location!r}: modelzoo.lock pins TUF root v{version} "
+                f"sha256:{sha256}, but this machine trusts v{current.version if current else '?'} "
+                f"sha256:{current.sha256 if current else '?'}, a different root history; "
+                "refusing to install. If the registry was re-keyed on purpose, run "
+                "`modelzoo install` without --frozen to lock the new root.",
+                registry=name,
+                role="root",
+            )
+        return
+    url = _metadata_url(kind, location) + f"{version}.root.json"
+    try:
+        data = b"".join(_Transport().fetch_bounded(url, _MAX_ROOT_BYTES))
+    except OfflineError:
+        raise
+    except Exception as exc:  # tuf DownloadError: missing file, network
+        raise RegistryError(
+            f"Registry {name or location!r}: cannot read {redact(url)} to check the root "
+            f"modelzoo.lock pins: {exc}.",
+            registry=name,
+        ) from None
+    got = hashlib.sha256(data).hexdigest()
+    if got != sha256:
+        raise RootMismatchError(
+            f"Registry {name or location!r}: its TUF root v{version} has sha256:{got}, but "
+            f"modelzoo.lock pins sha256:{sha256}; refusing to install. The registry may have "
+            "been replaced; check with its publisher.",
+            registry=name,
+            role="root",
+        )
+    establish(kind, location, root=data, name=name)
+
+
+def is_established(location: str) -> bool:
+    """Whether this machine has a trusted root for the registry at ``location``."""
+    return (trust_dir(location) / _BOOTSTRAP).is_file()
 
 
 def pin_matches(location: str, sha256: str) -> bool:

@@ -317,3 +317,80 @@ def test_cli_worked_example_init_add_install_and_require_signed(tmp_path):
         assert run("registry", "remove", "plain").exit_code == 0
         res = run("info", "tiny", "--refresh", "--require-signed")
         assert res.exit_code == 0, res.output
+
+
+# --------------------------------------------------------------------------- lockfile
+
+
+def _project(tmp_path, monkeypatch) -> Path:
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "modelzoo.toml").write_text('[models]\n"tiny" = "^1"\n', encoding="utf-8")
+    monkeypatch.chdir(root)
+    monkeypatch.delenv("MODELZOO_PROJECT", raising=False)
+    return root
+
+
+def _fresh_machine(tmp_path, monkeypatch, name: str):
+    """Another machine: an empty MODELZOO_HOME (no cache, no registries, no trust)."""
+    from modelzoo.cache import Cache
+
+    monkeypatch.setenv("MODELZOO_HOME", str(tmp_path / name))
+    trust._readers.clear()
+    return Cache()
+
+
+def test_lock_pins_the_root_and_frozen_verifies_it_on_a_fresh_machine(
+    signed, tmp_path, monkeypatch
+):
+    from modelzoo import project as mp
+
+    reg, art, result = signed
+    root = _project(tmp_path, monkeypatch)
+    with LocalServer(reg.root) as server:
+        registry.add_registry(server.url, trust=reg.root / "tuf" / "root.json")
+        mp.install_project()
+        doc = json.loads((root / "modelzoo.lock").read_text())["models"]["tiny"]
+        assert doc["root"] == {"version": 1, "sha256": result.root_sha256}
+        manifest_sha = hashlib.sha256(
+            (reg.model_dir("tiny", "1.0.0") / "manifest.json").read_bytes()
+        ).hexdigest()
+        assert doc["signed_targets"] == {
+            "artifacts/tiny/1.0.0/full": art.sha256,
+            "models/tiny/1.0.0/manifest.json": manifest_sha,
+        }
+        # CI: nothing configured; the lock alone brings the pinned root, then TUF
+        cache = _fresh_machine(tmp_path, monkeypatch, "ci")
+        installed = mp.install_project(frozen=True)
+        assert installed.installed == ("tiny@1.0.0 (full)",)
+        assert cache.installed()[0].path.read_bytes() == art.data
+        assert trust.trusted_root(server.url).sha256 == result.root_sha256
+        assert "/tuf/1.root.json" in server.paths()
+
+
+def test_frozen_install_with_a_root_other_than_the_lock_installs_nothing(
+    signed, tmp_path, monkeypatch
+):
+    from modelzoo import project as mp
+    from modelzoo.errors import RootMismatchError
+
+    reg, _, _ = signed
+    root = _project(tmp_path, monkeypatch)
+    with LocalServer(reg.root) as server:
+        registry.add_registry(server.url, trust=reg.root / "tuf" / "root.json")
+        mp.install_project()
+        lock = (root / "modelzoo.lock").read_text()
+        # the registry is replaced by one signed with other keys (its own root v1)
+        shutil.rmtree(reg.root / "tuf")
+        signing.init_registry(reg.root, tmp_path / "attacker-keys")
+        cache = _fresh_machine(tmp_path, monkeypatch, "ci")
+        with pytest.raises(RootMismatchError, match="modelzoo.lock pins") as info:
+            mp.install_project(frozen=True)
+        assert info.value.role == "root" and "\n" not in str(info.value)
+        assert cache.records() == [] and not trust.is_established(server.url)
+        # a machine that trusts another root than the lock refuses even with the bytes cached
+        _fresh_machine(tmp_path, monkeypatch, "dev")
+        registry.add_registry(server.url, trust=reg.root / "tuf" / "root.json")
+        (root / "modelzoo.lock").write_text(lock)
+        with pytest.raises(RootMismatchError, match="different root history"):
+            mp.install_project(frozen=True)
