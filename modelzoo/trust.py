@@ -73,6 +73,8 @@ __all__ = [
     "ensure_pinned",
     "pin_matches",
     "is_established",
+    "bundle_metadata",
+    "verify_bundle_metadata",
 ]
 
 logger = logging.getLogger(__name__)
@@ -641,3 +643,128 @@ def pin_matches(location: str, sha256: str) -> bool:
             if hashlib.sha256(path.read_bytes()).hexdigest() == sha256:
                 return True
     return False
+
+
+# ---------------------------------------------------------------------------------------
+# bundles
+
+
+def bundle_metadata(location: str) -> dict[str, bytes]:
+    """The verified metadata this machine holds for a signed registry, to carry in a bundle:
+    every root version (``<N>.root.json``) and the current timestamp, snapshot, targets."""
+    folder = trust_dir(location) / "metadata"
+    files = {}
+    for path in sorted((folder / "root_history").glob("*.root.json")):
+        files[path.name] = path.read_bytes()
+    for role in ("timestamp", "snapshot", "targets"):
+        files[f"{role}.json"] = (folder / f"{role}.json").read_bytes()
+    return files
+
+
+def verify_bundle_metadata(
+    files: dict[str, bytes], *, anchors: set[str], registry: str
+) -> tuple[dict, TrustedRoot, bool]:
+    """Verify a signed registry's metadata carried in a bundle, without any network.
+
+    The walk is the TUF client workflow done with python-tuf's own verification calls
+    (``Metadata.verify_delegate``, ``verify_length_and_hashes``): from the anchored root
+    through each newer root (signed by the previous and by itself), then timestamp,
+    snapshot and targets, each signed by the keys the final root names and each matching
+    the version and hashes its parent records. Unlike ``Updater.refresh`` it does not
+    refuse expired metadata: a bundle is a snapshot of one moment and may be unpacked
+    weeks later; the age is logged instead.
+
+    Args:
+        files: ``<N>.root.json``, ``timestamp.json``, ``snapshot.json``, ``targets.json``.
+        anchors: sha256 of roots the user trusts (lockfile pins, ``--root-sha256``, roots
+            this machine already trusts); empty: the bundle's oldest root, unanchored.
+        registry: the registry's name, for messages.
+
+    Returns:
+        ``(targets, anchor, anchored)``: the signed ``TargetFile`` objects by path, the
+        root the walk started from, and whether it matched an anchor.
+
+    Raises:
+        RootMismatchError: anchors were given and no root in the bundle matches one.
+        TrustError: a signature, version or hash does not verify.
+    """
+    from tuf.api import exceptions
+    from tuf.api.metadata import Metadata
+
+    roots = sorted(
+        (int(name.split(".", 1)[0]), data)
+        for name, data in files.items()
+        if name.endswith(".root.json")
+    )
+    start = None
+    for i, (_, data) in enumerate(roots):
+        if not anchors or hashlib.sha256(data).hexdigest() in anchors:
+            start = i
+            break
+    if start is None:
+        raise RootMismatchError(
+            f"Registry {registry!r}: none of the {len(roots)} TUF root(s) in the bundle is "
+            "the trusted one (lockfile, --root-sha256 or this machine's); refusing it.",
+            registry=registry,
+            role="root",
+        )
+    role = "root"
+    try:
+        anchor = read_root(roots[start][1], source=f"the bundle's root of {registry!r}")
+        trusted = Metadata.from_bytes(roots[start][1])
+        for version, data in roots[start + 1 :]:
+            new = Metadata.from_bytes(data)
+            if new.signed.version != trusted.signed.version + 1 or version != new.signed.version:
+                raise exceptions.BadVersionNumberError(
+                    f"root version {new.signed.version} follows {trusted.signed.version}"
+                )
+            trusted.verify_delegate("root", new)
+            new.verify_delegate("root", new)
+            trusted = new
+        root = trusted
+        role = "timestamp"
+        timestamp = Metadata.from_bytes(files["timestamp.json"])
+        root.verify_delegate("timestamp", timestamp)
+        role = "snapshot"
+        snapshot_bytes = files["snapshot.json"]
+        snapshot = Metadata.from_bytes(snapshot_bytes)
+        root.verify_delegate("snapshot", snapshot)
+        meta = timestamp.signed.snapshot_meta
+        meta.verify_length_and_hashes(snapshot_bytes)
+        if meta.version != snapshot.signed.version:
+            raise exceptions.BadVersionNumberError(
+                f"timestamp names snapshot v{meta.version}, got v{snapshot.signed.version}"
+            )
+        role = "targets"
+        targets_bytes = files["targets.json"]
+        targets = Metadata.from_bytes(targets_bytes)
+        root.verify_delegate("targets", targets)
+        meta = snapshot.signed.meta["targets.json"]
+        meta.verify_length_and_hashes(targets_bytes)
+        if meta.version != targets.signed.version:
+            raise exceptions.BadVersionNumberError(
+                f"snapshot names targets v{meta.version}, got v{targets.signed.version}"
+            )
+    except TrustError:
+        raise
+    except KeyError as exc:
+        raise TamperedMetadataError(
+            f"Registry {registry!r}: the bundle lacks {exc} of its TUF metadata; refusing it.",
+            registry=registry,
+            role=role,
+        ) from None
+    except (exceptions.RepositoryError, ValueError, TypeError) as exc:
+        transport = _Transport()
+        transport.last = f"{role}.json"
+        with _translated(f"{registry} (bundle)", transport, role):
+            if isinstance(exc, exceptions.RepositoryError):
+                raise exc
+            raise exceptions.RepositoryError(str(exc)) from None
+    if timestamp.signed.is_expired():
+        logger.warning(
+            "The signed metadata of %r in this bundle expired on %s; it is verified as of "
+            "its signing (a bundle is a snapshot).",
+            registry,
+            timestamp.signed.expires.isoformat(),
+        )
+    return dict(targets.signed.targets), anchor, bool(anchors)

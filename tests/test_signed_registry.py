@@ -394,3 +394,72 @@ def test_frozen_install_with_a_root_other_than_the_lock_installs_nothing(
         (root / "modelzoo.lock").write_text(lock)
         with pytest.raises(RootMismatchError, match="different root history"):
             mp.install_project(frozen=True)
+
+
+# --------------------------------------------------------------------------- bundles
+
+
+def _rewrite_bundle(src: Path, dst: Path, change) -> None:
+    """Copy a bundle, letting ``change(members)`` edit it; SHA256SUMS is recomputed, as an
+    attacker who can change the archive would."""
+    import io
+    import tarfile
+
+    with tarfile.open(src) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}
+    change(members)
+    members.pop("SHA256SUMS")
+    sums = "".join(f"{hashlib.sha256(d).hexdigest()}  {n}\n" for n, d in sorted(members.items()))
+    members["SHA256SUMS"] = sums.encode()
+    with tarfile.open(dst, "w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_pack_carries_tuf_metadata_and_unpack_verifies_signatures(signed, tmp_path, monkeypatch):
+    from modelzoo import bundle
+    from modelzoo import project as mp
+
+    reg, art, result = signed
+    root = _project(tmp_path, monkeypatch)
+    with LocalServer(reg.root) as server:
+        registry.add_registry(server.url, trust=reg.root / "tuf" / "root.json")
+        mp.install_project()
+        packed = bundle.pack(output=tmp_path / "b.tar", lock=root / "modelzoo.lock")
+    import tarfile
+
+    with tarfile.open(packed.path) as tar:
+        names = tar.getnames()
+    assert any(n.startswith("tuf/") and n.endswith("/1.root.json") for n in names)
+    assert any(n.endswith("/targets.json") for n in names)
+
+    # the air-gapped machine: no network, no registries, only the bundle and the lock
+    monkeypatch.setenv("MODELZOO_OFFLINE", "1")
+    cache = _fresh_machine(tmp_path, monkeypatch, "airgap")
+    done = bundle.unpack(packed.path, lock=root / "modelzoo.lock")
+    assert done.signed == ("tiny@1.0.0",) and done.installed == ("tiny@1.0.0 (full)",)
+    assert cache.installed()[0].path.read_bytes() == art.data
+
+    # a bundle whose manifest was edited (sums recomputed) fails the signatures
+    def edit(members):
+        key = "models/tiny/1.0.0/manifest.json"
+        doc = json.loads(members[key])
+        doc["summary"] = "trust me"
+        members[key] = json.dumps(doc).encode()
+
+    _rewrite_bundle(packed.path, tmp_path / "edited.tar", edit)
+    cache = _fresh_machine(tmp_path, monkeypatch, "airgap2")
+    with pytest.raises(IntegrityError, match="is not the signed target"):
+        bundle.unpack(tmp_path / "edited.tar", trusted_roots=[result.root_sha256])
+    assert cache.records() == []
+    # another root than the pinned one: refused; no anchor at all: a warning, not "signed"
+    with pytest.raises(IntegrityError, match="is the trusted one"):
+        bundle.unpack(packed.path, trusted_roots=["ab" * 32])
+    assert cache.records() == []
+    assert bundle.unpack(packed.path).signed == ()
+    _fresh_machine(tmp_path, monkeypatch, "airgap3")
+    monkeypatch.setenv("MODELZOO_REQUIRE_SIGNED", "1")
+    with pytest.raises(IntegrityError, match="chains to no trusted root"):
+        bundle.unpack(packed.path)

@@ -151,12 +151,23 @@ def pack_cmd(
 
 def unpack_cmd(
     bundle: Path = typer.Argument(..., help="A bundle written by `modelzoo pack`."),
+    root_sha256: list[str] = typer.Option(
+        None,
+        "--root-sha256",
+        metavar="HEX",
+        help="A trusted TUF root to check signed models against (repeatable).",
+    ),
+    lock: Path = typer.Option(None, "--lock", help="Trust the TUF roots this modelzoo.lock pins."),
     json_out: bool = JSON_OPTION,
 ) -> None:
-    """Verify a bundle completely, then install its models into the cache (no network)."""
+    """Verify a bundle completely, then install its models into the cache (no network).
+
+    Models from signed registries are also checked against their TUF signatures, from a
+    root pinned by --lock or --root-sha256 (or one this machine already trusts).
+    """
     from ..bundle import unpack
 
-    result = unpack(bundle)
+    result = unpack(bundle, trusted_roots=root_sha256 or (), lock=lock)
     if json_out:
         emit_json(result)
         return
@@ -165,6 +176,8 @@ def unpack_cmd(
         console.print(f"installed {spec} from {result.registry}", markup=False)
     for spec in result.already:
         console.print(f"already installed {spec}", markup=False)
+    for spec in result.signed:
+        console.print(f"signatures verified: {spec}", markup=False)
 
 
 def publish_cmd(
