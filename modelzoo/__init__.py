@@ -41,6 +41,7 @@ _LAZY = {
     "read_images": "images",
     "make_strategy": "distribute",
     "export_tfjs": "tfjs",
+    "export_browser_training": "browser",
     "scan": "safety",
     "feature_maps": "viz",
     "plot_filters": "viz",

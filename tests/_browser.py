@@ -323,6 +323,15 @@ def screenshot(
     return out
 
 
+def _high_fd(fd: int) -> int:
+    """A duplicate of ``fd`` numbered 10 or more (close-on-exec); ``fd`` is closed."""
+    import fcntl
+
+    high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+    os.close(fd)
+    return high
+
+
 class DevToolsPage:
     """One headless Chromium tab driven over the DevTools protocol (``--remote-debugging-pipe``).
 
@@ -352,6 +361,8 @@ class DevToolsPage:
         profile = Path(tempfile.mkdtemp(prefix="chromium-profile-", dir=self.workdir))
         cmd_read, cmd_write = os.pipe()  # we write commands; Chromium reads them on fd 3
         out_read, out_write = os.pipe()  # Chromium answers on fd 4
+        # The child's ends move above 9, so the redirections below never clobber fd 3/4.
+        cmd_read, out_write = (_high_fd(fd) for fd in (cmd_read, out_write))
         # bash, not sh: dash only redirects single-digit descriptors.
         shell = f'exec "$0" "$@" 3<&{cmd_read} 4>&{out_write} {cmd_read}<&- {out_write}>&-'
         args = [
