@@ -361,6 +361,10 @@ _DRIVE = """
 """
 
 
+#: Chromium's built-in test camera (a moving pattern), allowed without a prompt.
+_FAKE_WEBCAM = ("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream")
+
+
 def _chromium():
     from _browser import chromium_path
 
@@ -392,7 +396,7 @@ def test_page_trains_a_head_in_headless_chromium(tfjs_prefix, task, exported, re
     downloads.mkdir()
     with (
         StaticServer(result.out_dir, port=0) as server,
-        DevToolsPage(_chromium(), tmp_path) as page,
+        DevToolsPage(_chromium(), tmp_path, flags=_FAKE_WEBCAM) as page,
     ):
         page.call(
             "Browser.setDownloadBehavior",
@@ -407,12 +411,22 @@ def test_page_trains_a_head_in_headless_chromium(tfjs_prefix, task, exported, re
         deadline = time.monotonic() + 30  # Chromium renames each file once it is complete
         while not all(p.is_file() for p in saved) and time.monotonic() < deadline:
             time.sleep(0.1)
+        # The webcam path: Chromium's fake camera, a frame added and classified live.
+        webcam = page.evaluate(
+            "(async () => { await window.modelzoo.startWebcam();"
+            " const counts = await window.modelzoo.addExample(0);"
+            " const shown = await window.modelzoo.predict();"
+            " await window.modelzoo.stopWebcam(); return {counts, shown}; })()"
+        )
         own = page.request_urls()
         # Negative control: the log does see a request that leaves the folder.
         page.evaluate("fetch('https://cdn.jsdelivr.net/npm/x').catch(() => null)")
         control = page.request_urls()
 
     assert info["tfjs"] == "4.22.0" and info["backend"] == "cpu"
+    assert webcam["counts"] == [SHOTS + 1] + [SHOTS] * (len(CLASSES) - 1)
+    assert len(webcam["shown"]["probs"]) == len(CLASSES)
+    assert webcam["shown"]["label"] in CLASSES
     assert info["classes"] == list(CLASSES) and info["featureShape"] == [1, 1, 256]
     assert out["counts"] == [SHOTS] * len(CLASSES)
     diff = float(
