@@ -204,6 +204,36 @@ def test_tfjs_url_is_used_instead_of_the_shipped_copy(tmp_path, caplog):
     assert "No preprocessing given" in caplog.text
 
 
+def test_a_saved_model_file_is_cut_and_keeps_its_preprocessing(tmp_path):
+    """A .keras file (as `modelzoo train` saves it, with its labels sidecar) cut at a layer."""
+    from modelzoo.browser import export_browser_training
+
+    keras = _keras()
+    keras.utils.set_random_seed(1)
+    inp = keras.Input((16, 16, 3), name="image")
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="features")(inp)
+    out = keras.layers.Dense(3, activation="softmax", name="probs")(keras.layers.Flatten()(x))
+    path = tmp_path / "net.keras"
+    keras.Model(inp, out).save(path)
+    (tmp_path / "net.labels.json").write_text(
+        json.dumps({"labels": ["a", "b", "c"], "preprocessing": "tf"})
+    )
+    result = export_browser_training(path, tmp_path / "page", cut="features", classes="x,y")
+    config = json.loads(result.config_json.read_text())
+    assert config["base"]["model"] == "net.keras" and config["base"]["cut"] == "features"
+    assert config["base"]["feature_shape"] == [14, 14, 4]
+    assert config["base"]["preprocessing"] == "tf"
+    spec = json.loads((tmp_path / "page" / "preprocessing.json").read_text())
+    assert spec["mean"] == [127.5] * 3 and spec["std"] == [127.5] * 3
+    names = [
+        w["name"]
+        for w in json.loads(result.base.model_json.read_text())["weightsManifest"][0]["weights"]
+    ]
+    assert names == ["features/kernel", "features/bias"]  # the head after the cut is gone
+    with pytest.raises(UsageError, match="No such model file"):
+        export_browser_training(tmp_path / "missing.keras", tmp_path / "other")
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
