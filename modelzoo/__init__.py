@@ -42,6 +42,7 @@ _LAZY = {
     "make_strategy": "distribute",
     "export_tfjs": "tfjs",
     "export_browser_training": "browser",
+    "export_litert": "litert",
     "scan": "safety",
     "feature_maps": "viz",
     "plot_filters": "viz",

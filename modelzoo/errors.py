@@ -44,6 +44,7 @@ __all__ = [
     "UsageError",
     "ProjectError",
     "ExportError",
+    "ParityError",
     "VersionExistsError",
     "nearest",
 ]
@@ -364,6 +365,20 @@ class ExportError(ModelZooError, ValueError):
     ):
         self.layer = layer
         self.problems = problems or []
+        super().__init__(message)
+
+
+class ParityError(ExportError):
+    """An export differs from the Keras model past the threshold, so it was not written.
+
+    Attributes:
+        quantization: the export's quantization (e.g. ``"int8"``).
+        parity: the figures measured (max |Δ|, top-1 agreement, threshold, inputs).
+    """
+
+    def __init__(self, message: str, *, quantization: str, parity: dict):
+        self.quantization = quantization
+        self.parity = parity
         super().__init__(message)
 
 
