@@ -15,10 +15,10 @@ the size), ``dynamic`` (int8 weights, float activations) and ``int8`` (integer-o
 int8 input and output, calibrated on representative images: about a quarter of the
 size and what integer accelerators run).
 
-The converter is given one traced inference function (``model(x, training=False)``),
-not the Keras model: ``from_keras_model`` accepts tf_keras models too but first saves
-every layer's call functions as a Keras SavedModel, about five times slower for the
-same flatbuffer.
+The converter is given one traced, frozen inference function (``model(x,
+training=False)`` with the weights as constants), not the Keras model:
+``from_keras_model`` accepts tf_keras models too, but first saves every layer's call
+functions as a Keras SavedModel, 5-10x slower for the same flatbuffer.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import re
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from ._tf import native_logs_quiet
 from .errors import DataError, ExportError, ParityError, UsageError
 
 __all__ = [
@@ -120,7 +122,11 @@ def litert_interpreter(content: bytes, *, num_threads: int | None = None):
         except PackageNotFoundError:  # pragma: no cover - a nightly or a source build
             runtime = "ai-edge-litert"
     try:
-        return Interpreter(model_content=content, num_threads=num_threads), runtime
+        with native_logs_quiet(), warnings.catch_warnings():  # the delegate's notice
+            warnings.filterwarnings("ignore", ".*tf.lite.Interpreter is deprecated")  # said so
+            interpreter = Interpreter(model_content=content, num_threads=num_threads)
+            interpreter.allocate_tensors()
+        return interpreter, runtime
     except ValueError as exc:
         raise ExportError(f"The LiteRT interpreter cannot read the converted model: {exc}") from exc
 
@@ -355,13 +361,17 @@ def _convert(model, quantize: str, shape, dtype: str, calibration: np.ndarray | 
     from ._tf import tf
 
     tf = tf()
-    spec = tf.TensorSpec((None, *shape), tf.as_dtype(dtype), name="input")
-    module = tf.Module()
-    module.variables_ = list(model.variables)  # tracked, so the converter can freeze them
-    module.serve = tf.function(lambda x: model(x, training=False), input_signature=[spec])
-    converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [module.serve.get_concrete_function()], module
+    # TensorFlow's own freezing (TF is pinned to 2.21): given variables, the converter
+    # would first write them to a SavedModel checkpoint, 2-4x slower than this.
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
     )
+
+    spec = tf.TensorSpec((None, *shape), tf.as_dtype(dtype), name="input")
+    serve = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+    frozen = convert_variables_to_constants_v2(serve.get_concrete_function())
+    # An empty module as the "trackable object": the non-deprecated conversion path.
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen], tf.Module())
     if quantize != "none":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantize == "float16":
@@ -377,7 +387,11 @@ def _convert(model, quantize: str, shape, dtype: str, calibration: np.ndarray | 
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
     try:
-        return converter.convert()
+        with native_logs_quiet(), warnings.catch_warnings():
+            # int8 I/O: the converter notes it got no input statistics; none are needed,
+            # the representative data calibrates the input's scale and zero point.
+            warnings.filterwarnings("ignore", "Statistics for quantized inputs were expected")
+            return converter.convert()
     except Exception as exc:  # ConverterError, and the ValueErrors of quantization passes
         raise _convert_error(exc, model, quantize) from exc
 
@@ -470,6 +484,7 @@ def export_litert(
     *,
     quantize: str = "none",
     data: str | os.PathLike[str] | None = None,
+    check_data: str | os.PathLike[str] | None = None,
     cut: str | None = None,
     max_diff: float | None = None,
     min_agreement: float | None = None,
@@ -482,7 +497,7 @@ def export_litert(
     """Convert ``model`` to a LiteRT ``.tflite`` file, check it against Keras, then write it.
 
     The check runs the converted model in the LiteRT interpreter and the Keras model on
-    the same inputs: up to :data:`CHECK_IMAGES` images of ``data`` when given, else
+    the same inputs: up to :data:`CHECK_IMAGES` images of ``check_data`` or ``data``, else
     :data:`CHECK_RANDOM_INPUTS` seeded random images. It reports the max |Δ| of the
     outputs (absolute, and relative to the largest Keras output) and, for class
     scores, the top-1 agreement. An export past the threshold is refused unless
@@ -497,6 +512,8 @@ def export_litert(
             input (resized, preprocessed as its manifest says). ``int8`` calibrates on
             it; it is required for ``int8`` unless the model was trained by modelzoo on
             an image folder that still exists (that folder is used then).
+        check_data: a folder of images to check the export on instead of ``data``'s
+            (e.g. held-out images, to see how int8 calibrated on ``data`` does on them).
         cut: export the model only up to this layer (a feature extractor).
         max_diff: threshold on the relative max |Δ| (default :data:`DEFAULT_MAX_DIFF`).
         min_agreement: int8 threshold on top-1 agreement (default
@@ -535,6 +552,7 @@ def export_litert(
     if quantize == "int8" and data is None and not _trained_on_folder(model):
         raise UsageError(_NEEDS_DATA)  # before the (slow) load
     paths = _image_paths(data) if data is not None else None  # a bad folder fails early
+    check_paths = _image_paths(check_data) if check_data is not None else None
 
     source = _resolve(
         model,
@@ -555,13 +573,16 @@ def export_litert(
         data_source = source.data
         paths = _image_paths(source.data)
         logger.info("int8: calibrating on %s, the folder the model was trained on", data_source)
-    if paths is not None and not _is_image(shape):
+    if (paths is not None or check_paths is not None) and not _is_image(shape):
         raise UsageError(
             f"--data gives images, but the model's input is {declared}, not an image "
             "(height, width, 1 or 3 channels)."
         )
 
-    if paths is not None:
+    if check_paths is not None:
+        check = _read(check_paths[:CHECK_IMAGES], shape, source.preprocessing)
+        check_desc = f"{len(check)} images from {check_data}"
+    elif paths is not None:
         check = _read(paths[:CHECK_IMAGES], shape, source.preprocessing)
         check_desc = f"{len(check)} images from {data_source}"
     else:
@@ -665,4 +686,3 @@ def _refusal(parity: dict[str, Any], quantize: str) -> str:
         f"quantization or more representative --data, relax {flag}, or pass --force "
         "(force=True) to write it anyway."
     )
-

@@ -1,5 +1,6 @@
-"""``modelzoo export`` (a model as TensorFlow.js, or a page that trains a head in the browser)
-and ``modelzoo serve`` (a local web server for the exported folder)."""
+"""``modelzoo export`` (a model as TensorFlow.js, or a page that trains a head in the browser,
+or a LiteRT ``.tflite`` file) and ``modelzoo serve`` (a local web server for the exported
+folder)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ _DEFAULT_SHARD_MB = 4.0
 
 def export_cmd(
     model: str = typer.Argument(..., help="A trained .keras file, or a registry model name."),
-    out_dir: Path = typer.Option(..., "--out", help="Folder to write model.json and shards."),
-    fmt: str = typer.Option("tfjs", "--format", help="Export format (tfjs)."),
+    out_dir: Path = typer.Option(
+        ..., "--out", help="tfjs: folder to write model.json and shards; litert: FILE.tflite."
+    ),
+    fmt: str = typer.Option("tfjs", "--format", help="Export format: tfjs or litert."),
     cut: str = typer.Option(
         None, "--cut", help="Export the model sliced at this layer (see `modelzoo layers`)."
     ),
@@ -41,9 +44,34 @@ def export_cmd(
     quantize: list[str] = typer.Option(
         None,
         "--quantize",
-        help="Store weights as float16, uint8 or uint16; DTYPE:PATTERN,... limits it to "
-        "weights or layers matching shell patterns (e.g. 'uint8:conv*'). Repeatable; a "
-        "dtype without patterns takes the weights no pattern claims.",
+        help="tfjs: store weights as float16, uint8 or uint16; DTYPE:PATTERN,... limits it "
+        "to weights or layers matching shell patterns (e.g. 'uint8:conv*'). Repeatable; a "
+        "dtype without patterns takes the weights no pattern claims. litert: none (float32), "
+        "float16, dynamic (int8 weights) or int8 (integer-only, calibrated on --data).",
+    ),
+    data: Path = typer.Option(
+        None,
+        "--data",
+        help="litert: a folder of images like the model will see; int8 calibrates on them "
+        "and the check against Keras runs on them.",
+    ),
+    check_data: Path = typer.Option(
+        None,
+        "--check-data",
+        help="litert: a folder of images to check the export against Keras on, instead of "
+        "--data's (e.g. held-out images).",
+    ),
+    max_diff: float = typer.Option(
+        None,
+        "--max-diff",
+        help="litert: refuse an export whose max |Δ| from Keras exceeds this fraction of the "
+        "largest output (defaults: none 1e-3, float16 2e-2, dynamic 0.1).",
+    ),
+    min_agreement: float = typer.Option(
+        None,
+        "--min-agreement",
+        help="litert int8: refuse an export that keeps Keras' top-1 class on fewer than this "
+        "fraction of the check inputs (default 0.9).",
     ),
     with_demo: bool = typer.Option(False, "--with-demo", help="Also write a demo index.html."),
     tfjs_url: str = typer.Option(
@@ -59,7 +87,10 @@ def export_cmd(
     ),
     trust_remote_code: bool = TRUST_REMOTE_CODE_OPTION,
     force: bool = typer.Option(
-        False, "--force", help="Write into a non-empty folder that holds no earlier export."
+        False,
+        "--force",
+        help="tfjs: write into a non-empty folder that holds no earlier export; litert: "
+        "write an export that fails the check against Keras.",
     ),
     check_outputs: bool = typer.Option(
         None,
@@ -70,11 +101,41 @@ def export_cmd(
     ),
     json_out: bool = JSON_OPTION,
 ) -> None:
-    """Export a model for the browser (load it with tf.loadLayersModel('model.json'))."""
+    """Export a model for the browser (TF.js: load it with tf.loadLayersModel('model.json'))
+    or for phones and small devices (LiteRT: --format litert --out model.tflite)."""
     from ..errors import UsageError
 
+    if fmt == "litert":
+        from ._litert import export_litert_cmd
+
+        if quantize and len(quantize) > 1:
+            raise UsageError(
+                f"--format litert takes one --quantize. Received: {', '.join(quantize)}."
+            )
+        export_litert_cmd(
+            model,
+            out_dir,
+            quantize=quantize[0] if quantize else ("float16" if float16 else "none"),
+            data=data,
+            check_data=check_data,
+            cut=cut,
+            max_diff=max_diff,
+            min_agreement=min_agreement,
+            force=force,
+            trust_remote_code=trust_remote_code,
+            json_out=json_out,
+        )
+        return
     if fmt != "tfjs":
-        raise UsageError(f"Unknown export format. Received: --format {fmt}. Valid: tfjs.")
+        raise UsageError(f"Unknown export format. Received: --format {fmt}. Valid: tfjs, litert.")
+    for flag, value in (
+        ("--data", data),
+        ("--check-data", check_data),
+        ("--max-diff", max_diff),
+        ("--min-agreement", min_agreement),
+    ):
+        if value is not None:
+            raise UsageError(f"{flag} is an option of --format litert, not of tfjs.")
     if classes is not None and not browser_training:
         raise UsageError("--classes names the classes of --browser-training; add that flag.")
     if browser_training and with_demo:
