@@ -108,6 +108,11 @@ def export_cmd(
     if fmt == "litert":
         from ._litert import export_litert_cmd
 
+        if browser_training or with_demo or classes is not None or tfjs_url is not None:
+            raise UsageError(
+                "--browser-training, --with-demo, --classes and --tfjs-url are options of "
+                "--format tfjs, not of litert."
+            )
         if quantize and len(quantize) > 1:
             raise UsageError(
                 f"--format litert takes one --quantize. Received: {', '.join(quantize)}."
