@@ -42,6 +42,8 @@ _LAZY = {
     "read_images": "models.images",
     "make_strategy": "distribute.strategies",
     "export_tfjs": "export.tfjs",
+    "export_browser_training": "export.browser",
+    "export_litert": "export.litert",
     "scan": "safety.scan",
     "feature_maps": "viz.maps",
     "plot_filters": "viz.maps",

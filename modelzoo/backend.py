@@ -21,7 +21,7 @@ import tempfile
 
 from .errors import DependencyError
 
-__all__ = ["tf", "keras", "h5py", "quiet_logs"]
+__all__ = ["tf", "keras", "h5py", "quiet_logs", "native_logs_quiet"]
 
 _quiet = False
 
@@ -29,7 +29,10 @@ _quiet = False
 # absl's banner printed before its logging is initialised.
 _CPP_LOG_LINE = re.compile(
     r"^(?:[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [\w./-]+:\d+\]"
-    r"|WARNING: All log messages before absl::InitializeLog\(\) is called)"
+    r"|WARNING: All log messages before absl::InitializeLog\(\) is called"
+    # LiteRT: the interpreter's delegate notice, the int8 quantizer's settings
+    r"|INFO: Created TensorFlow Lite XNNPACK delegate for CPU\."
+    r"|fully_quantize: \d+, inference_type: )"
 )
 
 
@@ -46,21 +49,39 @@ def quiet_logs(enabled: bool = True) -> None:
 
 
 @contextlib.contextmanager
-def _cpp_logs_filtered():
+def native_logs_quiet():
+    """While the CLI keeps TensorFlow quiet (:func:`quiet_logs`), hide the C++ logging of
+    TensorFlow and LiteRT written during the block, and all of the block's native output
+    when it raises: the caller turns that failure into one line of its own (the LiteRT
+    converter prints its whole MLIR diagnostic on stderr before raising)."""
+    if not _quiet:
+        yield
+        return
+    with _cpp_logs_filtered(drop_on_error=True):
+        yield
+
+
+@contextlib.contextmanager
+def _cpp_logs_filtered(*, drop_on_error: bool = False):
     """Capture file descriptor 2 (C++ writes there directly), then replay all but TF's logs."""
     sys.stderr.flush()
     saved = os.dup(2)
+    failed = False
     with tempfile.TemporaryFile(mode="w+b") as capture:
         os.dup2(capture.fileno(), 2)
         try:
             yield
+        except BaseException:
+            failed = drop_on_error
+            raise
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
             capture.seek(0)
             text = capture.read().decode("utf-8", "replace")
-            kept = [ln for ln in text.splitlines(keepends=True) if not _CPP_LOG_LINE.match(ln)]
+            lines = [] if failed else text.splitlines(keepends=True)
+            kept = [ln for ln in lines if not _CPP_LOG_LINE.match(ln)]
             if kept:
                 sys.stderr.write("".join(kept))
                 sys.stderr.flush()

@@ -13,6 +13,7 @@ variable                        meaning
 ``MODELZOO_MIRROR``             rewrite artifact URLs: ``https://internal/mirror`` or
                                 ``ORIGIN=MIRROR[,ORIGIN=MIRROR...]`` prefix pairs
 ``MODELZOO_REQUIRE_HASHES``     ``1``: refuse artifacts without a published hash
+``MODELZOO_REQUIRE_SIGNED``     ``1``: refuse unsigned registries (the bundled one excepted)
 ``MODELZOO_DISABLE_PROGRESS_BARS``  ``1``: never draw progress bars
 ``MODELZOO_DEBUG``              ``1``: the CLI shows full tracebacks
 ``MODELZOO_TIMEOUT``            connect/read timeout in seconds (default 10/60); a read also
@@ -61,6 +62,7 @@ __all__ = [
     "offline",
     "mirror",
     "require_hashes",
+    "require_signed",
     "progress_disabled",
     "debug",
     "timeouts",
@@ -156,6 +158,11 @@ def mirror(value: str | None = None) -> str | None:
 def require_hashes(value: bool | None = None) -> bool:
     """Whether artifacts without a published hash are refused (``MODELZOO_REQUIRE_HASHES``)."""
     return env_flag("MODELZOO_REQUIRE_HASHES", value)
+
+
+def require_signed(value: bool | None = None) -> bool:
+    """Whether unsigned registries are refused (``MODELZOO_REQUIRE_SIGNED``)."""
+    return env_flag("MODELZOO_REQUIRE_SIGNED", value)
 
 
 def progress_disabled(value: bool | None = None) -> bool:

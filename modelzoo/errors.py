@@ -23,6 +23,16 @@ __all__ = [
     "OfflineError",
     "IntegrityError",
     "HashRequiredError",
+    "GoldenMismatchError",
+    "TrustError",
+    "TamperedMetadataError",
+    "RollbackError",
+    "FreezeError",
+    "MixAndMatchError",
+    "EndlessDataError",
+    "RootMismatchError",
+    "UnsignedRegistryError",
+    "SigningError",
     "NotInstalledError",
     "CacheError",
     "LockTimeoutError",
@@ -34,6 +44,7 @@ __all__ = [
     "UsageError",
     "ProjectError",
     "ExportError",
+    "ParityError",
     "VersionExistsError",
     "nearest",
 ]
@@ -190,6 +201,91 @@ class HashRequiredError(IntegrityError):
         )
 
 
+class GoldenMismatchError(IntegrityError):
+    """A model computes other outputs than the golden ones its manifest records.
+
+    Attributes:
+        name: the model (``name@version``).
+        output: ``top`` or the cut layer that differs.
+        runtime: where it was computed (``keras``, ``tfjs``).
+        max_abs_diff: the largest difference found (``actual``).
+        tolerance: the tolerance it exceeds (``expected``).
+    """
+
+    def __init__(
+        self, message: str, *, name: str, output: str, runtime: str, max_abs_diff, tolerance
+    ):
+        self.name = name
+        self.output = output
+        self.runtime = runtime
+        self.max_abs_diff = max_abs_diff
+        self.tolerance = tolerance
+        super().__init__(message, expected=tolerance, actual=max_abs_diff)
+
+
+class TrustError(IntegrityError):
+    """Signed registry metadata (TUF) failed verification; nothing from it is used.
+
+    Attributes:
+        registry: the registry's name.
+        role: the TUF role or target that failed (``timestamp``, ``snapshot``,
+            ``targets``, ``root``, or a target path such as ``index.json``).
+        attack: what the failure looks like: ``tampered``, ``rollback``, ``freeze``,
+            ``mix-and-match``, ``endless data``, ``root mismatch`` or ``unsigned``.
+    """
+
+    attack = "tampered"
+
+    def __init__(self, message: str, *, registry: str | None = None, role: str | None = None):
+        self.registry = registry
+        self.role = role
+        super().__init__(message)
+
+
+class TamperedMetadataError(TrustError):
+    """Metadata or a target is not signed by the trusted keys, or its bytes changed."""
+
+
+class RollbackError(TrustError):
+    """A registry served metadata older than what the client already trusts."""
+
+    attack = "rollback"
+
+
+class FreezeError(TrustError):
+    """Signed metadata has expired: the registry may be frozen on an old state."""
+
+    attack = "freeze"
+
+
+class MixAndMatchError(TrustError):
+    """Metadata versions disagree with each other (snapshot vs timestamp vs targets)."""
+
+    attack = "mix-and-match"
+
+
+class EndlessDataError(TrustError):
+    """A server sent more bytes than the signed metadata allows."""
+
+    attack = "endless data"
+
+
+class RootMismatchError(TrustError):
+    """A registry's root differs from the one pinned (``--root-sha256`` or the lockfile)."""
+
+    attack = "root mismatch"
+
+
+class UnsignedRegistryError(TrustError):
+    """Signed registries are required (``--require-signed``) and this one is not."""
+
+    attack = "unsigned"
+
+
+class SigningError(ModelZooError, ValueError):
+    """A registry cannot be signed: missing or wrong key, stale index, unhashed artifact."""
+
+
 class NotInstalledError(ModelZooError, FileNotFoundError):
     """The model (or variant) is not in the cache."""
 
@@ -269,6 +365,20 @@ class ExportError(ModelZooError, ValueError):
     ):
         self.layer = layer
         self.problems = problems or []
+        super().__init__(message)
+
+
+class ParityError(ExportError):
+    """An export differs from the Keras model past the threshold, so it was not written.
+
+    Attributes:
+        quantization: the export's quantization (e.g. ``"int8"``).
+        parity: the figures measured (max |Δ|, top-1 agreement, threshold, inputs).
+    """
+
+    def __init__(self, message: str, *, quantization: str, parity: dict):
+        self.quantization = quantization
+        self.parity = parity
         super().__init__(message)
 
 

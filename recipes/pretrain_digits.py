@@ -6,6 +6,7 @@ classifier) and ``manifest.json`` (sha256 and size of both, cut points, held-out
 accuracy). Regenerate them with::
 
     python recipes/pretrain_digits.py --out registry/models/mobilenet_v1_0.25_32_digits/1.0.0
+    python scripts/gen_golden.py --only mobilenet_v1_0.25_32_digits --force   # golden outputs
 
 The data is the UCI 8x8 handwritten digits shipped in ``modelzoo/_data`` (CC BY 4.0),
 split by ``modelzoo.models.datasets.split_digits(range(5))``; the held-out test images are never
@@ -279,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     for variant, art in manifest["artifacts"].items():
         print(f"{variant}: {art['size']} bytes, {art['hash']}")
     print(f"wrote {out / 'manifest.json'}")
+    print(f"record its golden outputs: python scripts/gen_golden.py --only {NAME} --force")
     return 0
 
 

@@ -391,6 +391,29 @@ def _existing_shape(path: Path, layer: str) -> list | None:
     return next((c.get("shape") for c in cuts if c.get("layer") == layer), None)
 
 
+def _existing_golden(path: Path, manifest: dict) -> dict | None:
+    """The golden outputs (``scripts/gen_golden.py``) of the manifest on disk, kept when it
+    describes the same model: same build, input, artifacts and cut layers."""
+    if not path.is_file():
+        return None
+    old = json.loads(path.read_text(encoding="utf-8"))
+    golden = old.get("golden")
+    if golden is None:
+        return None
+    layers = [[c.get("layer") for c in d.get("cut_points") or []] for d in (old, manifest)]
+    if layers[0] != layers[1] or any(old.get(k) != manifest[k] for k in _GOLDEN_BASIS):
+        print(
+            f"{path}: golden outputs dropped (the model changed); run gen_golden.py",
+            file=sys.stderr,
+        )
+        return None
+    return golden
+
+
+#: What golden outputs depend on: a change to any of these drops them.
+_GOLDEN_BASIS = ("build", "input", "artifacts")
+
+
 def _dump(value, indent: str = "") -> str:
     """JSON with 2-space indents, but lists of plain values (shapes, tags) on one line."""
     inner = indent + "  "
@@ -446,6 +469,9 @@ def generate(
     for full, notop, path, _ in drafts:
         manifest = make_manifest(full, notop, None)
         manifest["cut_points"][0]["shape"] = known.get(manifest["name"])
+        golden = _existing_golden(path, manifest)
+        if golden is not None:
+            manifest["golden"] = golden
         parse_manifest(manifest, source=str(path))  # never write what we cannot read
         out[path] = dumps_manifest(manifest)
     return out

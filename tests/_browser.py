@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import http.server
 import json
@@ -41,8 +42,10 @@ __all__ = [
     "tfjs_bundle",
     "LocalServer",
     "run_chromium",
+    "DevToolsPage",
     "screenshot",
     "run_node_predictions",
+    "run_node_training",
     "write_png",
 ]
 
@@ -320,12 +323,227 @@ def screenshot(
     return out
 
 
-# Loads layers-models from folders (a file IOHandler: @tensorflow/tfjs has none for Node)
-# and predicts on given inputs; prints nothing, writes one JSON document.
-_NODE_SCRIPT = r"""
+def _high_fd(fd: int) -> int:
+    """A duplicate of ``fd`` numbered 10 or more (close-on-exec); ``fd`` is closed."""
+    import fcntl
+
+    high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+    os.close(fd)
+    return high
+
+
+class DevToolsPage:
+    """One headless Chromium tab driven over the DevTools protocol (``--remote-debugging-pipe``).
+
+    Every request the tab makes, to any host, is recorded from ``Network.requestWillBeSent``
+    (Chromium's own request log), so a test can assert what a page fetched. No host name
+    resolves except 127.0.0.1, so nothing can leave the machine by accident::
+
+        with DevToolsPage(chromium, workdir) as page:
+            page.navigate(url)
+            page.evaluate("window.modelzoo.ready")
+            urls = page.request_urls()
+    """
+
+    def __init__(self, chromium: str, workdir: Path, *, flags: tuple[str, ...] = ()):
+        self.chromium = chromium
+        self.workdir = Path(workdir)
+        self.flags = flags
+        self.events: list[dict[str, Any]] = []
+        self._responses: dict[int, dict[str, Any]] = {}
+        self._cond = threading.Condition()
+        self._next_id = 0
+        self._proc: subprocess.Popen | None = None
+        self._session: str | None = None
+        self._closed = False
+
+    def __enter__(self) -> DevToolsPage:
+        profile = Path(tempfile.mkdtemp(prefix="chromium-profile-", dir=self.workdir))
+        cmd_read, cmd_write = os.pipe()  # we write commands; Chromium reads them on fd 3
+        out_read, out_write = os.pipe()  # Chromium answers on fd 4
+        # The child's ends move above 9, so the redirections below never clobber fd 3/4.
+        cmd_read, out_write = (_high_fd(fd) for fd in (cmd_read, out_write))
+        # bash, not sh: dash only redirects single-digit descriptors.
+        shell = f'exec "$0" "$@" 3<&{cmd_read} 4>&{out_write} {cmd_read}<&- {out_write}>&-'
+        args = [
+            *CHROMIUM_FLAGS,
+            "--remote-debugging-pipe",
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+            f"--user-data-dir={profile}",
+            *self.flags,
+            "about:blank",
+        ]
+        self._log = open(self.workdir / "chromium.log", "wb")  # noqa: SIM115 - closed on exit
+        self._proc = subprocess.Popen(
+            [shutil.which("bash") or "/bin/bash", "-c", shell, self.chromium, *args],
+            pass_fds=(cmd_read, out_write),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        os.close(cmd_read)
+        os.close(out_write)
+        self._write_fd, self._read_fd = cmd_write, out_read
+        threading.Thread(target=self._reader, daemon=True).start()
+        try:
+            target = self.call("Target.createTarget", {"url": "about:blank"}, browser=True)
+            attached = self.call(
+                "Target.attachToTarget",
+                {"targetId": target["targetId"], "flatten": True},
+                browser=True,
+            )
+            self._session = attached["sessionId"]
+            for method in ("Network.enable", "Page.enable", "Runtime.enable"):
+                self.call(method)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._closed = True
+        with contextlib.suppress(OSError):
+            os.close(self._write_fd)
+        if self._proc is not None:
+            _stop(self._proc)
+        with contextlib.suppress(OSError):
+            os.close(self._read_fd)
+        self._log.close()
+
+    def _reader(self) -> None:
+        buffer = b""
+        while True:
+            try:
+                chunk = os.read(self._read_fd, 1 << 20)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                with self._cond:
+                    self._closed = True
+                    self._cond.notify_all()
+                return
+            buffer += chunk
+            *messages, buffer = buffer.split(b"\0")
+            with self._cond:
+                for raw in messages:
+                    message = json.loads(raw)
+                    if "id" in message:
+                        self._responses[message["id"]] = message
+                    else:
+                        self.events.append(message)
+                self._cond.notify_all()
+
+    def call(
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        *,
+        browser: bool = False,
+        timeout: float = 60,
+    ) -> dict[str, Any]:
+        """Send one command (to the tab, or to the browser) and return its result."""
+        with self._cond:
+            self._next_id += 1
+            ident = self._next_id
+        message: dict[str, Any] = {"id": ident, "method": method, "params": params or {}}
+        if not browser:
+            message["sessionId"] = self._session
+        os.write(self._write_fd, json.dumps(message).encode() + b"\0")
+        with self._cond:
+            if not self._cond.wait_for(
+                lambda: ident in self._responses or self._closed, timeout=timeout
+            ):
+                raise AssertionError(f"{method}: no answer within {timeout:.0f}s{self._tail()}")
+            if ident not in self._responses:
+                raise AssertionError(f"{method}: Chromium exited{self._tail()}")
+            response = self._responses.pop(ident)
+        if "error" in response:
+            raise AssertionError(f"{method}: {response['error']}")
+        return response.get("result", {})
+
+    def wait_event(self, method: str, *, after: int = 0, timeout: float = 60) -> dict[str, Any]:
+        """The first event ``method`` at or after index ``after`` of :attr:`events`."""
+
+        def found() -> dict[str, Any] | None:
+            return next((e for e in self.events[after:] if e.get("method") == method), None)
+
+        with self._cond:
+            if not self._cond.wait_for(lambda: found() or self._closed, timeout=timeout):
+                raise AssertionError(f"no {method} within {timeout:.0f}s{self._tail()}")
+            event = found()
+        if event is None:
+            raise AssertionError(f"Chromium exited before {method}{self._tail()}")
+        return event["params"]
+
+    def navigate(self, url: str, *, timeout: float = 60) -> None:
+        """Open ``url`` and wait for its load event."""
+        mark = len(self.events)
+        self.call("Page.navigate", {"url": url})
+        self.wait_event("Page.loadEventFired", after=mark, timeout=timeout)
+
+    def evaluate(self, expression: str, *, timeout: float = 120) -> Any:
+        """Run JavaScript in the page, await a returned Promise, and return its JSON value."""
+        result = self.call(
+            "Runtime.evaluate",
+            {"expression": expression, "awaitPromise": True, "returnByValue": True},
+            timeout=timeout,
+        )
+        if "exceptionDetails" in result:
+            details = result["exceptionDetails"]
+            text = (details.get("exception") or {}).get("description") or details.get("text")
+            raise AssertionError(f"JavaScript error: {text}{self._tail()}")
+        return result["result"].get("value")
+
+    def request_urls(self) -> list[str]:
+        """Every URL the tab requested so far, in order (Chromium's own log)."""
+        with self._cond:
+            return [
+                e["params"]["request"]["url"]
+                for e in self.events
+                if e.get("method") == "Network.requestWillBeSent"
+            ]
+
+    def screenshot(self, out: Path, *, width: int = 1000, height: int = 700) -> Path:
+        """Save a PNG of the tab at ``width`` x ``height`` CSS pixels."""
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+        )
+        data = self.call("Page.captureScreenshot", {"format": "png"})["data"]
+        Path(out).write_bytes(base64.b64decode(data))
+        return Path(out)
+
+    def _tail(self) -> str:
+        logs = [
+            e["params"]
+            for e in self.events
+            if e.get("method") in ("Runtime.consoleAPICalled", "Runtime.exceptionThrown")
+        ]
+        return f"\nconsole/exceptions: {json.dumps(logs)[-3000:]}" if logs else ""
+
+
+# A file IOHandler that loads a layers-model from a folder (@tensorflow/tfjs has none for
+# Node), and one that saves a model to a folder as model.json + weights.bin.
+_NODE_IO = r"""
 const fs = require("fs");
 const path = require("path");
 const tf = require("@tensorflow/tfjs");
+
+function toFolder(dir) {
+  return tf.io.withSaveHandler(async (artifacts) => {
+    fs.mkdirSync(dir, { recursive: true });
+    const data = [].concat(artifacts.weightData).map((b) => Buffer.from(b));
+    fs.writeFileSync(path.join(dir, "weights.bin"), Buffer.concat(data));
+    fs.writeFileSync(path.join(dir, "model.json"), JSON.stringify({
+      format: artifacts.format, generatedBy: artifacts.generatedBy,
+      modelTopology: artifacts.modelTopology,
+      weightsManifest: [{ paths: ["weights.bin"], weights: artifacts.weightSpecs }],
+      userDefinedMetadata: artifacts.userDefinedMetadata,
+    }));
+    return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: "JSON" } };
+  });
+}
 
 function fromFolder(dir) {
   return {
@@ -347,7 +565,12 @@ function fromFolder(dir) {
     },
   };
 }
+"""
 
+# Loads layers-models from folders and predicts on given inputs; writes one JSON document.
+_NODE_SCRIPT = (
+    _NODE_IO
+    + r"""
 async function main() {
   const jobs = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
   await tf.setBackend("cpu");
@@ -372,6 +595,7 @@ async function main() {
 }
 main().catch((e) => { console.error(e); process.exit(1); });
 """
+)
 
 
 def run_node_predictions(
@@ -392,6 +616,83 @@ def run_node_predictions(
     env = dict(os.environ, NODE_PATH=str(prefix / "node_modules"))
     proc = subprocess.run(
         [node_path() or "node", str(script), str(jobs_path), str(out_path)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=workdir,
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"node failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+    return json.loads(out_path.read_text("utf-8"))
+
+
+# Trains a head with an export's own modelzoo-train.js on a frozen base, as the page does.
+_NODE_TRAIN_SCRIPT = (
+    _NODE_IO
+    + r"""
+async function main() {
+  const job = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
+  const { Trainer } = require(path.join(job.dir, "modelzoo-train.js"));
+  await tf.setBackend("cpu");
+  await tf.ready();
+  const config = JSON.parse(fs.readFileSync(path.join(job.dir, "browser-training.json"), "utf8"));
+  const base = await tf.loadLayersModel(fromFolder(job.dir));
+  const head = config.head;
+  const trainer = new Trainer(tf, base, {
+    classes: config.classes, hidden: head.hidden, activation: head.activation,
+    learningRate: head.learning_rate, epochs: head.epochs, batchSize: head.batch_size,
+    metadata: { base: config.base },
+  });
+  const shape = [job.shape[0], job.shape[1], job.shape[2]];
+  const batch = (rows) => tf.tensor4d(rows.flat(), [rows.length, ...shape], "float32");
+  const t0 = Date.now();
+  for (const [label, rows] of job.train) {
+    const x = batch(rows);
+    trainer.addExamples(x, label);
+    x.dispose();
+  }
+  const featureSeconds = (Date.now() - t0) / 1000;
+  const xTest = batch(job.test);
+  const f = trainer.features(xTest);
+  const features = await f.array();
+  f.dispose();
+  const steps = [];
+  const result = await trainer.train({
+    epochs: job.epochs, batchSize: job.batch_size,
+    onBatchEnd: ({ step, loss }) => { steps.push(step); },
+  });
+  const p = trainer.predict(xTest);
+  const probs = await p.array();
+  tf.dispose([p, xTest]);
+  await trainer.save(toFolder(job.save));
+  const out = { counts: trainer.counts(), losses: result.losses, steps, features, probs,
+                featureSeconds, trainSeconds: result.seconds, tensors: tf.memory().numTensors };
+  trainer.dispose();
+  out.tensorsAfterDispose = tf.memory().numTensors;
+  fs.writeFileSync(process.argv[3], JSON.stringify(out));
+}
+main().catch((e) => { console.error(e); process.exit(1); });
+"""
+)
+
+
+def run_node_training(
+    prefix: Path, job: dict[str, Any], *, workdir: Path, timeout: float = 180
+) -> dict[str, Any]:
+    """Train a head in Node.js with the export ``job["dir"]``'s own ``modelzoo-train.js``.
+
+    ``job``: ``dir``, ``shape`` (H, W, C), ``train`` ([label, [flat image, ...]] pairs),
+    ``test`` (flat images), ``epochs``, ``batch_size``, ``save`` (folder for the head).
+    Returns ``counts, losses, steps, features (of test), probs (of test), ...``.
+    """
+    script = workdir / "train.js"
+    script.write_text(_NODE_TRAIN_SCRIPT, "utf-8")
+    job_path, out_path = workdir / "train-job.json", workdir / "train-out.json"
+    job_path.write_text(json.dumps(job), "utf-8")
+    env = dict(os.environ, NODE_PATH=str(prefix / "node_modules"))
+    proc = subprocess.run(
+        [node_path() or "node", str(script), str(job_path), str(out_path)],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -11,7 +11,7 @@ import pytest
 
 _PROBE = """
 import json, sys
-heavy = ("tensorflow", "tf_keras", "keras", "h5py")
+heavy = ("tensorflow", "tf_keras", "keras", "h5py", "tuf", "securesystemslib")
 argv = {argv!r}
 if argv is None:
     import modelzoo

@@ -18,24 +18,32 @@ __all__ = [
     "to_jsonable",
     "fail",
     "offline_mode",
+    "env_switch",
 ]
 
 
 @contextlib.contextmanager
 def offline_mode(enabled: bool) -> Iterator[None]:
     """``--offline``: the same switch as ``MODELZOO_OFFLINE=1``, for one command."""
+    with env_switch("MODELZOO_OFFLINE", enabled):
+        yield
+
+
+@contextlib.contextmanager
+def env_switch(variable: str, enabled: bool) -> Iterator[None]:
+    """A CLI flag that is the same switch as ``VARIABLE=1``, for one command."""
     if not enabled:
         yield
         return
-    previous = os.environ.get("MODELZOO_OFFLINE")
-    os.environ["MODELZOO_OFFLINE"] = "1"
+    previous = os.environ.get(variable)
+    os.environ[variable] = "1"
     try:
         yield
     finally:
         if previous is None:
-            os.environ.pop("MODELZOO_OFFLINE", None)
+            os.environ.pop(variable, None)
         else:
-            os.environ["MODELZOO_OFFLINE"] = previous
+            os.environ[variable] = previous
 
 
 def out():

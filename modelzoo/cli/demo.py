@@ -75,10 +75,14 @@ def demo_cmd(
         console.print(f"try it: modelzoo predict {result.saved_model} IMAGE.png")
     if result.extras.get("web"):
         web = result.extras["web"]
-        console.print(
-            f"in the browser: python -m http.server --directory {web} 8000, "
-            "then open http://127.0.0.1:8000/"
-        )
+        console.print(f"in the browser: modelzoo serve {web}, then open the URL it prints")
+    train_web = Path(out_dir) / "train-web"
+    console.print(
+        f"train a head inside the browser: modelzoo export {result.model.split('@')[0]} "
+        f"--cut {result.cut} --format tfjs --browser-training --classes up,down,left,right "
+        f"--out {train_web} && modelzoo serve {train_web}",
+        markup=False,
+    )
 
 
 def register(app: typer.Typer) -> None:

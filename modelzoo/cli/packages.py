@@ -10,10 +10,16 @@ from pathlib import Path
 import typer
 
 from ._options import JSON_OPTION
-from ._output import emit_json, human_size, offline_mode, out, table
+from ._output import emit_json, env_switch, human_size, offline_mode, out, table
 from .project import print_project_install, project_option
 
 __all__ = ["register"]
+
+_REQUIRE_SIGNED = typer.Option(
+    False,
+    "--require-signed",
+    help="Refuse unsigned registries (as MODELZOO_REQUIRE_SIGNED=1; bundled one excepted).",
+)
 
 
 def search_cmd(
@@ -23,12 +29,14 @@ def search_cmd(
     family: str = typer.Option(None, "--family", help="Only this family."),
     limit: int = typer.Option(0, "--limit", "-n", help="Show at most N results (0 = all)."),
     refresh: bool = typer.Option(False, "--refresh", help="Re-fetch remote registry indexes."),
+    require_signed: bool = _REQUIRE_SIGNED,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Search the registries (reads only their indexes: fast)."""
     from ..hub.registry import search
 
-    results = search(query, task=task, tag=tag, family=family, refresh=refresh)
+    with env_switch("MODELZOO_REQUIRE_SIGNED", require_signed):
+        results = search(query, task=task, tag=tag, family=family, refresh=refresh)
     if limit > 0:
         results = results[:limit]
     if json_out:
@@ -50,13 +58,15 @@ def info_cmd(
     refresh: bool = typer.Option(
         False, "--refresh", help="Fetch remote registry indexes and manifests again."
     ),
+    require_signed: bool = _REQUIRE_SIGNED,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Show a model's manifest: input, preprocessing, artifacts, cut points, licence."""
     from ..hub.cache import list_installed
     from ..hub.registry import resolve
 
-    resolved = resolve(spec, refresh=refresh)
+    with env_switch("MODELZOO_REQUIRE_SIGNED", require_signed):
+        resolved = resolve(spec, refresh=refresh)
     m = resolved.manifest
     installed = [r for r in list_installed(m.name) if r.version == m.version]
     if json_out:
@@ -89,6 +99,12 @@ def info_cmd(
         (
             "build",
             f"{m.build.kind} {m.build.constructor or ''} {m.build.kwargs or ''}".rstrip(),
+        ),
+        (
+            "golden",
+            f"{', '.join(o.label for o in m.golden.outputs)} (modelzoo verify --outputs)"
+            if m.golden
+            else "",
         ),
     ]
     for key, value in facts:
@@ -141,6 +157,7 @@ def install_cmd(
         "--parallel",
         help="Connections per large download (default MODELZOO_PARALLEL or 8; 1 = one stream).",
     ),
+    require_signed: bool = _REQUIRE_SIGNED,
     project: Path = project_option(),
     json_out: bool = JSON_OPTION,
 ) -> None:
@@ -163,12 +180,12 @@ def install_cmd(
                 f"modelzoo.lock; it takes no {given}. Name models without --frozen to install "
                 "them into the cache only."
             )
-        with offline_mode(offline):
+        with offline_mode(offline), env_switch("MODELZOO_REQUIRE_SIGNED", require_signed):
             result = install_project(project, frozen=frozen)
         print_project_install(result, json_out=json_out)
         return
     results = []
-    with offline_mode(offline):
+    with offline_mode(offline), env_switch("MODELZOO_REQUIRE_SIGNED", require_signed):
         for spec in specs:
             results.append(
                 install(
@@ -298,9 +315,22 @@ def remove_cmd(
 
 def verify_cmd(
     spec: str = typer.Argument(None, help="Only this model (name or name@version)."),
+    outputs: bool = typer.Option(
+        False,
+        "--outputs",
+        help="Run the model on its golden input and compare the outputs its manifest "
+        "records (top and cut points); catches wrong build kwargs or preprocessing.",
+    ),
     json_out: bool = JSON_OPTION,
 ) -> None:
-    """Re-hash installed artifacts against their recorded and published hashes."""
+    """Re-hash installed artifacts against their recorded and published hashes.
+
+    With --outputs, run each model (NAME, or every installed model whose manifest has
+    golden outputs) and compare what it computes with the manifest's golden outputs.
+    """
+    if outputs:
+        _verify_outputs(spec, json_out=json_out)
+        return
     from ..hub.cache import Cache, verify
 
     results = verify(spec)
@@ -326,6 +356,56 @@ def verify_cmd(
         for r in results:
             out().print(f"{r.status:<9}{r.message}", markup=False)
     if bad or problem:  # verify() has logged the problem with tofu.json
+        raise typer.Exit(1)
+
+
+def _verify_outputs(spec: str | None, *, json_out: bool) -> None:
+    """``verify --outputs``: golden outputs of one model, or of every installed one."""
+    from ..errors import ModelFileError
+    from ..hub.cache import list_installed
+    from ..models.golden import verify_outputs
+
+    if spec is not None:
+        specs, skip_plain = [spec], False
+    else:
+        specs, skip_plain = sorted({r.spec for r in list_installed()}), True
+    rows, failed, skipped = [], False, []
+    for one in specs:
+        if skip_plain:
+            from ..hub.project import resolve_in_context
+
+            if resolve_in_context(one).manifest.golden is None:
+                skipped.append(one)
+                continue
+        try:
+            report = verify_outputs(one)
+        except ModelFileError as exc:  # the weights do not even fit what the manifest builds
+            failed = True
+            message = f"{one}: cannot build the model its manifest describes: {exc}"
+            rows.append(
+                {
+                    "model": one,
+                    "output": None,
+                    "ok": False,
+                    "max_abs_diff": None,
+                    "tolerance": None,
+                    "where": "load",
+                    "message": message,
+                }
+            )
+            continue
+        failed = failed or not report.ok
+        rows += [{"model": report.spec, **c.to_dict()} for c in report.checks]
+    if json_out:
+        emit_json(rows)
+    else:
+        if not specs:
+            out().print("Nothing installed to verify.")
+        for row in rows:
+            out().print(f"{'ok' if row['ok'] else 'MISMATCH':<9}{row['message']}", markup=False)
+        for one in skipped:
+            out().print(f"{'skipped':<9}{one}: no golden outputs in its manifest", markup=False)
+    if failed:
         raise typer.Exit(1)
 
 

@@ -151,12 +151,23 @@ def pack_cmd(
 
 def unpack_cmd(
     bundle: Path = typer.Argument(..., help="A bundle written by `modelzoo pack`."),
+    root_sha256: list[str] = typer.Option(
+        None,
+        "--root-sha256",
+        metavar="HEX",
+        help="A trusted TUF root to check signed models against (repeatable).",
+    ),
+    lock: Path = typer.Option(None, "--lock", help="Trust the TUF roots this modelzoo.lock pins."),
     json_out: bool = JSON_OPTION,
 ) -> None:
-    """Verify a bundle completely, then install its models into the cache (no network)."""
+    """Verify a bundle completely, then install its models into the cache (no network).
+
+    Models from signed registries are also checked against their TUF signatures, from a
+    root pinned by --lock or --root-sha256 (or one this machine already trusts).
+    """
     from ..hub.bundle import unpack
 
-    result = unpack(bundle)
+    result = unpack(bundle, trusted_roots=root_sha256 or (), lock=lock)
     if json_out:
         emit_json(result)
         return
@@ -165,6 +176,8 @@ def unpack_cmd(
         console.print(f"installed {spec} from {result.registry}", markup=False)
     for spec in result.already:
         console.print(f"already installed {spec}", markup=False)
+    for spec in result.signed:
+        console.print(f"signatures verified: {spec}", markup=False)
 
 
 def publish_cmd(
@@ -192,6 +205,18 @@ def publish_cmd(
         help='Class names: the NAME.labels.json `train` wrote, or a JSON list ["a", "b"].',
     ),
     preprocessing: str = typer.Option("none", "--preprocessing", help="none|tf|caffe|torch."),
+    golden: bool = typer.Option(
+        True,
+        "--golden/--no-golden",
+        help="Record golden outputs (for a seeded input, at the top and each cut point) so "
+        "users can check with `modelzoo verify --outputs` that they compute what you published.",
+    ),
+    sign: Path = typer.Option(
+        None,
+        "--sign",
+        metavar="KEYDIR",
+        help="Sign the registry's new state with the online TUF keys in KEYDIR.",
+    ),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Publish a saved model into a registry folder (serve it with any static web server)."""
@@ -219,7 +244,11 @@ def publish_cmd(
         cut_points=cut_point or (),
         labels=read_labels(labels) if labels is not None else None,
         preprocessing=preprocessing,
+        golden=golden,
+        sign=sign,
     )
+    recorded = result.manifest.golden
+    golden_outputs = [o.label for o in recorded.outputs] if recorded else []
     if json_out:
         emit_json(
             {
@@ -230,6 +259,8 @@ def publish_cmd(
                 "size": result.size,
                 "index": result.index_path,
                 "cut_points": result.manifest.cut_points,
+                "golden": golden_outputs,
+                "signed": result.signed.versions if result.signed else None,
             }
         )
         return
@@ -238,6 +269,19 @@ def publish_cmd(
         f"({human_size(result.size)}, sha256:{result.sha256})\n  index: {result.index_path}",
         markup=False,
     )
+    if golden_outputs:
+        out().print(
+            f"  golden outputs: {', '.join(golden_outputs)} (users check them with "
+            f"`modelzoo verify --outputs {result.manifest.name}`)",
+            markup=False,
+        )
+    if result.signed:
+        v = result.signed.versions
+        out().print(
+            f"  signed: targets v{v['targets']}, snapshot v{v['snapshot']}, "
+            f"timestamp v{v['timestamp']}",
+            markup=False,
+        )
 
 
 def register(app: typer.Typer) -> None:

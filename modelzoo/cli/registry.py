@@ -1,4 +1,4 @@
-"""``modelzoo registry list|add|remove|index|verify``."""
+"""``modelzoo registry list|add|remove|index|verify|init|sign|rotate-keys``."""
 
 from __future__ import annotations
 
@@ -18,7 +18,67 @@ app = typer.Typer(
 
 
 def _registry_dict(r) -> dict:
-    return {"name": r.name, "kind": r.kind, "origin": r.origin, "location": r.location}
+    return {
+        "name": r.name,
+        "kind": r.kind,
+        "origin": r.origin,
+        "location": r.location,
+        "signed": r.signed,
+    }
+
+
+def _expiry(values: list[str] | None) -> dict:
+    """``--expires ROLE=DAYS`` (repeatable) as timedeltas."""
+    from datetime import timedelta
+
+    from ..errors import UsageError
+
+    result = {}
+    for item in values or ():
+        role, _, days = item.partition("=")
+        try:
+            value = float(days)
+        except ValueError:
+            value = 0.0
+        if value <= 0:
+            raise UsageError(f"Invalid --expires {item!r}: use ROLE=DAYS, e.g. timestamp=1.")
+        result[role.strip()] = timedelta(days=value)
+    return result
+
+
+_EXPIRES = typer.Option(
+    None,
+    "--expires",
+    metavar="ROLE=DAYS",
+    help="Validity of a role's metadata (defaults: timestamp=1 snapshot=7 targets=365 root=365).",
+)
+_KEYS = typer.Option(
+    ..., "--keys", help="Folder of the online keys (targets.pem, snapshot.pem, timestamp.pem)."
+)
+_ROOT_KEYS = typer.Option(
+    None, "--root-keys", help="Folder of the root key, kept offline (default: --keys)."
+)
+
+
+def _print_signed(verb: str, result, json_out: bool) -> None:
+    if json_out:
+        emit_json(
+            {
+                "registry": result.root,
+                "versions": result.versions,
+                "targets": result.targets,
+                "root_sha256": result.root_sha256,
+            }
+        )
+        return
+    v = result.versions
+    out().print(
+        f"{verb} {result.root}: root v{v['root']}, targets v{v['targets']} ({result.targets} "
+        f"targets), snapshot v{v['snapshot']}, timestamp v{v['timestamp']}\n"
+        f"  clients trust it with: modelzoo registry add LOCATION --root-sha256 "
+        f"{result.root_sha256}\n  (or --trust {result.root / 'tuf' / 'root.json'})",
+        markup=False,
+    )
 
 
 @app.command("list")
@@ -31,8 +91,11 @@ def list_cmd(json_out: bool = JSON_OPTION) -> None:
         emit_json([_registry_dict(r) for r in regs])
         return
     table(
-        ["priority", "name", "kind", "from", "location"],
-        [(i + 1, r.name, r.kind, r.origin, r.location) for i, r in enumerate(regs)],
+        ["priority", "name", "kind", "from", "signed", "location"],
+        [
+            (i + 1, r.name, r.kind, r.origin, "yes" if r.signed else "no", r.location)
+            for i, r in enumerate(regs)
+        ],
     )
 
 
@@ -40,16 +103,33 @@ def list_cmd(json_out: bool = JSON_OPTION) -> None:
 def add_cmd(
     location: str = typer.Argument(..., help="A folder, file:// or http(s):// URL."),
     name: str = typer.Option(None, "--name", help="Short name (default: derived)."),
+    trust: Path = typer.Option(
+        None,
+        "--trust",
+        metavar="ROOT.json",
+        help="Trusted TUF root of a signed registry (from its publisher).",
+    ),
+    root_sha256: str = typer.Option(
+        None,
+        "--root-sha256",
+        metavar="HEX",
+        help="Or: the sha256 its current tuf/root.json must have (pinned on first contact).",
+    ),
     json_out: bool = JSON_OPTION,
 ) -> None:
-    """Add a registry; it takes priority over those added before it."""
+    """Add a registry; it takes priority over those added before it.
+
+    With --trust or --root-sha256 the registry is signed: every index, manifest and
+    artifact hash read from it is verified with TUF from then on.
+    """
     from ..hub.registry import add_registry
 
-    reg = add_registry(location, name=name)
+    reg = add_registry(location, name=name, trust=trust, root_sha256=root_sha256)
     if json_out:
         emit_json(_registry_dict(reg))
     else:
-        out().print(f"added registry {reg.name!r}: {reg.location}", markup=False)
+        signed = " (signed: verified with TUF)" if reg.signed else ""
+        out().print(f"added registry {reg.name!r}: {reg.location}{signed}", markup=False)
 
 
 @app.command("remove")
@@ -134,3 +214,53 @@ def verify_cmd(
         )
     if not report.ok:
         raise typer.Exit(1)
+
+
+@app.command("init")
+def init_cmd(
+    folder: Path = typer.Argument(..., help="Registry folder (its index.json must be current)."),
+    keys: Path = _KEYS,
+    root_keys: Path = _ROOT_KEYS,
+    expires: list[str] = _EXPIRES,
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Sign a registry folder with TUF: create missing ed25519 keys (0600) and metadata."""
+    from ..hub.signing import init_registry
+
+    result = init_registry(folder, keys, root_keys=root_keys, expires=_expiry(expires))
+    _print_signed("signed", result, json_out)
+
+
+@app.command("sign")
+def sign_cmd(
+    folder: Path = typer.Argument(..., help="Signed registry folder."),
+    keys: Path = _KEYS,
+    expires: list[str] = _EXPIRES,
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Sign the folder's current index and manifests again (after edits; renews expiry)."""
+    from ..hub.signing import sign_registry
+
+    result = sign_registry(folder, keys, expires=_expiry(expires))
+    _print_signed("signed", result, json_out)
+
+
+@app.command("rotate-keys")
+def rotate_keys_cmd(
+    folder: Path = typer.Argument(..., help="Signed registry folder."),
+    role: str = typer.Option(..., "--role", help="root | targets | snapshot | timestamp."),
+    keys: Path = _KEYS,
+    root_keys: Path = _ROOT_KEYS,
+    expires: list[str] = _EXPIRES,
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Replace a role's key: a new root version signed by the old (and new) root key.
+
+    The old key file is kept as ROLE.pem.retired-<keyid>; clients follow the rotation.
+    """
+    from ..hub.signing import rotate_keys
+
+    result = rotate_keys(
+        folder, role=role, keys=keys, root_keys=root_keys, expires=_expiry(expires)
+    )
+    _print_signed(f"rotated the {role} key of", result, json_out)

@@ -219,13 +219,88 @@ def _config_problems(node: Any, path: str = "") -> Iterator[tuple[str, str]]:
 # ------------------------------------------------------------------ topology rewrite
 
 
+#: Global pooling layers whose ``keepdims`` TF.js 4.22 ignores (it always drops the axes).
+_GLOBAL_POOLING_RANK = {
+    "GlobalAveragePooling1D": 1,
+    "GlobalMaxPooling1D": 1,
+    "GlobalAveragePooling2D": 2,
+    "GlobalMaxPooling2D": 2,
+}
+
+
+def _keepdims_reshape(layer: dict[str, Any], taken: set[str]) -> dict[str, Any] | None:
+    """For a global pooling layer with ``keepdims=True``: turn it off and return the
+    Reshape layer that puts the pooled axes back (TF.js would silently drop them)."""
+    config = layer.get("config")
+    rank = _GLOBAL_POOLING_RANK.get(layer.get("class_name"))
+    if rank is None or not isinstance(config, dict) or not config.get("keepdims"):
+        return None
+    config["keepdims"] = False
+    shape = (layer.get("build_config") or {}).get("input_shape") or []
+    first = config.get("data_format") == "channels_first"
+    channels = shape[1 if first else -1] if len(shape) == rank + 2 else None
+    channels = channels if isinstance(channels, int) else -1
+    target = [channels, *[1] * rank] if first else [*[1] * rank, channels]
+    name = f"{config.get('name', 'pooling')}_keepdims"
+    while name in taken:
+        name += "_"
+    taken.add(name)
+    return {
+        "class_name": "Reshape",
+        "config": {"name": name, "trainable": False, "dtype": "float32", "target_shape": target},
+    }
+
+
+def _restore_keepdims(kind: str, config: dict[str, Any]) -> None:
+    """Give every keepdims global pooling layer of one model a Reshape after it."""
+    layers = config.get("layers")
+    if not isinstance(layers, list):
+        return
+    taken = {str((lay.get("config") or {}).get("name")) for lay in layers if isinstance(lay, dict)}
+    out: list[Any] = []
+    renamed: dict[str, str] = {}
+    for layer in layers:
+        out.append(layer)
+        reshape = _keepdims_reshape(layer, taken) if isinstance(layer, dict) else None
+        if reshape is None:
+            continue
+        if kind == "Sequential":
+            out.append(reshape)
+            continue
+        # Functional: the Reshape takes each call of the pooling layer, and every layer
+        # (and model output) that read the pooling layer reads the Reshape instead.
+        pooling = layer.get("name")
+        new = reshape["config"]["name"]
+        calls = len(layer.get("inbound_nodes") or [])
+        reshape["name"] = new
+        reshape["inbound_nodes"] = [[[pooling, i, 0, {}]] for i in range(calls)]
+        renamed[pooling] = new
+        out.append(reshape)
+    if len(out) == len(layers):
+        return
+    config["layers"] = out
+
+    def retarget(ref: Any) -> None:
+        if isinstance(ref, list) and ref and isinstance(ref[0], str) and ref[0] in renamed:
+            ref[0] = renamed[ref[0]]
+        elif isinstance(ref, list):
+            for item in ref:
+                retarget(item)
+
+    for layer in out:
+        if isinstance(layer, dict) and layer.get("name") not in renamed.values():
+            retarget(layer.get("inbound_nodes"))
+    retarget(config.get("output_layers"))
+
+
 def _portable(node: Any) -> None:
-    """Rewrite, in place, config details that only matter for training.
+    """Rewrite, in place, what TF.js would parse differently or not at all.
 
     Initializers, regularizers and constraints are used when a layer is created or
     trained, never by inference on loaded weights, but TF.js still parses them: map
     Keras names to TF.js ones and replace what TF.js cannot parse with a neutral value.
-    Mixed-precision policies become float32 (TF.js computes in float32).
+    Mixed-precision policies become float32 (TF.js computes in float32). Global pooling
+    with ``keepdims=True`` (MobileNet's classifier) becomes pooling plus a Reshape.
     """
     if isinstance(node, list):
         for item in node:
@@ -234,6 +309,8 @@ def _portable(node: Any) -> None:
     if not isinstance(node, dict):
         return
     config = node.get("config")
+    if node.get("class_name") in ("Functional", "Model", "Sequential") and isinstance(config, dict):
+        _restore_keepdims(node["class_name"], config)
     if node.get("class_name") == "SeparableConv2D" and isinstance(config, dict):
         # tf_keras inherits unused kernel_* settings from Conv; TF.js rejects them.
         for key in ("kernel_initializer", "kernel_regularizer", "kernel_constraint"):

@@ -25,6 +25,7 @@ re-exported here).
 from __future__ import annotations
 
 import collections
+import fnmatch
 import json
 import logging
 import math
@@ -32,8 +33,8 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,9 @@ __all__ = [
     "EXPORT_MARKER",
     "TFJS_VERSION",
     "TFJS_CDN_URL",
+    "TFJS_FILE",
+    "QUANTIZE_DTYPES",
+    "vendored_tfjs",
     "TFJS_LAYERS",
     "TFJS_ACTIVATIONS",
     "PREPROCESSING_MODES",
@@ -62,6 +66,9 @@ logger = logging.getLogger(__name__)
 TFJS_VERSION = "4.22.0"
 #: Where the demo page loads TF.js from when no local ``tfjs.min.js`` sits beside it.
 TFJS_CDN_URL = f"https://cdn.jsdelivr.net/npm/@tensorflow/tfjs@{TFJS_VERSION}/dist/tf.min.js"
+#: The name of the TF.js bundle copied beside an exported page.
+TFJS_FILE = "tfjs.min.js"
+_VENDORED_TFJS = "tf.min.js"
 
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 
@@ -85,10 +92,13 @@ class ExportResult:
         shards: the weight shard files, in order.
         total_bytes: size of all weight shards together.
         n_weights: number of weight tensors.
-        dtype: how weights are stored: ``"float32"`` or ``"float16"``.
+        dtype: how float weights are stored: ``"float32"``, ``"float16"``, ``"uint8"``,
+            ``"uint16"``, or ``"mixed"`` (see ``weight_dtypes``).
         labels_json: path of ``labels.json``, or None.
         preprocessing_json: path of ``preprocessing.json``, or None.
-        index_html: path of the demo page, or None.
+        index_html: path of the page, or None.
+        weight_dtypes: number of float weights stored as each dtype.
+        files: the other files written beside the model (page, scripts, TF.js).
     """
 
     out_dir: Path
@@ -100,6 +110,8 @@ class ExportResult:
     labels_json: Path | None = None
     preprocessing_json: Path | None = None
     index_html: Path | None = None
+    weight_dtypes: dict[str, int] = field(default_factory=dict)
+    files: tuple[Path, ...] = ()
 
 
 # --------------------------------------------------------------------------- checks
@@ -171,19 +183,149 @@ def _tfjs_weight_name(layer_name: str, var_name: str) -> str:
 
 
 # TF.js weight dtype -> (bytes per element, little-endian numpy storage type)
-_STORAGE = {"float32": (4, "<f4"), "float16": (2, "<f2"), "int32": (4, "<i4")}
+_STORAGE = {
+    "float32": (4, "<f4"),
+    "float16": (2, "<f2"),
+    "uint16": (2, "<u2"),
+    "uint8": (1, "u1"),
+    "int32": (4, "<i4"),
+}
+
+#: How float weights may be stored besides float32: TF.js converts them back on load.
+QUANTIZE_DTYPES = ("float16", "uint8", "uint16")
 
 
-def _manifest_entry(name: str, var: Any, dtype: str) -> dict[str, Any]:
+def _quantize_rules(quantize: Any) -> list[tuple[str, tuple[str, ...] | None]]:
+    """``(dtype, patterns)`` rules from the user's ``quantize``; None patterns: every weight.
+
+    Accepted forms: ``"uint8"``; ``"uint8:conv*,dense*"``; a list of those; a mapping
+    ``{"uint8": ["conv*"], "float16": True}`` (True, ``"*"`` or None: every other weight).
+    """
+    if quantize is None:
+        return []
+    if isinstance(quantize, str):
+        quantize = [quantize]
+    items: list[tuple[Any, Any]] = []
+    if isinstance(quantize, Mapping):
+        items = list(quantize.items())
+    elif isinstance(quantize, Sequence) and all(isinstance(q, str) for q in quantize):
+        for text in quantize:
+            dtype, sep, patterns = text.partition(":")
+            items.append((dtype.strip(), patterns if sep else None))
+    else:
+        raise UsageError(
+            f"quantize must be a dtype such as 'float16', 'DTYPE:PATTERN,...', a list of "
+            f"those or a mapping {{dtype: patterns}}. Received: quantize={quantize!r:.80}."
+        )
+    rules: list[tuple[str, tuple[str, ...] | None]] = []
+    for dtype, patterns in items:
+        if dtype not in QUANTIZE_DTYPES:
+            raise UsageError(
+                f"Unknown quantization dtype. Received: {dtype!r}. Valid: "
+                f"{', '.join(QUANTIZE_DTYPES)} (optionally followed by ':PATTERN,...')."
+            )
+        if patterns is None or patterns is True or patterns in ("*", ""):
+            rules.append((dtype, None))
+            continue
+        if isinstance(patterns, str):
+            patterns = patterns.split(",")
+        if not isinstance(patterns, Sequence) or not all(isinstance(x, str) for x in patterns):
+            raise UsageError(
+                f"quantize patterns for {dtype} must be strings such as 'conv*' or "
+                f"'*/kernel'. Received: {patterns!r:.80}."
+            )
+        cleaned = tuple(x.strip() for x in patterns if x.strip())
+        rules.append((dtype, cleaned or None))
+    everything = [d for d, pats in rules if pats is None]
+    if len(everything) > 1:
+        raise UsageError(
+            f"quantize gives more than one dtype for all weights ({', '.join(everything)}). "
+            "Give patterns to all but one, e.g. 'uint8:conv*' and 'float16'."
+        )
+    return rules
+
+
+def _quantize_plan(quantize: Any, names: list[str]) -> dict[str, str]:
+    """Stored dtype for each float weight name that is quantized (others stay float32).
+
+    A pattern matches a weight name (``conv1/kernel``) or its layer name (``conv1``), with
+    shell wildcards. As in tensorflowjs_converter, a dtype without patterns applies to every
+    weight no pattern claims, and two dtypes whose patterns claim one weight are an error.
+    """
+    rules = _quantize_rules(quantize)
+    plan: dict[str, str] = {}
+    fallback = None
+    for dtype, patterns in rules:
+        if patterns is None:
+            fallback = dtype
+            continue
+        for pattern in patterns:
+            hits = [
+                n
+                for n in names
+                if fnmatch.fnmatchcase(n, pattern)
+                or fnmatch.fnmatchcase(n.split("/", 1)[0], pattern)
+            ]
+            if not hits:
+                sample = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
+                raise UsageError(
+                    f"quantize pattern {pattern!r} ({dtype}) matches no weight. Patterns match "
+                    f"weight names or their layer names, e.g.: {sample or '(no weights)'}."
+                )
+            for name in hits:
+                if plan.get(name, dtype) != dtype:
+                    raise UsageError(
+                        f"Weight {name!r} matches quantize patterns of two dtypes "
+                        f"({plan[name]} and {dtype}). Make the patterns exclusive."
+                    )
+                plan[name] = dtype
+    if fallback is not None:
+        for name in names:
+            plan.setdefault(name, fallback)
+    return plan
+
+
+def _affine_range(low: float, high: float, levels: int) -> tuple[float, float]:
+    """``(min, scale)`` of an affine uint quantization of [low, high] with ``levels`` steps.
+
+    As tensorflowjs_converter does, the range is nudged so that 0.0 (when inside it) is
+    stored exactly: padding and zero-initialised biases stay zero after the round trip.
+    """
+    if not high > low:
+        return low, 1.0  # a constant tensor: every value is stored as 0 -> min
+    scale = (high - low) / levels
+    if low <= 0.0 <= high:
+        low = -round(-low / scale) * scale
+    return float(low), float(scale)
+
+
+def _manifest_entry(name: str, var: Any, stored: str | None) -> dict[str, Any]:
     """The weightsManifest entry for one variable (its bytes are written later)."""
     entry: dict[str, Any] = {"name": name, "shape": [int(d) for d in var.shape]}
     if not var.dtype.is_floating:  # every layer TF.js supports has float weights only
         entry["dtype"] = "int32"
-    else:
-        entry["dtype"] = "float32"  # float64 / bfloat16 weights are stored as float32
-        if dtype == "float16":
-            # TF.js reads 2-byte halves and hands float32 to the model.
-            entry["quantization"] = {"dtype": "float16", "original_dtype": "float32"}
+        return entry
+    entry["dtype"] = "float32"  # float64 / bfloat16 weights are stored as float32
+    if stored == "float16":
+        # TF.js reads 2-byte halves and hands float32 to the model.
+        entry["quantization"] = {"dtype": "float16", "original_dtype": "float32"}
+    elif stored in ("uint8", "uint16"):
+        value = np.asarray(var.numpy(), dtype=np.float64)
+        if value.size and not np.isfinite(value).all():
+            raise UsageError(
+                f"Weight {name!r} holds NaN or infinite values, which {stored} cannot store. "
+                "Export it unquantized (leave it out of quantize)."
+            )
+        low = float(value.min()) if value.size else 0.0
+        high = float(value.max()) if value.size else 0.0
+        low, scale = _affine_range(low, high, np.iinfo(stored).max)
+        # TF.js dequantizes each value as q * scale + min.
+        entry["quantization"] = {
+            "dtype": stored,
+            "min": low,
+            "scale": scale,
+            "original_dtype": "float32",
+        }
     return entry
 
 
@@ -204,8 +346,14 @@ def _weight_bytes(var: Any, entry: dict[str, Any]) -> bytes:
         if not math.isfinite(peak) or peak > _FLOAT16_MAX:
             raise UsageError(
                 f"Weight {entry['name']!r} holds values up to {peak:g}, beyond float16's "
-                f"range (±{_FLOAT16_MAX:g}). Export with dtype='float32'."
+                f"range (±{_FLOAT16_MAX:g}). Export with dtype='float32', or leave it out "
+                "of quantize."
             )
+    elif stored in ("uint8", "uint16"):
+        q = entry["quantization"]
+        levels = np.iinfo(stored).max
+        steps = np.round((value.astype(np.float64) - q["min"]) / q["scale"])
+        value = np.clip(steps, 0, levels)
     return np.ascontiguousarray(value.astype(_STORAGE[stored][1])).tobytes()
 
 
@@ -252,11 +400,13 @@ def export_tfjs(
     *,
     shard_size: int = 4 * 1024 * 1024,
     dtype: str = "float32",
+    quantize: str | Sequence[str] | Mapping[str, Any] | None = None,
     labels: Sequence[str] | None = None,
     preprocessing: str | None = None,
     with_demo: bool = False,
     tfjs_url: str | None = None,
     force: bool = False,
+    check: Callable[[Path], Any] | None = None,
 ) -> ExportResult:
     """Write ``model`` in the TensorFlow.js layers format, ready for ``tf.loadLayersModel``.
 
@@ -268,44 +418,62 @@ def export_tfjs(
             files are left alone), unless ``force``.
         shard_size: maximum bytes per weight file (default 4 MiB, which browsers cache well).
         dtype: ``"float32"`` (exact) or ``"float16"`` (half the size; TF.js converts the
-            weights back to float32 when it loads them).
+            weights back to float32 when it loads them). Same as ``quantize="float16"``.
+        quantize: store float weights smaller, as tensorflowjs_converter's
+            ``--quantize_*`` options do: ``"float16"`` (half size), ``"uint8"`` (a quarter;
+            affine, with each weight's min and scale in the manifest) or ``"uint16"``;
+            ``"uint8:conv*,*/kernel"`` limits it to weights whose name or layer name
+            matches a pattern; a list (``["uint8:conv_pw_*", "float16"]``) or a mapping
+            (``{"uint8": ["conv*"], "float16": True}``) combines dtypes: a dtype without
+            patterns takes every weight the others leave. TF.js dequantizes on load.
         labels: class names, one per output unit; written to ``labels.json``.
         preprocessing: what the demo page does to 0-255 RGB pixels before predicting:
             ``"tf"``, ``"caffe"``, ``"torch"``, ``"none"``, or ``"baked"`` (the model does
             it itself; ``"builtin"`` is accepted too). Written to ``preprocessing.json``.
         with_demo: also write ``index.html``, a page that classifies an image from a
-            file, a drop or the webcam. Serve the folder over HTTP to use it (e.g.
-            ``python -m http.server -d out_dir``).
-        tfjs_url: where the demo page loads TF.js from when there is no ``tfjs.min.js``
-            beside it (default: :data:`TFJS_CDN_URL`). To work offline, copy
-            ``@tensorflow/tfjs/dist/tf.min.js`` into ``out_dir`` as ``tfjs.min.js``.
+            file, a drop or the webcam, and ``tfjs.min.js`` (TensorFlow.js, shipped with
+            modelzoo) so the page works offline. Serve the folder over HTTP to use it
+            (``modelzoo serve out_dir``).
+        tfjs_url: load TF.js from this URL instead (no ``tfjs.min.js`` is copied; the
+            page still prefers a ``tfjs.min.js`` placed beside it).
         force: write into a non-empty folder that holds no earlier export (files with
             the export's names are replaced; nothing else is touched).
+        check: called with the finished export's (temporary) folder before it is moved
+            into place, e.g. to compare it with golden outputs in TF.js
+            (:func:`modelzoo.export.tfjs_runtime.check_golden_tfjs`); if it raises, nothing is
+            written.
 
     Returns:
         An :class:`ExportResult` describing the files written.
 
     Raises:
-        UsageError: an argument is invalid (dtype, shard_size, labels, preprocessing...).
+        UsageError: an argument is invalid (dtype, quantize, shard_size, labels,
+            preprocessing...).
         ExportError: the model holds something TF.js cannot run (see :func:`check_tfjs`).
     """
     if dtype not in ("float32", "float16"):
         raise UsageError(
-            f"Unsupported export dtype. Received: dtype={dtype!r}. Valid: 'float32', 'float16'."
+            f"Unsupported export dtype. Received: dtype={dtype!r}. Valid: 'float32', 'float16' "
+            "(use quantize= for uint8 / uint16)."
         )
-    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size <= 0:
-        raise UsageError(
-            f"shard_size must be a positive number of bytes. Received: shard_size={shard_size!r}."
-        )
+    if dtype == "float16":
+        if quantize is not None:
+            raise UsageError(
+                f"Pass either dtype='float16' or quantize=, not both. Received: "
+                f"quantize={quantize!r:.60}."
+            )
+        quantize = "float16"
+    _quantize_rules(quantize)  # a bad value fails before the model is inspected
     out = check_export_target(out_dir, force=force)
     mode = _preprocessing_mode(preprocessing)
     if tfjs_url is not None and not with_demo:
         logger.warning("tfjs_url=%r is only used by the demo page; pass with_demo=True.", tfjs_url)
-    page = _demo_page(TFJS_CDN_URL if tfjs_url is None else tfjs_url) if with_demo else None
-    topology = _checked_topology(model)
-    label_list = _check_labels(model, labels)
-    image_input = _image_input(model)
-    if with_demo and image_input is None:
+    files: dict[str, bytes | Path] = {}
+    if with_demo:
+        files["index.html"] = _page("index.html", tfjs_url or TFJS_CDN_URL).encode("utf-8")
+        if tfjs_url is None:
+            files[TFJS_FILE] = vendored_tfjs()
+    if with_demo and _image_input(_checked_model(model)) is None:
         raise UsageError(
             f"The demo page needs a model with one image input (batch, height, width, "
             f"channels with 1 or 3 channels). Received input shape(s): {model.input_shape}. "
@@ -317,12 +485,53 @@ def export_tfjs(
             "Pass preprocessing='tf'|'caffe'|'torch' (see the model's manifest) or 'baked'."
         )
         mode = "none"
+    return _write_export(
+        model,
+        out,
+        shard_size=shard_size,
+        quantize=quantize,
+        labels=labels,
+        mode=mode,
+        files=files,
+        check=check,
+    )
+
+
+def _checked_model(model: Any) -> Any:
+    """``model`` once TF.js could rebuild it (a model it cannot run is reported first)."""
+    _checked_topology(model)
+    return model
+
+
+def _write_export(
+    model: Any,
+    out: Path,
+    *,
+    shard_size: int,
+    quantize: Any,
+    labels: Sequence[str] | None,
+    mode: str | None,
+    files: dict[str, bytes | Path],
+    check: Callable[[Path], Any] | None = None,
+) -> ExportResult:
+    """Check ``model``, then write it and ``files`` (name -> bytes, or a file to copy)
+    into ``out`` through a temporary folder; ``check(tmp)`` runs before ``model.json`` and
+    the rest are published (``model.json`` last)."""
+    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size <= 0:
+        raise UsageError(
+            f"shard_size must be a positive number of bytes. Received: shard_size={shard_size!r}."
+        )
+    topology = _checked_topology(model)
+    label_list = _check_labels(model, labels)
+    image_input = _image_input(model)
 
     from ..config import VERSION
 
     _portable(topology)
     named = _named_weights(model)
-    entries = [_manifest_entry(name, var, dtype) for name, var in named]
+    float_names = [name for name, var in named if var.dtype.is_floating]
+    plan = _quantize_plan(quantize, float_names)
+    entries = [_manifest_entry(name, var, plan.get(name)) for name, var in named]
     total = sum(_nbytes(e) for e in entries)
 
     # A plain mkdir (not mkdtemp's 0700) so the published folder gets the usual mode.
@@ -350,13 +559,18 @@ def export_tfjs(
         if mode is not None:
             _write_json(tmp / "preprocessing.json", _preprocessing_spec(mode, image_input))
             written.append("preprocessing.json")
-        if page is not None:
-            (tmp / "index.html").write_text(page, "utf-8")
-            written.append("index.html")
+        for name, content in files.items():
+            if isinstance(content, Path):
+                shutil.copyfile(content, tmp / name)
+            else:
+                (tmp / name).write_bytes(content)
+            written.append(name)
         (tmp / EXPORT_MARKER).write_text(f"modelzoo {VERSION} TF.js export\n", "utf-8")
         written.append(EXPORT_MARKER)
         _write_json(tmp / "model.json", model_json)
         written.append("model.json")  # last: a reader never sees it before its shards
+        if check is not None:
+            check(tmp)
         _move_into_place(tmp, out, written)
     except OSError as exc:
         raise ExportError(
@@ -366,16 +580,20 @@ def export_tfjs(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
+    counts = collections.Counter(_stored_dtype(e) for e in entries if e["dtype"] == "float32")
+    stored = next(iter(counts)) if len(counts) == 1 else ("mixed" if counts else "float32")
     result = ExportResult(
         out_dir=out,
         model_json=out / "model.json",
         shards=tuple(out / p.name for p in writer.paths),
         total_bytes=total,
         n_weights=len(entries),
-        dtype=dtype,
+        dtype=stored,
         labels_json=out / "labels.json" if label_list is not None else None,
         preprocessing_json=out / "preprocessing.json" if mode is not None else None,
-        index_html=out / "index.html" if page is not None else None,
+        index_html=out / "index.html" if "index.html" in files else None,
+        weight_dtypes=dict(sorted(counts.items())),
+        files=tuple(out / name for name in files),
     )
     logger.info(
         "Exported %s to TF.js: %s (%d weights, %d bytes in %d shard(s), %s)",
@@ -384,7 +602,7 @@ def export_tfjs(
         result.n_weights,
         total,
         len(result.shards),
-        dtype,
+        stored,
     )
     return result
 
@@ -523,10 +741,25 @@ def _preprocessing_spec(mode: str, image_input: tuple | None) -> dict[str, Any]:
     return spec
 
 
-def _demo_page(tfjs_url: str) -> str:
+def vendored_tfjs() -> Path:
+    """The TensorFlow.js browser bundle shipped with modelzoo (``tf.min.js``, 4.22.0).
+
+    Exported pages serve it from their own folder, so they work without a CDN.
+    """
+    path = Path(str(resources.files("modelzoo").joinpath(f"_web/vendor/{_VENDORED_TFJS}")))
+    if not path.is_file():
+        raise ExportError(
+            f"modelzoo's copy of TensorFlow.js is missing ({path}); reinstall modelzoo, or "
+            "pass tfjs_url= (--tfjs-url) to load TF.js from elsewhere."
+        )
+    return path
+
+
+def _page(template: str, tfjs_url: str) -> str:
+    """A page template with ``"{{TFJS_URL}}"`` replaced by a safe JS string literal."""
     if not isinstance(tfjs_url, str) or not tfjs_url.strip():
         raise UsageError(f"tfjs_url must be a URL string. Received: tfjs_url={tfjs_url!r}.")
-    template = resources.files("modelzoo.export").joinpath("_web/index.html").read_text("utf-8")
+    text = resources.files("modelzoo.export").joinpath(f"_web/{template}").read_text("utf-8")
     # A JSON string is a valid JS string literal; escaping "<" keeps "</script>" inert.
     literal = json.dumps(tfjs_url).replace("<", "\\u003c")
-    return template.replace('"{{TFJS_URL}}"', literal)
+    return text.replace('"{{TFJS_URL}}"', literal)

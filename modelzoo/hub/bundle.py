@@ -7,6 +7,11 @@ A bundle is a plain tar (``.tar``) or gzipped tar (``.tar.gz`` / ``.tgz``)::
                                            {"name", "version", "registry", "artifacts":
                                             {variant: {"blob", "sha256", "size", "url"}}}}}
     models/<name>/<version>/manifest.json
+    tuf/<registry-id>/<N>.root.json      signed registries only: the TUF metadata the packing
+    tuf/<registry-id>/timestamp.json     machine verified (every root version, timestamp,
+    tuf/<registry-id>/snapshot.json      snapshot, targets); such a model's manifest is the
+    tuf/<registry-id>/targets.json       signed bytes, and its bundle.json entry says
+                                         "signed": {"tuf", "manifest", "registry", "location"}
     SHA256SUMS                           "<sha256>  <member>" for every other member, last
 
 Members are written in sorted order with mtime 0, uid/gid 0, no user names and mode
@@ -20,6 +25,15 @@ folder inside the cache and checked against ``SHA256SUMS`` -- which must list ev
 member exactly once -- and against the manifests' published hashes. Only then are the
 blobs and install records committed through the normal cache API, as if installed from
 a registry named ``bundle:<file name>``. A refused bundle installs nothing.
+
+Models from a signed registry are also checked against their TUF signatures, offline
+(:func:`modelzoo.hub.trust.verify_bundle_metadata`): the metadata must chain from a trusted
+root -- one pinned by ``lock`` or ``trusted_roots`` (``--root-sha256``), or one this
+machine already trusts for that registry -- and the manifest and every artifact must be
+the signed targets. SHA256SUMS alone proves only that the archive is intact; the
+signatures prove who published its contents. Without any anchor the chain is checked
+from the bundle's own oldest root (a warning says so); ``MODELZOO_REQUIRE_SIGNED=1``
+refuses that, and refuses unsigned models.
 """
 
 from __future__ import annotations
@@ -69,6 +83,9 @@ _INDEX = "bundle.json"
 _SUMS = "SHA256SUMS"
 _BLOB = re.compile(r"\Ablobs/([0-9a-f]{64})((?:\.[a-z0-9]{1,16})?)\Z")
 _MANIFEST = re.compile(r"\Amodels/([^/]+)/([^/]+)/manifest\.json\Z")
+_TUF = re.compile(
+    r"\Atuf/([a-z0-9-]{1,80})/((?:[1-9][0-9]{0,8}\.root)|timestamp|snapshot|targets)\.json\Z"
+)
 _SUM_LINE = re.compile(r"\A([0-9a-f]{64})  (\S[^\n]*)\Z")
 
 
@@ -91,12 +108,15 @@ class UnpackResult:
         registry: the registry name recorded in the installs (``bundle:<file name>``).
         installed: ``name@version (variant)`` of every artifact added to the cache.
         already: those that were installed with the same bytes already.
+        signed: ``name@version`` of the models whose TUF signatures verified from a
+            trusted root.
     """
 
     bundle: Path
     registry: str
     installed: tuple[str, ...]
     already: tuple[str, ...]
+    signed: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- packing
@@ -130,10 +150,22 @@ def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
     return info
 
 
-def _collect(specs: Iterable[str], lock, variant: str | None, progress) -> list[tuple]:
-    """``(manifest, {variant: InstallRecord})`` of everything to pack, installing first."""
+def _signed_source(trust: dict | None, name: str, kind: str, location: str) -> tuple | None:
+    """``(registry, kind, location, manifest target)`` of a model from a signed registry."""
+    if not trust:
+        return None
+    manifest = next((p for p in trust["targets"] if not p.startswith("artifacts/")), None)
+    return (name, kind, location, manifest) if manifest else None
+
+
+def _collect(
+    specs: Iterable[str], lock, variant: str | None, progress, signed: dict
+) -> list[tuple]:
+    """``(manifest, {variant: InstallRecord})`` of everything to pack, installing first;
+    ``signed`` gets ``(name, version) -> _signed_source(...)`` of signed models."""
     from .cache import Cache
     from .install import default_variant, ensure_installed
+    from .lockfile import lock_registry
     from .project import install_lock, resolve_in_context
 
     cache = Cache()
@@ -144,9 +176,19 @@ def _collect(specs: Iterable[str], lock, variant: str | None, progress) -> list[
             manifest = cache.manifest(m.name, m.version)
             records = {a.variant: cache.record(m.name, m.version, a.variant) for a in m.artifacts}
             chosen[(m.name, m.version)] = (manifest, records)
+            if m.trust:
+                reg = lock_registry(m, Path(lock).parent.absolute())
+                signed[(m.name, m.version)] = _signed_source(
+                    m.trust, reg.name, reg.kind, reg.location
+                )
     for spec in specs:
         resolved = resolve_in_context(spec)
         manifest = resolved.manifest
+        if resolved.trust:
+            kind = "http" if "://" in resolved.location else "folder"
+            signed[(manifest.name, manifest.version)] = _signed_source(
+                resolved.trust, resolved.registry, kind, resolved.location
+            )
         if variant == "all":
             variants = sorted(manifest.artifacts)
         else:
@@ -158,6 +200,28 @@ def _collect(specs: Iterable[str], lock, variant: str | None, progress) -> list[
     if not chosen:
         raise UsageError("Nothing to pack: name models (NAME[@VERSION]...) or pass --lock FILE.")
     return [chosen[key] for key in sorted(chosen)]
+
+
+def _signed_members(manifest: Manifest, source: tuple, members: dict) -> tuple[bytes, str]:
+    """The signed manifest bytes, and the registry's TUF metadata added to ``members``."""
+    from .index import cache_slug
+    from .lockfile import manifest_digest
+    from .manifest import parse_manifest
+    from .trust import bundle_metadata, reader
+
+    registry, kind, location, target = source
+    data = reader(registry, kind, location).target_bytes(target)  # verified through TUF
+    signed = parse_manifest(files.loads(data), source=target)
+    if manifest_digest(signed) != manifest_digest(manifest):
+        raise IntegrityError(
+            f"{manifest.spec}: the installed manifest differs from the one registry "
+            f"{registry!r} signs now; reinstall it (`modelzoo install {manifest.spec} --force`) "
+            "before packing."
+        )
+    tuf_id = cache_slug(location)
+    for name, content in bundle_metadata(location).items():
+        members[f"tuf/{tuf_id}/{name}"] = (content, 0)
+    return data, tuf_id
 
 
 def _drop_stale_tmp(output: Path) -> None:
@@ -218,14 +282,16 @@ def pack(
         IntegrityError: a cached blob no longer matches its recorded sha256.
         ModelNotFoundError, OfflineError, ProjectError, ...: from installing.
     """
-    items = _collect(specs, lock, variant, progress)
+    signed: dict[tuple[str, str], tuple | None] = {}
+    items = _collect(specs, lock, variant, progress, signed)
     members: dict[str, tuple[Any, int]] = {}  # name -> (bytes or blob path, size)
     index: dict[str, Any] = {}
     for manifest, records in items:
-        members[f"models/{manifest.name}/{manifest.version}/manifest.json"] = (
-            _canonical_manifest(manifest),
-            0,
-        )
+        source = signed.get((manifest.name, manifest.version))
+        content = _canonical_manifest(manifest)
+        if source is not None:
+            content, tuf_id = _signed_members(manifest, source, members)
+        members[f"models/{manifest.name}/{manifest.version}/manifest.json"] = (content, 0)
         arts = {}
         for v, rec in sorted(records.items()):
             blob = f"blobs/{rec.path.name}"
@@ -238,6 +304,13 @@ def pack(
             "registry": registry,
             "artifacts": arts,
         }
+        if source is not None:
+            index[manifest.spec]["signed"] = {
+                "tuf": tuf_id,
+                "manifest": source[3],
+                "registry": source[0],
+                "location": source[2],
+            }
     doc = {"bundle_version": BUNDLE_VERSION, "models": index}
     members[_INDEX] = ((json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8"), 0)
 
@@ -310,7 +383,11 @@ def _check_member(bundle: Path, member: tarfile.TarInfo) -> str | None:
     if not name or name.startswith("/") or "\\" in name or any(p in ("", ".", "..") for p in parts):
         raise _refuse(bundle, f"member {member.name!r} has an unsafe path")
     if member.isdir():
-        ok = name in ("models", "blobs") or (parts[0] == "models" and len(parts) in (2, 3))
+        ok = (
+            name in ("models", "blobs", "tuf")
+            or (parts[0] == "models" and len(parts) in (2, 3))
+            or (parts[0] == "tuf" and len(parts) == 2)
+        )
         if not ok:
             raise _refuse(bundle, f"unexpected folder {member.name!r}")
         return None
@@ -323,6 +400,8 @@ def _check_member(bundle: Path, member: tarfile.TarInfo) -> str | None:
         return "sums"
     if _BLOB.match(name):
         return "blob"
+    if _TUF.match(name):
+        return "tuf"
     m = _MANIFEST.match(name)
     if m and NAME_RE.match(m.group(1)) and is_version(m.group(2)):
         return "manifest"
@@ -451,10 +530,89 @@ def _plan(bundle: Path, staging: Path, digests: dict[str, str]) -> list[tuple]:
                 raise _refuse(bundle, f"{where}: 'url' must be a string")
             used.add(blob)
             rows.append((manifest, variant, art))
+        signed = entry.get("signed")
+        if signed is not None:
+            ok = isinstance(signed, dict) and all(
+                isinstance(signed.get(k), str) for k in ("tuf", "manifest", "registry", "location")
+            )
+            if not ok or not re.fullmatch(r"[a-z0-9-]{1,80}", signed["tuf"]):
+                raise _refuse(bundle, f"{_INDEX}: invalid 'signed' in {spec!r}")
+            used.update(n for n in digests if n.startswith(f"tuf/{signed['tuf']}/"))
     extra = sorted(set(digests) - used)
     if extra:
         raise _refuse(bundle, f"member {extra[0]!r} is not described by {_INDEX}")
     return rows
+
+
+def _verify_signed(
+    bundle: Path, staging: Path, rows: list[tuple], anchors: set[str]
+) -> tuple[str, ...]:
+    """Check every signed model against its TUF metadata; the specs verified from a root
+    the user or this machine trusts."""
+    from ..errors import TrustError
+    from .signing import artifact_target
+    from .trust import trust_dir, verify_bundle_metadata
+
+    doc = files.read(staging / _INDEX)  # _plan validated it
+    entries = {(e["name"], e["version"]): e for e in doc["models"].values()}
+    strict = config.require_signed()
+    verified, checked = [], {}
+    for manifest, variant, art in rows:
+        signed = entries[(manifest.name, manifest.version)].get("signed")
+        if signed is None:
+            if strict:
+                raise _refuse(
+                    bundle,
+                    f"{manifest.spec} is not from a signed registry and signed registries are "
+                    "required (MODELZOO_REQUIRE_SIGNED=1)",
+                )
+            continue
+        tuf_id = signed["tuf"]
+        if tuf_id not in checked:
+            folder = staging / "tuf" / tuf_id
+            metadata = {p.name: p.read_bytes() for p in folder.iterdir()} if folder.is_dir() else {}
+            known = set(anchors)
+            history = trust_dir(signed["location"]) / "metadata" / "root_history"
+            for path in history.glob("*.root.json") if history.is_dir() else ():
+                known.add(hashlib.sha256(path.read_bytes()).hexdigest())
+            try:
+                checked[tuf_id] = verify_bundle_metadata(
+                    metadata, anchors=known, registry=signed["registry"]
+                )
+            except TrustError as exc:
+                raise _refuse(bundle, str(exc).rstrip(".")) from None
+            if not checked[tuf_id][2]:
+                if strict:
+                    raise _refuse(
+                        bundle,
+                        f"the TUF metadata of {signed['registry']!r} chains to no trusted root; "
+                        "pass --lock or --root-sha256",
+                    )
+                logger.warning(
+                    "Bundle %s: the signatures of registry %r verify, but from the bundle's own "
+                    "root; pass --lock or --root-sha256 to check who signed it.",
+                    bundle,
+                    signed["registry"],
+                )
+        targets = checked[tuf_id][0]
+        member = f"models/{manifest.name}/{manifest.version}/manifest.json"
+        info = targets.get(signed["manifest"])
+        data = (staging / member).read_bytes()
+        try:
+            if info is None:
+                raise ValueError("not a signed target")
+            info.verify_length_and_hashes(data)
+        except Exception as exc:  # tuf LengthOrHashMismatchError
+            raise _refuse(
+                bundle, f"{member} is not the signed target {signed['manifest']} ({exc})"
+            ) from None
+        target = artifact_target(manifest.name, manifest.version, variant)
+        info = targets.get(target)
+        if info is None or (info.hashes.get("sha256"), info.length) != (art["sha256"], art["size"]):
+            raise _refuse(bundle, f"{manifest.spec} ({variant}) is not the signed target {target}")
+        if checked[tuf_id][2] and manifest.spec not in verified:
+            verified.append(manifest.spec)
+    return tuple(verified)
 
 
 def unpack(
@@ -462,6 +620,8 @@ def unpack(
     *,
     max_member_bytes: int | None = None,
     max_total_bytes: int | None = None,
+    trusted_roots: Iterable[str] = (),
+    lock: str | os.PathLike[str] | None = None,
 ) -> UnpackResult:
     """Verify a bundle completely, then install its models into the cache.
 
@@ -473,6 +633,9 @@ def unpack(
             (default :data:`DEFAULT_MAX_MEMBER_BYTES`).
         max_total_bytes: refuse a bundle whose members add up to more
             (default :data:`DEFAULT_MAX_TOTAL_BYTES`).
+        trusted_roots: sha256 of TUF roots to verify signed models from
+            (``--root-sha256``); roots this machine trusts count too.
+        lock: a ``modelzoo.lock`` whose pinned roots are trusted (``--lock``).
 
     Returns:
         An :class:`UnpackResult`.
@@ -500,6 +663,12 @@ def unpack(
         digests = _extract(bundle, staging, max_member, max_total)
         _check_sums(bundle, staging, digests)
         rows = _plan(bundle, staging, digests)
+        anchors = {h.strip().lower().removeprefix("sha256:") for h in trusted_roots}
+        if lock is not None:
+            from .lockfile import read_lock
+
+            anchors |= {m.trust["root_sha256"] for m in read_lock(lock).models if m.trust}
+        signed = _verify_signed(bundle, staging, rows, anchors)
         todo, already = [], []
         for manifest, variant, art in rows:
             rec = cache.record(manifest.name, manifest.version, variant)
@@ -548,4 +717,4 @@ def unpack(
             shutil.rmtree(staging)
         hold.close()
     logger.info("unpacked %s: %d artifact(s) installed", bundle, len(installed))
-    return UnpackResult(bundle, label, tuple(installed), tuple(already))
+    return UnpackResult(bundle, label, tuple(installed), tuple(already), signed)

@@ -491,6 +491,7 @@ def install(
     progress: bool | None = None,
     refresh: bool = False,
     parallel: int | None = None,
+    require_signed: bool | None = None,
 ) -> InstallResult:
     """Install a model into the cache (or reuse what is already there).
 
@@ -509,6 +510,8 @@ def install(
             copies (without it, a spec without a version still revalidates the index).
         parallel: connections per large artifact (default ``MODELZOO_PARALLEL``, 8;
             1 = one stream); see :func:`modelzoo.hub.download.download`.
+        require_signed: refuse models from unsigned registries (default:
+            ``MODELZOO_REQUIRE_SIGNED``; the bundled registry is always accepted).
 
     Returns:
         An :class:`InstallResult`; ``result.paths["full"]`` is the local model file.
@@ -554,7 +557,13 @@ def install(
     try:
         # Without a version "latest" must be the registry's latest: ask the server
         # (a conditional GET) rather than trust a cached index that may be minutes old.
-        resolved = resolve(name, version=wanted, refresh=refresh, revalidate=wanted is None)
+        resolved = resolve(
+            name,
+            version=wanted,
+            refresh=refresh,
+            revalidate=wanted is None,
+            require_signed=require_signed,
+        )
     except OfflineError as exc:
         # The registry could not be read offline: name the model, not the index file.
         shown = f"{name}@{wanted}" if wanted else name

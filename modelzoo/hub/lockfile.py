@@ -89,6 +89,8 @@ class LockedModel:
         registry_location: ``bundled``, an ``http(s)`` URL, an absolute folder, or a
             folder relative to the lock (``./registry``).
         manifest_sha256: sha256 of the manifest's canonical JSON (sorted keys, compact).
+        trust: for a signed registry: ``root_version`` and ``root_sha256`` of the trusted
+            TUF root, and ``targets`` (signed target path -> sha256); None when unsigned.
     """
 
     name: str
@@ -99,6 +101,7 @@ class LockedModel:
     registry_location: str
     manifest_sha256: str
     artifacts: tuple[LockedArtifact, ...]
+    trust: dict | None = None
 
     @property
     def spec(self) -> str:
@@ -122,6 +125,31 @@ def manifest_digest(manifest: Manifest) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+def _dump_trust(trust: dict | None) -> dict:
+    """The lock's keys for a signed registry (none for unsigned: their locks stay as before)."""
+    if trust is None:
+        return {}
+    return {
+        "root": {"version": trust["root_version"], "sha256": trust["root_sha256"]},
+        "signed_targets": dict(sorted(trust["targets"].items())),
+    }
+
+
+def _read_trust(m: dict, source, where: str) -> dict | None:
+    if "root" not in m and "signed_targets" not in m:
+        return None
+    root = _typed(m, "root", dict, source, where)
+    version = _typed(root, "version", int, source, f"{where}.root")
+    sha = _typed(root, "sha256", str, source, f"{where}.root")
+    targets = _typed(m, "signed_targets", dict, source, where)
+    if version < 1 or not _SHA256.match(sha):
+        raise _fail(source, f"{where}.root must have a version >= 1 and a 64-hex sha256")
+    for path, digest in targets.items():
+        if not isinstance(digest, str) or not _SHA256.match(digest):
+            raise _fail(source, f"{where}.signed_targets[{path!r}] must be 64 lowercase hex")
+    return {"root_version": version, "root_sha256": sha, "targets": dict(targets)}
+
+
 def dumps_lock(lock: Lockfile) -> bytes:
     """Serialise a lock deterministically: models and artifacts sorted, keys in a fixed
     order (most telling first), one value per line, no timestamps."""
@@ -132,6 +160,7 @@ def dumps_lock(lock: Lockfile) -> bytes:
             "constraint": m.constraint,
             "variant": m.variant,
             "registry": {"name": m.registry, "location": m.registry_location},
+            **_dump_trust(m.trust),
             "manifest": m.manifest_sha256,
             "artifacts": {
                 a.variant: {
@@ -236,6 +265,7 @@ def read_lock(path: str | os.PathLike[str]) -> Lockfile:
                 _typed(registry, "location", str, path, f"{where}.registry"),
                 digest,
                 tuple(arts),
+                _read_trust(m, path, where),
             )
         )
     return Lockfile(tuple(entries))
@@ -327,7 +357,7 @@ def lock_registry(locked: LockedModel, root: Path):
     if locked.registry_location == BUNDLED:
         return Registry(BUNDLED, str(bundled_registry_path()), "bundled", "bundled")
     kind, location = parse_location(locked.registry_location, root)
-    return Registry(locked.registry, location, kind, "lock")
+    return Registry(locked.registry, location, kind, "lock", signed=locked.trust is not None)
 
 
 def lock_location(resolved, root: Path) -> str:

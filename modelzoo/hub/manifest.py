@@ -26,6 +26,7 @@ A manifest (``schema_version: 1``) looks like::
       },
       "cut_points": [{"layer": "conv_pw_13_relu", "shape": [7, 7, 1024],
                       "variant": "notop", "note": "last activation before pooling"}],
+      "golden": {...},                        # optional, see below
       "notes": null
     }
 
@@ -33,11 +34,34 @@ Artifact ``format`` is ``h5-weights`` (weights for a constructor), ``keras`` (a 
 ``.keras`` model) or ``h5`` (a whole legacy HDF5 model). ``hash`` is ``md5:<hex>``,
 ``sha256:<hex>`` or null (no published hash: trust on first use). A ``url`` may be
 relative, resolved against the registry it came from.
+
+``golden`` (optional) pins what the model computes, which hashes cannot: a wrong
+constructor kwarg, a changed preprocessing mode or a converter bug all change it::
+
+    "golden": {
+      "input": {"generator": "uniform", "seed": 0, "shape": [2, 224, 224, 3],
+                "low": 0, "high": 255},
+      "rtol": 0.001,
+      "outputs": [
+        {"cut": null, "shape": [2, 1000], "mean": 0.001, "std": 0.01, "atol": 1e-05,
+         "indices": [0, 87, ...], "values": [1.2e-05, 3.4e-04, ...]},
+        {"cut": "conv_pw_13_relu", ...}
+      ]
+    }
+
+The input is made by ``numpy.random.RandomState(seed).uniform(low, high, shape)`` as
+float32 (a stream NumPy keeps stable across releases) in the raw 0-255 pixel domain,
+*before* the manifest's ``input.preprocessing`` is applied: a changed mode changes the
+outputs. ``cut: null`` is the output of ``load(name)``; a layer name is the output of
+``load(name, cut=layer)`` and must be a listed cut point. Each output stores its shape,
+mean and standard deviation, and the values at a few flat ``indices``; a computed
+value ``a`` matches the stored ``e`` when ``|a - e| <= atol + rtol * |e|``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +79,9 @@ __all__ = [
     "BuildSpec",
     "Artifact",
     "CutPoint",
+    "Golden",
+    "GoldenInput",
+    "GoldenOutput",
     "Hash",
     "parse_manifest",
     "load_manifest",
@@ -94,6 +121,7 @@ _TOP_KEYS = {
     "build",
     "artifacts",
     "cut_points",
+    "golden",
     "notes",
 }
 _REQUIRED = ("schema_version", "name", "version", "summary", "input", "build", "artifacts")
@@ -158,6 +186,44 @@ class CutPoint:
 
 
 @dataclass(frozen=True)
+class GoldenInput:
+    """A seeded input: ``RandomState(seed).uniform(low, high, shape)`` as float32."""
+
+    generator: str
+    seed: int
+    shape: tuple[int, ...]
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class GoldenOutput:
+    """What one output (``cut`` None: the whole model) must look like for the golden input."""
+
+    cut: str | None
+    shape: tuple[int, ...]
+    mean: float
+    std: float
+    atol: float
+    indices: tuple[int, ...]
+    values: tuple[float, ...]
+
+    @property
+    def label(self) -> str:
+        """``top`` for the whole model, else the cut layer."""
+        return self.cut or "top"
+
+
+@dataclass(frozen=True)
+class Golden:
+    """Expected outputs for a deterministic input, with a tolerance."""
+
+    input: GoldenInput
+    outputs: tuple[GoldenOutput, ...]
+    rtol: float
+
+
+@dataclass(frozen=True)
 class Manifest:
     """A validated manifest. ``raw`` keeps the original mapping for round trips."""
 
@@ -176,6 +242,7 @@ class Manifest:
     labels: Any = None
     cut_points: tuple[CutPoint, ...] = ()
     notes: str | None = None
+    golden: Golden | None = None
     source: str | None = field(default=None, compare=False)
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -369,6 +436,114 @@ def _artifact(r: _Reader, variant: str, data: Any, kind: str) -> Artifact:
     return Artifact(variant, url, fmt, file_name, digest, size, mirrors)
 
 
+#: Generators a golden input may name.
+GOLDEN_GENERATORS = ("uniform",)
+#: At most this many stored values per golden output (keeps manifests small).
+MAX_GOLDEN_VALUES = 256
+
+
+def _number(r: _Reader, data: dict, key: str, path: str, *, minimum: float | None = None):
+    value = r.get(data, key, (int, float), f"{path}.{key}", required=True)
+    if not math.isfinite(value) or (minimum is not None and value < minimum):
+        bound = f" >= {minimum}" if minimum is not None else ""
+        raise r.fail(f"{path}.{key}", f"expected a finite number{bound}, got {value!r}")
+    return float(value)
+
+
+def _golden_output(r: _Reader, data: Any, path: str, cut_layers: set[str]) -> GoldenOutput:
+    if not isinstance(data, dict):
+        raise r.fail(path, "expected an object")
+    known = {"cut", "shape", "mean", "std", "atol", "indices", "values"}
+    unknown = set(data) - known
+    if unknown:
+        raise r.fail(path, f"unknown keys {sorted(unknown)} (known: {', '.join(sorted(known))})")
+    cut = r.get(data, "cut", str, f"{path}.cut")
+    if cut is not None and cut not in cut_layers:
+        raise r.fail(f"{path}.cut", f"{cut!r} is not one of the manifest's cut_points")
+    shape = _shape(r, data.get("shape"), f"{path}.shape")
+    if None in shape:
+        raise r.fail(f"{path}.shape", f"expected positive integers, got {list(shape)!r}")
+    size = math.prod(shape)
+    indices = r.get(data, "indices", list, f"{path}.indices", required=True)
+    values = r.get(data, "values", list, f"{path}.values", required=True)
+    if len(indices) != len(values) or len(values) > MAX_GOLDEN_VALUES:
+        raise r.fail(
+            f"{path}.values",
+            f"expected as many values as indices (at most {MAX_GOLDEN_VALUES}), got "
+            f"{len(values)} values for {len(indices)} indices",
+        )
+    for i in indices:
+        if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < size:
+            raise r.fail(f"{path}.indices", f"expected flat indices in [0, {size}), got {i!r}")
+    if any(b <= a for a, b in zip(indices, indices[1:], strict=False)):
+        raise r.fail(f"{path}.indices", "expected strictly increasing indices")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise r.fail(f"{path}.values", f"expected finite numbers, got {v!r}")
+    return GoldenOutput(
+        cut,
+        shape,
+        _number(r, data, "mean", path),
+        _number(r, data, "std", path, minimum=0.0),
+        _number(r, data, "atol", path, minimum=0.0),
+        tuple(indices),
+        tuple(float(v) for v in values),
+    )
+
+
+def _golden(r: _Reader, data: Any, input_shape, cut_layers: set[str]) -> Golden | None:
+    """``golden``: a seeded input and the outputs it must produce."""
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise r.fail("golden", "expected an object")
+    unknown = set(data) - {"input", "outputs", "rtol"}
+    if unknown:
+        raise r.fail("golden", f"unknown keys {sorted(unknown)} (known: input, outputs, rtol)")
+    spec = r.get(data, "input", dict, "golden.input", required=True)
+    unknown = set(spec) - {"generator", "seed", "shape", "low", "high"}
+    if unknown:
+        raise r.fail("golden.input", f"unknown keys {sorted(unknown)}")
+    generator = r.get(spec, "generator", str, "golden.input.generator", required=True)
+    if generator not in GOLDEN_GENERATORS:
+        raise r.fail(
+            "golden.input.generator",
+            f"expected one of {list(GOLDEN_GENERATORS)}, got {generator!r}",
+        )
+    seed = r.get(spec, "seed", int, "golden.input.seed", required=True)
+    if not 0 <= seed < 2**32:
+        raise r.fail("golden.input.seed", f"expected 0 <= seed < 2**32, got {seed}")
+    shape = _shape(r, spec.get("shape"), "golden.input.shape")
+    batch, dims = shape[0], shape[1:]
+    fits = len(dims) == len(input_shape) and all(
+        d is not None and (want is None or d == want)
+        for d, want in zip(dims, input_shape, strict=False)
+    )
+    if batch is None or not fits:
+        raise r.fail(
+            "golden.input.shape",
+            f"expected [batch, {', '.join(str(d) for d in input_shape)}] (input.shape with a "
+            f"batch size in front), got {list(shape)!r}",
+        )
+    if math.prod(shape) > MAX_INPUT_VALUES:
+        raise r.fail("golden.input.shape", f"{list(shape)!r} is too large; use a batch of 1 or 2")
+    low = _number(r, spec, "low", "golden.input")
+    high = _number(r, spec, "high", "golden.input")
+    if not low < high:
+        raise r.fail("golden.input", f"expected low < high, got low={low:g}, high={high:g}")
+    raw_outputs = r.get(data, "outputs", list, "golden.outputs", required=True)
+    if not raw_outputs:
+        raise r.fail("golden.outputs", "must list at least one output")
+    outputs = tuple(
+        _golden_output(r, o, f"golden.outputs[{i}]", cut_layers) for i, o in enumerate(raw_outputs)
+    )
+    labels = [o.label for o in outputs]
+    if len(set(labels)) != len(labels):
+        raise r.fail("golden.outputs", f"lists an output twice: {labels}")
+    rtol = _number(r, data, "rtol", "golden", minimum=0.0)
+    return Golden(GoldenInput(generator, seed, tuple(shape), low, high), outputs, rtol)
+
+
 def parse_manifest(data: Any, *, source: str | None = None) -> Manifest:
     """Validate a decoded manifest document and return a :class:`Manifest`.
 
@@ -493,6 +668,7 @@ def parse_manifest(data: Any, *, source: str | None = None) -> Manifest:
         labels=labels,
         cut_points=tuple(cuts),
         notes=r.get(data, "notes", str, "notes"),
+        golden=_golden(r, data.get("golden"), shape, {c.layer for c in cuts}),
         source=source,
         raw=data,
     )

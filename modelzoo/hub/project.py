@@ -18,8 +18,14 @@ Names containing dots must be quoted (TOML reads ``a.b = ...`` as a nested table
 per model the exact version, the requested constraint and variant, the registry it came
 from (name and location), the sha256 of its manifest, and per artifact the URL, size,
 **sha256** (computed at install, even where the manifest publishes only md5) and the
-published hash. A version already locked is kept while it satisfies the constraint.
-``modelzoo install --frozen`` installs exactly the lock and never resolves anything.
+published hash. A model from a signed registry (TUF, :mod:`modelzoo.hub.trust`) also pins
+``root`` (the trusted root's version and sha256) and ``signed_targets`` (the signed sha256
+of its manifest and of each artifact target). A version already locked is kept while it
+satisfies the constraint. ``modelzoo install --frozen`` installs exactly the lock and
+never resolves anything; for a signed registry it first checks that the root this machine
+trusts is the pinned one (on a machine that never saw the registry, it fetches
+``tuf/<version>.root.json`` and checks its sha256), reads the model through TUF, and
+compares the signed targets with the lock, all before anything is installed.
 
 The lock is JSON rather than TOML: stdlib ``json`` both reads and writes it (no
 hand-written serialiser for a security-relevant file), it is the format of manifests and
@@ -150,14 +156,16 @@ class Outdated:
 
 
 def _registries(project: Project | None) -> list:
-    from .registry import Registry
+    from .registry import Registry, list_registries
 
     if project is None:
         return []
+    # a location added with a trusted root stays signed when a project names it
+    signed = {r.location for r in list_registries() if r.signed}
     result = []
     for name, text in project.registries:
         kind, location = parse_location(text, project.root)
-        result.append(Registry(name, location, kind, "project"))
+        result.append(Registry(name, location, kind, "project", signed=location in signed))
     return result
 
 
@@ -189,7 +197,14 @@ def _pick(
     entry = next(e for e in group if e.version == chosen)
     manifest = registry.load_manifest(entry)
     base_url = registry.manifest_url(entry).rsplit("/", 1)[0] + "/"
-    return Resolved(manifest, registry.name, registry.location, base_url, tuple(versions))
+    return Resolved(
+        manifest,
+        registry.name,
+        registry.location,
+        base_url,
+        tuple(versions),
+        registry.trust_record(entry, manifest),
+    )
 
 
 def _resolve(
@@ -380,7 +395,24 @@ def _entry(req: Requirement, resolved, records: dict, root: Path) -> LockedModel
         location,
         manifest_digest(m),
         tuple(artifacts),
+        resolved.trust,
     )
+
+
+def _check_signed_targets(locked: LockedModel, resolved) -> None:
+    """The signed targets' hashes must still be the ones the lock pins."""
+    if locked.trust is None:
+        return
+    now = (resolved.trust or {}).get("targets", {})
+    for path, sha in locked.trust["targets"].items():
+        if now.get(path) != sha:
+            raise IntegrityError(
+                f"{locked.spec}: the signed target {path} of registry {locked.registry!r} is "
+                f"sha256:{now.get(path) or 'missing'}, the lock pins sha256:{sha}; refusing to "
+                "install. If the change is legitimate, run `modelzoo install` without --frozen.",
+                expected=f"sha256:{sha}",
+                actual=f"sha256:{now.get(path)}",
+            )
 
 
 def _install_exact(lock: Lockfile, root: Path, progress: bool | None) -> tuple[str, ...]:
@@ -388,9 +420,23 @@ def _install_exact(lock: Lockfile, root: Path, progress: bool | None) -> tuple[s
     installs = _Installs(progress)
     plan = []
     for locked in lock.models:
-        if installs.cached_exactly(locked):
-            continue
         registry = lock_registry(locked, root)
+        cached = installs.cached_exactly(locked)
+        if locked.trust is not None:
+            from .trust import ensure_pinned, is_established
+
+            # Cached bytes need no registry, but a root this machine trusts must still be
+            # the pinned one (a local check); uncached ones fetch the pinned root if needed.
+            if not cached or is_established(registry.location):
+                ensure_pinned(
+                    registry.kind,
+                    registry.location,
+                    locked.trust["root_version"],
+                    locked.trust["root_sha256"],
+                    name=locked.registry,
+                )
+        if cached:
+            continue
         try:
             resolved = _pick(registry, locked.name, locked.version)
         except VersionNotFoundError:
@@ -410,6 +456,7 @@ def _install_exact(lock: Lockfile, root: Path, progress: bool | None) -> tuple[s
                 expected=locked.manifest_sha256,
                 actual=digest,
             )
+        _check_signed_targets(locked, resolved)
         plan.append((locked, resolved))
     try:
         for locked, resolved in plan:

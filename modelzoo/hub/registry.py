@@ -44,6 +44,7 @@ from ..errors import (
     ModelNotFoundError,
     OfflineError,
     RegistryError,
+    UnsignedRegistryError,
     UsageError,
     VersionNotFoundError,
     nearest,
@@ -106,12 +107,20 @@ class Registry:
         kind: ``bundled``, ``folder`` or ``http``.
         origin: where it was configured: ``env`` (MODELZOO_REGISTRY), ``config``
             (:func:`add_registry`) or ``bundled``.
+        signed: added with a trusted root: every index, manifest and artifact hash is
+            verified through TUF (see :mod:`modelzoo.hub.trust`).
     """
 
     name: str
     location: str
     kind: str
     origin: str
+    signed: bool = False
+
+    def _signed_reader(self):
+        from .trust import reader  # lazily: python-tuf is imported only for signed registries
+
+        return reader(self.name, self.kind, self.location)
 
     @property
     def is_remote(self) -> bool:
@@ -143,7 +152,16 @@ class Registry:
         Raises:
             RegistryError: the index is missing, invalid or unreachable.
             OfflineError: offline mode is on and a remote index is not cached.
+            TrustError: a signed registry's metadata or index fails verification.
         """
+        if self.signed:
+            raw = self._signed_reader().target_bytes(INDEX_FILE, refresh=refresh or revalidate)
+            return parse_index(
+                raw,
+                source=self.index_source,
+                registry=self.name,
+                hint="Its publisher must fix it and sign again (`modelzoo registry sign`).",
+            )
         if self.is_remote:
             hint = (
                 f"The registry's publisher can rebuild it with `modelzoo registry index DIR`; "
@@ -198,6 +216,22 @@ class Registry:
         if not is_safe_relpath(entry.manifest):  # parse_index checks; entries can be built by hand
             raise RegistryError(f"unsafe manifest path {entry.manifest!r}", registry=self.name)
         url = self.manifest_url(entry)
+        if self.signed:
+            signed = self._signed_reader()
+            manifest = parse_manifest_bytes(
+                signed.target_bytes(entry.manifest, refresh=refresh), source=url
+            )
+            self._check_matches(manifest, entry, url)
+            from .signing import artifact_target
+
+            for variant, art in manifest.artifacts.items():
+                signed.check_artifact(
+                    artifact_target(manifest.name, manifest.version, variant),
+                    art.hash.algorithm if art.hash else "none",
+                    art.hash.hex if art.hash else "",
+                    art.size,
+                )
+            return manifest
         if self.is_remote:
             cached = self.cache_dir / entry.manifest
 
@@ -228,6 +262,25 @@ class Registry:
         self._check_matches(manifest, entry, url)
         return manifest
 
+    def trust_record(self, entry: IndexEntry, manifest: Manifest) -> dict | None:
+        """What a lockfile pins of a signed registry's model (None when unsigned)."""
+        if not self.signed:
+            return None
+        from .signing import artifact_target
+        from .trust import trusted_root
+
+        signed = self._signed_reader()
+        paths = [entry.manifest] + [
+            artifact_target(manifest.name, manifest.version, v) for v in manifest.artifacts
+        ]
+        targets = {}
+        for path in paths:
+            info = signed.targetinfo(path)
+            if info is not None:
+                targets[path] = info.hashes["sha256"]
+        root = trusted_root(self.location)
+        return {"root_version": root.version, "root_sha256": root.sha256, "targets": targets}
+
     def _check_matches(self, manifest: Manifest, entry: IndexEntry, url: str) -> None:
         if (manifest.name, manifest.version) != (entry.name, entry.version):
             raise RegistryError(
@@ -249,6 +302,9 @@ class Resolved:
         base_url: absolute URL of the manifest's folder (``file://`` for folders), ending
             in ``/``; relative artifact URLs are resolved against it.
         versions: every version of the model in that registry, oldest first.
+        trust: for a signed registry, what the lockfile pins: ``root_version``,
+            ``root_sha256`` and ``targets`` (target path -> sha256 of the manifest and
+            each artifact); None for unsigned registries.
     """
 
     manifest: Manifest
@@ -256,6 +312,7 @@ class Resolved:
     location: str
     base_url: str
     versions: tuple[str, ...] = ()
+    trust: dict | None = None
 
     @property
     def name(self) -> str:
@@ -306,7 +363,9 @@ def list_registries() -> list[Registry]:
     configured = []
     for item in _read_config().get("registries", []):
         kind, location = _normalize_location(item["location"], what="configured registry")
-        configured.append(Registry(item["name"], location, kind, "config"))
+        configured.append(
+            Registry(item["name"], location, kind, "config", signed=bool(item.get("trust")))
+        )
     by_location = {r.location: r for r in configured}
     taken = {r.name for r in configured} | {BUNDLED}
     from_env, env_locations = [], set()
@@ -323,25 +382,39 @@ def list_registries() -> list[Registry]:
             while name in taken:
                 name, n = f"{base}-{n}", n + 1
             taken.add(name)
-        from_env.append(Registry(name, location, kind, "env"))
+        signed = location in by_location and by_location[location].signed
+        from_env.append(Registry(name, location, kind, "env", signed=signed))
     # a location set in the environment outranks the same one in the config
     configured = [r for r in configured if r.location not in env_locations]
     bundled = Registry(BUNDLED, str(bundled_registry_path()), "bundled", "bundled")
     return [*from_env, *configured, bundled]
 
 
-def add_registry(location: str | os.PathLike[str], *, name: str | None = None) -> Registry:
+def add_registry(
+    location: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    trust: str | os.PathLike[str] | bytes | None = None,
+    root_sha256: str | None = None,
+) -> Registry:
     """Add a registry with priority over every registry added before it.
 
     Args:
         location: a folder path, ``file://`` URL, or ``http(s)://`` URL of a registry root.
         name: short name for it; derived from the location by default.
+        trust: a signed registry's trusted root metadata (a ``root.json`` path, or its
+            bytes), obtained from its publisher out of band. From then on everything read
+            from the registry is verified through TUF.
+        root_sha256: instead of ``trust``: the sha256 that the registry's current
+            ``tuf/root.json`` must have (trust on first use, pinned by hash).
 
     Returns:
-        The added registry. Adding a location again moves it to the top.
+        The added registry. Adding a location again moves it to the top (and, without
+        ``trust``/``root_sha256``, makes it unsigned again).
 
     Raises:
         UsageError: bad location or name, a missing folder, or a name already in use.
+        TrustError: the root does not match the pin, or the registry does not verify.
     """
     kind, loc = _normalize_location(location)
     if kind == "folder" and not Path(loc).is_dir():
@@ -353,6 +426,23 @@ def add_registry(location: str | os.PathLike[str], *, name: str | None = None) -
         )
     if name == BUNDLED:
         raise UsageError(f"The name {BUNDLED!r} is reserved for the built-in registry.")
+    trusted = None
+    if trust is not None or root_sha256 is not None:
+        from . import trust as _trust
+
+        root_bytes = None
+        if trust is not None:
+            try:
+                root_bytes = trust if isinstance(trust, bytes) else Path(trust).read_bytes()
+            except OSError as exc:
+                raise UsageError(f"Cannot read the trusted root {trust}: {exc.strerror}.") from None
+        trusted = _trust.establish(
+            kind,
+            loc,
+            root=root_bytes,
+            root_sha256=root_sha256,
+            name=name or _default_name(kind, loc),
+        )
 
     def change(doc: dict) -> Registry:
         entries = doc["registries"]
@@ -369,8 +459,11 @@ def add_registry(location: str | os.PathLike[str], *, name: str | None = None) -
                 f"A registry named {chosen!r} already exists ({other['location']}). Pick another "
                 f"name, or remove it first with `modelzoo registry remove {chosen}`."
             )
-        doc["registries"] = [{"name": chosen, "location": loc}, *others]
-        return Registry(chosen, loc, kind, "config")
+        entry = {"name": chosen, "location": loc}
+        if trusted is not None:
+            entry["trust"] = {"root_version": trusted.version, "root_sha256": trusted.sha256}
+        doc["registries"] = [entry, *others]
+        return Registry(chosen, loc, kind, "config", signed=trusted is not None)
 
     registry = _update_config(change)
     logger.info("added registry %s (%s)", registry.name, registry.location)
@@ -403,7 +496,7 @@ def remove_registry(name_or_location: str | os.PathLike[str]) -> Registry:
         if hit is not None:
             doc["registries"] = [r for r in entries if r is not hit]
             kind, loc = _normalize_location(hit["location"])
-            return Registry(hit["name"], loc, kind, "config")
+            return Registry(hit["name"], loc, kind, "config", signed=bool(hit.get("trust")))
         return None
 
     removed = _update_config(change)
@@ -424,6 +517,10 @@ def remove_registry(name_or_location: str | os.PathLike[str]) -> Registry:
         import shutil  # lazily: only this command deletes anything
 
         shutil.rmtree(removed.cache_dir, ignore_errors=True)
+    if removed.signed:
+        from .trust import forget
+
+        forget(removed.location)
     return removed
 
 
@@ -432,11 +529,23 @@ def remove_registry(name_or_location: str | os.PathLike[str]) -> Registry:
 
 
 def _indexes(
-    *, refresh: bool, revalidate: bool = False
+    *, refresh: bool, revalidate: bool = False, require_signed: bool | None = None
 ) -> tuple[list[tuple[Registry, LoadedIndex]], list[Exception]]:
-    """Every readable registry's index in priority order, plus the remote ones that failed."""
+    """Every readable registry's index in priority order, plus the remote ones that failed.
+
+    With ``require_signed`` (default ``MODELZOO_REQUIRE_SIGNED``) an unsigned registry is an
+    error, except the bundled one, which is as trusted as the installed package itself.
+    """
     loaded, failed = [], []
+    strict = config.require_signed(require_signed)
     for registry in list_registries():
+        if strict and not registry.signed and registry.kind != "bundled":
+            raise UnsignedRegistryError(
+                f"Registry {registry.name!r} ({registry.location}) is not signed, and signed "
+                "registries are required (--require-signed / MODELZOO_REQUIRE_SIGNED=1). Add it "
+                "with `modelzoo registry add LOCATION --trust ROOT.json`, or remove it.",
+                registry=registry.name,
+            )
         try:
             loaded.append((registry, registry.load_index(refresh=refresh, revalidate=revalidate)))
         except (RegistryError, OfflineError) as exc:
@@ -504,7 +613,12 @@ def _parse_spec(spec: str, version: str | None) -> tuple[str, str | None]:
 
 
 def resolve(
-    spec: str, *, version: str | None = None, refresh: bool = False, revalidate: bool = False
+    spec: str,
+    *,
+    version: str | None = None,
+    refresh: bool = False,
+    revalidate: bool = False,
+    require_signed: bool | None = None,
 ) -> Resolved:
     """Find the manifest for ``name``, ``name@1.2.0`` or ``name@^1.2``.
 
@@ -519,6 +633,8 @@ def resolve(
         revalidate: ask remote registries whether their cached index is still current
             (a conditional GET; 304 keeps it) even if it was cached recently. Used when
             "the latest version" must really be the latest (``outdated``, ``install NAME``).
+        require_signed: refuse unsigned registries other than the bundled one (default:
+            ``MODELZOO_REQUIRE_SIGNED``).
 
     Raises:
         ModelNotFoundError: no registry has the name (with suggestions).
@@ -527,7 +643,7 @@ def resolve(
         RegistryError, OfflineError: a registry that could hold the name is unreadable.
     """
     name, constraint = _parse_spec(spec, version)
-    loaded, failed = _indexes(refresh=refresh, revalidate=revalidate)
+    loaded, failed = _indexes(refresh=refresh, revalidate=revalidate, require_signed=require_signed)
     for registry, index in loaded:
         group = index.by_name.get(name)
         if not group:
@@ -542,7 +658,14 @@ def resolve(
         entry = next(e for e in group if e.version == chosen)
         manifest = registry.load_manifest(entry, refresh=refresh)
         base_url = registry.manifest_url(entry).rsplit("/", 1)[0] + "/"
-        return Resolved(manifest, registry.name, registry.location, base_url, tuple(versions))
+        return Resolved(
+            manifest,
+            registry.name,
+            registry.location,
+            base_url,
+            tuple(versions),
+            registry.trust_record(entry, manifest),
+        )
     if failed:
         # the model may live in the registry we could not read: say that, not "unknown"
         raise failed[0]
@@ -562,6 +685,7 @@ def search(
     tag: str | None = None,
     family: str | None = None,
     refresh: bool = False,
+    require_signed: bool | None = None,
 ) -> list[IndexEntry]:
     """Search every registry's index (never the manifests; never TensorFlow).
 
@@ -573,6 +697,7 @@ def search(
         tag: keep only models with this tag, e.g. ``mobile``.
         family: keep only this family, e.g. ``MobileNetV2``.
         refresh: re-fetch remote indexes even if cached recently.
+        require_signed: see :func:`resolve`.
 
     Returns:
         One entry per model name (its latest version, from the registry that owns the
@@ -582,7 +707,7 @@ def search(
     Raises:
         RegistryError: a local registry's index is missing or invalid.
     """
-    loaded, _ = _indexes(refresh=refresh)
+    loaded, _ = _indexes(refresh=refresh, require_signed=require_signed)
     seen: set[str] = set()
     candidates: list[IndexEntry] = []
     for _, index in loaded:

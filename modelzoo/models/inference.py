@@ -31,33 +31,51 @@ class Predictor:
         model: a trained ``.keras`` file saved by ``modelzoo train`` / ``TransferLearner.save``
             (its ``.labels.json`` gives labels and preprocessing), or a registry name.
         trust_remote_code: skip the safety scan (trusted files only).
+        cut: take the model only up to this layer (its outputs are features, so there
+            are no labels then); a registry model fetches only the weights that needs.
+
+    Attributes:
+        meta: a trained file's ``.labels.json`` contents (``{}`` for a registry name).
     """
 
-    def __init__(self, model: str | os.PathLike[str], *, trust_remote_code: bool = False):
+    def __init__(
+        self,
+        model: str | os.PathLike[str],
+        *,
+        trust_remote_code: bool = False,
+        cut: str | None = None,
+    ):
         from .learner import read_sidecar
 
         path = Path(os.fspath(model))
         self.preprocessing = "baked"
         self.labels: list[str] | None = None
+        self.meta: dict[str, Any] = {}
         if path.suffix in (".keras", ".h5"):
             if not path.exists():
                 raise UsageError(f"No such model file: {path}.")
             from ..safety.scan import load_model_file
 
-            meta = read_sidecar(path)  # a bad labels file fails before the slow load
+            meta = self.meta = read_sidecar(path)  # a bad labels file fails before the load
             fmt = "keras" if path.suffix == ".keras" else "h5"
             self.model = load_model_file(
                 path, expected_format=fmt, trust_remote_code=trust_remote_code
             )
             self.labels = meta.get("labels")
             self.preprocessing = meta.get("preprocessing", "none")
+            if cut is not None:
+                from .slicing import slice
+
+                self.model = slice(self.model, cut)
         else:
             from .loading import load, manifest_of
 
-            self.model = load(str(model), include_preprocessing=True)
+            self.model = load(str(model), cut, include_preprocessing=True)
             manifest = manifest_of(self.model)
             if manifest is not None and isinstance(manifest.labels, list):
                 self.labels = list(manifest.labels)
+        if cut is not None:
+            self.labels = None  # a cut model's outputs are features, not classes
         shape = self.model.input_shape
         if isinstance(shape, list):
             raise UsageError("predict supports single-input models only.")

@@ -213,6 +213,9 @@ class TransferLearner:
         self._compiled: dict[int, tuple] = {}
         self.history: dict[str, list[float]] = {}
         self.last_fit: dict[str, Any] = {}
+        #: The image folder the last fit read (saved with the model: ``export --format
+        #: litert --quantize int8`` calibrates on it when no other data is given).
+        self.data_root: Path | None = None
 
         # First, before any TensorFlow work: joining a cluster or splitting the CPU
         # (MODELZOO_CPU_DEVICES) must happen before the runtime starts.
@@ -722,6 +725,7 @@ class TransferLearner:
         if folder is not None:
             if y is not None:
                 raise UsageError("An image folder holds its labels (one sub-folder per class).")
+            self.data_root = Path(folder.root).resolve()
             if isinstance(validation, float):
                 folder, val = folder.split(validation)
             elif _is_dataset(validation):  # its features come from arrays
@@ -927,6 +931,8 @@ class TransferLearner:
             if self._baked()
             else (self.manifest.input.preprocessing if self.manifest else "none"),
         }
+        if self.data_root is not None:
+            meta["data"] = str(self.data_root)
         with saving_path(path, self.choice) as target:
             with (
                 atomic_output(target, suffix=".keras") as tmp,

@@ -51,6 +51,7 @@ class PublishResult:
         sha256: hex sha256 of the artifact.
         size: its size in bytes.
         index_path: the rebuilt ``index.json``.
+        signed: the new TUF metadata versions when published with ``sign``.
     """
 
     manifest: Manifest
@@ -59,6 +60,7 @@ class PublishResult:
     sha256: str
     size: int
     index_path: Path
+    signed: Any = None
 
 
 # --------------------------------------------------------------------------- publishing
@@ -163,6 +165,8 @@ def publish(
     homepage: str | None = None,
     paper: str | None = None,
     notes: str | None = None,
+    golden: bool = True,
+    sign: str | os.PathLike[str] | None = None,
 ) -> PublishResult:
     """Publish a saved model as ``name@version`` into the registry folder ``registry``.
 
@@ -177,6 +181,13 @@ def publish(
             recorded.
         labels: class names (one per output unit), ``"imagenet"`` or None.
         preprocessing: ``none``, ``tf``, ``caffe``, ``torch`` or ``builtin``.
+        golden: record golden outputs (:mod:`modelzoo.models.golden`) for a seeded input, at the
+            top and at each cut point, so consumers can check with ``modelzoo verify
+            --outputs`` that they compute what you published. Skipped for models whose
+            input is not floating point or has no fixed shape.
+        sign: the folder of the registry's online TUF keys: the manifest and artifact
+            become signed targets and targets, snapshot and timestamp get new versions
+            (see :mod:`modelzoo.hub.signing`). Checked before anything is written.
 
     Returns:
         A :class:`PublishResult`.
@@ -188,6 +199,8 @@ def publish(
         LayerNotFoundError: a cut point is not a layer of the model.
         ManifestError, RegistryError: another manifest in the registry is invalid (the
             index cannot be rebuilt); nothing is published then.
+        SigningError: ``sign`` is given but the registry is not signed or a key is not its
+            own; nothing is published then.
     """
     from ..hub.index import write_index
     from ..safety.scan import load_model_file
@@ -198,6 +211,10 @@ def publish(
     created_root = not root.exists()
     if not created_root and not root.is_dir():
         raise UsageError(f"Registry {root} is not a folder.")
+    if sign is not None:
+        from ..hub.signing import check_keys
+
+        check_keys(root, sign)  # a wrong key fails here, before anything is published
     target = root / "models" / name / version
     file_name = f"{name}{suffix}"
     root.mkdir(parents=True, exist_ok=True)
@@ -249,6 +266,16 @@ def publish(
             for key, value in (("homepage", homepage), ("paper", paper), ("notes", notes)):
                 if value:
                     doc[key] = value
+            # a seeded input needs a fixed shape and a floating-point input
+            fixed = None not in facts["shape"]
+            if golden and fixed and facts["dtype"].startswith(("float", "bfloat")):
+                from .golden import record
+
+                doc["golden"] = record(
+                    model,
+                    preprocessing=preprocessing,
+                    cuts=[c["layer"] for c in facts["cut_points"]],
+                )
             manifest = parse_manifest(doc, source=f"{name}@{version}")
             text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
             (staging / "manifest.json").write_text(text, encoding="utf-8")
@@ -257,10 +284,17 @@ def publish(
                     folder.mkdir()
                     made.append(folder)
             os.rename(staging, target)  # one step: readers never see half a version
+            signed = None
             try:
                 index = write_index(root)
+                if sign is not None:
+                    from ..hub.signing import sign_registry
+
+                    signed = sign_registry(root, sign)
             except BaseException:
                 shutil.rmtree(target, ignore_errors=True)
+                with contextlib.suppress(Exception):
+                    write_index(root)  # the index may already list the removed version
                 raise
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -272,5 +306,11 @@ def publish(
         raise
     logger.info("published %s to %s", manifest.spec, target)
     return PublishResult(
-        manifest, target / "manifest.json", target / file_name, digests["sha256"], size, index
+        manifest,
+        target / "manifest.json",
+        target / file_name,
+        digests["sha256"],
+        size,
+        index,
+        signed,
     )

@@ -74,6 +74,13 @@ def test_train_predict_export_round_trip(run, image_folder, tmp_path):
     assert json.loads((web / "labels.json").read_text()) == ["digit_5", "digit_6"]
     assert exported["dtype"] == "float32"
 
+    # int8 without --data calibrates on the folder the model was trained on.
+    lite = tmp_path / "digits56.tflite"
+    res = run("export", out, "--format", "litert", "--quantize", "int8", "--out", lite, "--json")
+    report = json.loads(res.stdout)
+    assert report["calibration"] == {"images": 16, "source": str(image_folder.resolve())}
+    assert report["labels"] == ["digit_5", "digit_6"] and report["parity"]["passed"]
+
 
 def test_predict_with_a_registry_model(run, image_folder):
     image = next((image_folder / "digit_5").glob("*.png"))

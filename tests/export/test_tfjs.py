@@ -206,6 +206,36 @@ def pets_export_f16(pets, tmp_path_factory):
     return export_tfjs(pets, tmp_path_factory.mktemp("exports") / "pets16", dtype="float16")
 
 
+#: Quantized exports checked in Node: every weight uint8; convolutions uint8 and the rest
+#: float16 (layer-name pattern + fallback); kernels uint16 by weight-name pattern.
+QUANTIZED = {
+    "pets_uint8": "uint8",
+    "pets_mixed": ["uint8:conv_pw_*", "float16"],
+    "pets_uint16": {"uint16": "*/kernel"},
+}
+
+
+@pytest.fixture(scope="module")
+def pets_quantized(pets, tmp_path_factory):
+    from modelzoo.export.tfjs import export_tfjs
+
+    root = tmp_path_factory.mktemp("quantized")
+    return {
+        name: export_tfjs(pets, root / name, quantize=spec, shard_size=50_000)
+        for name, spec in QUANTIZED.items()
+    }
+
+
+def _predict_with(model, arrays, x):
+    """Keras predictions with the model's weights replaced by ``arrays`` (name -> value)."""
+    original = model.get_weights()
+    try:
+        model.set_weights([arrays[w.name.removesuffix(":0")] for w in model.weights])
+        return _predict(model, x)
+    finally:
+        model.set_weights(original)
+
+
 def _read_weights(result) -> dict[str, np.ndarray]:
     """Decode an export's shards back into arrays, the way TF.js does."""
     manifest = json.loads(result.model_json.read_text("utf-8"))["weightsManifest"]
@@ -214,11 +244,20 @@ def _read_weights(result) -> dict[str, np.ndarray]:
         blob = b"".join((result.out_dir / p).read_bytes() for p in group["paths"])
         offset = 0
         for spec in group["weights"]:
-            stored = spec.get("quantization", {}).get("dtype", spec["dtype"])
-            np_dtype = {"float32": "<f4", "float16": "<f2", "int32": "<i4"}[stored]
+            quant = spec.get("quantization", {})
+            stored = quant.get("dtype", spec["dtype"])
+            np_dtype = {
+                "float32": "<f4",
+                "float16": "<f2",
+                "int32": "<i4",
+                "uint8": "u1",
+                "uint16": "<u2",
+            }[stored]
             count = math.prod(spec["shape"])
             arr = np.frombuffer(blob, np_dtype, count, offset).reshape(spec["shape"])
             offset += arr.nbytes
+            if stored in ("uint8", "uint16"):  # TF.js: q * scale + min, in double, to float32
+                arr = arr.astype(np.float64) * quant["scale"] + quant["min"]
             arrays[spec["name"]] = arr.astype(np.float32)
         assert offset == len(blob)
     return arrays
@@ -297,6 +336,98 @@ def test_float16_halves_the_size_and_rounds_each_weight(pets, pets_export, pets_
     for w in pets.weights:
         expected = w.numpy().astype(np.float16).astype(np.float32)
         np.testing.assert_array_equal(stored[w.name.removesuffix(":0")], expected)
+
+
+def test_uint8_stores_a_quarter_with_min_and_scale_per_weight(pets, pets_export, pets_quantized):
+    result = pets_quantized["pets_uint8"]
+    assert result.dtype == "uint8" and result.weight_dtypes == {"uint8": result.n_weights}
+    assert result.total_bytes * 4 == pets_export.total_bytes
+    assert len(result.shards) == math.ceil(result.total_bytes / 50_000)
+    specs = json.loads(result.model_json.read_text())["weightsManifest"][0]["weights"]
+    stored = _read_weights(result)
+    for spec, w in zip(specs, pets.weights, strict=True):
+        q = spec["quantization"]
+        assert spec["dtype"] == "float32"  # what TF.js hands the model after dequantizing
+        assert set(q) == {"dtype", "min", "scale", "original_dtype"} and q["dtype"] == "uint8"
+        value = w.numpy()
+        err = np.abs(stored[spec["name"]] - value)
+        assert float(err.max()) <= q["scale"] * 0.5 + 1e-6 * max(1.0, float(np.abs(value).max()))
+        if value.min() <= 0 <= value.max() and value.max() > value.min():
+            zero = -q["min"] / q["scale"]  # nudged: 0.0 is stored exactly
+            assert abs(zero - round(zero)) < 1e-6, spec["name"]
+    # A constant tensor (moving_mean of an untrained BN is not; a zero bias would be).
+    from modelzoo.export.tfjs import _affine_range
+
+    assert _affine_range(0.0, 0.0, 255) == (0.0, 1.0)
+    assert _affine_range(-1.0, 3.0, 255)[1] == pytest.approx(4 / 255)
+
+
+def test_quantize_patterns_choose_weights_by_weight_or_layer_name(pets, pets_quantized):
+    mixed = json.loads(pets_quantized["pets_mixed"].model_json.read_text())
+    dtypes = {w["name"]: w["quantization"]["dtype"] for w in mixed["weightsManifest"][0]["weights"]}
+    assert dtypes["conv_pw_13/kernel"] == "uint8"  # layer name matches conv_pw_*
+    assert dtypes["conv_pw_13_bn/gamma"] == "uint8"
+    assert dtypes["conv1/kernel"] == dtypes["probs/bias"] == "float16"  # the fallback
+    assert pets_quantized["pets_mixed"].dtype == "mixed"
+    only = json.loads(pets_quantized["pets_uint16"].model_json.read_text())
+    for w in only["weightsManifest"][0]["weights"]:
+        if w["name"].endswith("/kernel"):
+            assert w["quantization"]["dtype"] == "uint16"
+        else:
+            assert "quantization" not in w, w["name"]
+    counts = pets_quantized["pets_uint16"].weight_dtypes
+    assert counts["uint16"] == sum(w.name.endswith("/kernel:0") for w in pets.weights)
+
+
+@pytest.mark.parametrize(
+    ("quantize", "match"),
+    [
+        ("int8", r"Unknown quantization dtype. Received: 'int8'"),
+        (["uint8", "float16"], r"more than one dtype for all weights"),
+        (["uint8:conv*", "float16:conv1*"], r"'conv1/kernel' matches quantize patterns of two"),
+        ("uint8:nothing_like_this*", r"'nothing_like_this\*' \(uint8\) matches no weight"),
+        (3, r"quantize must be a dtype"),
+    ],
+)
+def test_bad_quantize_values(pets, quantize, match, tmp_path):
+    from modelzoo.export.tfjs import export_tfjs
+
+    with pytest.raises(UsageError, match=match):
+        export_tfjs(pets, tmp_path / "out", quantize=quantize)
+    with pytest.raises(UsageError, match="either dtype='float16' or quantize="):
+        export_tfjs(pets, tmp_path / "out", dtype="float16", quantize="uint8")
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_quantize_and_shard_size(tmp_path):
+    from typer.testing import CliRunner
+
+    from modelzoo.cli import app
+
+    runner = CliRunner()
+    name = "mobilenet_v1_0.25_32_digits"
+    res = runner.invoke(
+        app,
+        ["export", name, "--out", str(tmp_path / "a"), "--shard-size", "100000"]
+        + ["--quantize", "uint8:conv_pw_1*", "--quantize", "float16", "--json"],
+    )
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["dtype"] == "mixed" and set(doc["weight_dtypes"]) == {"uint8", "float16"}
+    sizes = [os.path.getsize(p) for p in doc["shards"]]
+    assert max(sizes) == 100_000 and len(sizes) == math.ceil(doc["total_bytes"] / 100_000)
+    res = runner.invoke(app, ["export", name, "--out", str(tmp_path / "b"), "--shard-mb", "0.5"])
+    assert res.exit_code == 0, res.output
+    shards = sorted((tmp_path / "b").glob("group1-shard*.bin"))
+    assert len(shards) > 1 and max(p.stat().st_size for p in shards) == 512 * 1024
+    both = runner.invoke(
+        app, ["export", name, "--out", str(tmp_path / "c"), "--shard-mb", "1", "--shard-size", "9"]
+    )
+    assert both.exit_code == 1 and "--shard-size BYTES or --shard-mb" in both.output
+    twice = runner.invoke(
+        app, ["export", name, "--out", str(tmp_path / "c"), "--float16", "--quantize", "uint8"]
+    )
+    assert twice.exit_code == 1 and "--float16 or --quantize" in twice.output
 
 
 def test_float16_refuses_weights_beyond_its_range(tmp_path):
@@ -632,7 +763,7 @@ def tfjs_prefix():
 
 
 @pytest.fixture(scope="module")
-def node_run(tfjs_prefix, pets, pets_export, pets_export_f16, tmp_path_factory):
+def node_run(tfjs_prefix, pets, pets_export, pets_export_f16, pets_quantized, tmp_path_factory):
     """One Node.js process loads every export and predicts on fixed inputs."""
     from _browser import run_node_predictions
 
@@ -654,6 +785,9 @@ def node_run(tfjs_prefix, pets, pets_export, pets_export_f16, tmp_path_factory):
         "pets16": (pets_export_f16.out_dir, _images()),
     }
     expected = {"pets": _predict(pets, _images()), "pets16": _predict(pets, _images())}
+    for name, result in pets_quantized.items():
+        jobs[name] = (result.out_dir, _images())
+        expected[name] = _predict(pets, _images())
     for name, (model, x) in models.items():
         x = x.astype("float32")
         jobs[name] = (export_tfjs(model, work / name).out_dir, x)
@@ -789,3 +923,18 @@ def test_demo_page_in_headless_chromium_matches_keras(
     diff_img = float(np.max(np.abs(np.asarray(report["images"]) - expected)))
     assert diff_img <= TOL_F32, f"image pipeline: max abs diff {diff_img:.3g}"
     assert report["shown"] == [LABELS[i] for i in expected.argmax(axis=1)]
+
+
+@browser
+@pytest.mark.parametrize("name", sorted(QUANTIZED))
+def test_node_dequantizes_what_was_stored(node_run, pets, pets_quantized, name):
+    """TF.js predicts like Keras running on the weights decoded from the export (float32
+    tight), so it dequantized uint8 / uint16 / float16 exactly as the manifest says."""
+    out, expected = node_run
+    result = out["results"][name]
+    assert "error" not in result, result.get("error")
+    pred = np.asarray(result["pred"])
+    decoded = _predict_with(pets, _read_weights(pets_quantized[name]), _images())
+    assert float(np.max(np.abs(pred - decoded))) <= TOL_F32
+    # ...and quantization did change the weights (the check above can fail).
+    assert float(np.max(np.abs(decoded - expected[name]))) > TOL_F32

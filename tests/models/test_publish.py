@@ -373,3 +373,36 @@ def test_cli_publish_needs_a_registry_folder(tmp_path):
     os.makedirs("models")  # the current folder now looks like a registry
     result = run("publish", str(model), "--name", "Bad", "--version", "1.0.0", ok=False)
     assert result.exit_code == 1 and "Invalid model name 'Bad'" in result.output
+
+
+def test_publish_sign_adds_signed_targets_and_refuses_a_wrong_key(models, tmp_path):
+    """publish --sign (issue 15): the new version is signed; a wrong key publishes nothing."""
+    from modelzoo.errors import SigningError
+    from modelzoo.hub import registry, signing
+
+    root = tmp_path / "reg"
+    publish(models["v1"], name="tiny-net", version="1.0.0", registry=root)
+    signing.init_registry(root, tmp_path / "keys")
+    other = tmp_path / "other"
+    publish(models["v1"], name="x", version="1.0.0", registry=other)
+    signing.init_registry(other, tmp_path / "otherkeys")
+    before = snapshot(root)
+    with pytest.raises(SigningError, match="is not a targets key"):
+        publish(
+            models["v2"],
+            name="tiny-net",
+            version="2.0.0",
+            registry=root,
+            sign=tmp_path / "otherkeys",
+        )
+    assert snapshot(root) == before
+    result = publish(
+        models["v2"], name="tiny-net", version="2.0.0", registry=root, sign=tmp_path / "keys"
+    )
+    assert result.signed.versions["targets"] == 2
+    registry.add_registry(root, trust=root / "tuf" / "root.json")
+    resolved = registry.resolve("tiny-net")
+    assert (
+        resolved.version == "2.0.0"
+        and resolved.manifest.artifacts["full"].hash.hex == result.sha256
+    )

@@ -1,0 +1,770 @@
+"""Trusting a signed registry: every index and manifest through ``tuf.ngclient.Updater``.
+
+A registry added with a trusted root (``modelzoo registry add LOC --trust ROOT.json`` or
+``--root-sha256 HEX``) is read only through python-tuf's client, which refuses metadata
+that is tampered with or signed by the wrong keys, rolled back, frozen (expired),
+mixed-and-matched or endless. Its ``index.json`` and manifests are TUF targets checked
+against signed length and sha256; each artifact's hash in a manifest must equal its
+signed target ``artifacts/<name>/<version>/<variant>`` (see :mod:`modelzoo.hub.signing`), and
+the download is then verified against that hash as for any registry.
+
+State lives under ``<MODELZOO_HOME>/trust/<slug>/``::
+
+    bootstrap.root.json     # the root trusted when the registry was added
+    metadata/               # python-tuf's verified metadata (root history, timestamp, ...)
+    targets/                # verified copies of index.json and manifests (http registries)
+    refreshed               # touched after each successful refresh from the network
+
+The transport is ours (:class:`_Transport`, a ``FetcherInterface``): folders are read from
+disk and HTTP goes through modelzoo's one HTTP policy (:mod:`modelzoo.hub.http`: timeouts,
+redirect and credential rules), never through tuf's own urllib3 pool.
+
+Freshness: a folder registry is refreshed on every read (it is local). An HTTP registry's
+metadata is refreshed when older than 10 minutes (the index TTL), on ``refresh`` /
+``revalidate``, or when a needed file is not cached; in between, and with
+``MODELZOO_OFFLINE=1``, the cached metadata is verified again from disk (signatures,
+versions and expiry), so expired metadata is refused offline too: there is no override,
+since one would undo the freeze protection. An air-gapped machine uses a bundle instead
+(``modelzoo pack``/``unpack``): its metadata is checked by :func:`verify_bundle_metadata`
+against the lockfile's pinned root, signatures and hashes, with expiry reported, not
+enforced (a bundle is a snapshot of one moment).
+Nothing here imports TensorFlow; tuf is imported only when a signed registry is read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit
+
+from .. import config, files
+from ..errors import (
+    EndlessDataError,
+    FreezeError,
+    MixAndMatchError,
+    OfflineError,
+    RegistryError,
+    RollbackError,
+    RootMismatchError,
+    TamperedMetadataError,
+    TrustError,
+    UsageError,
+)
+from .http import _UrlFailed, get_bytes, redact
+from .index import TTL_SECONDS, cache_slug
+
+__all__ = [
+    "TUF_DIR",
+    "TrustedRoot",
+    "trust_dir",
+    "read_root",
+    "fetch_root",
+    "establish",
+    "forget",
+    "trusted_root",
+    "SignedReader",
+    "reader",
+    "ensure_pinned",
+    "pin_matches",
+    "is_established",
+    "bundle_metadata",
+    "verify_bundle_metadata",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The metadata folder of a signed registry (same as :data:`modelzoo.hub.signing.TUF_DIR`).
+TUF_DIR = "tuf"
+_BOOTSTRAP = "bootstrap.root.json"
+_MAX_ROOT_BYTES = 512_000
+_REFRESHED_FOR = 1.0
+
+
+@dataclass(frozen=True)
+class TrustedRoot:
+    """A root metadata file a client trusts.
+
+    Attributes:
+        version: its root version.
+        sha256: sha256 of its bytes.
+        data: the bytes.
+    """
+
+    version: int
+    sha256: str
+    data: bytes
+
+
+def trust_dir(location: str) -> Path:
+    """Where a signed registry's verified metadata lives."""
+    return config.home() / "trust" / cache_slug(location)
+
+
+def _metadata_url(kind: str, location: str) -> str:
+    if kind == "http":
+        return f"{location}/{TUF_DIR}/"
+    return (Path(location) / TUF_DIR).absolute().as_uri() + "/"
+
+
+def _base_url(kind: str, location: str) -> str:
+    return f"{location}/" if kind == "http" else Path(location).absolute().as_uri() + "/"
+
+
+def read_root(data: bytes, *, source: str) -> TrustedRoot:
+    """Parse root metadata and check that it is signed by its own keys.
+
+    Raises:
+        TamperedMetadataError: not root metadata, or not signed by its own threshold.
+    """
+    from tuf.api import exceptions
+    from tuf.api.metadata import Metadata, Root
+
+    try:
+        md = Metadata[Root].from_bytes(data)
+        if md.signed.type != Root.type:
+            raise ValueError(f"it is {md.signed.type} metadata, not root")
+        md.signed.verify_delegate(Root.type, md.signed_bytes, md.signatures)
+    except exceptions.UnsignedMetadataError as exc:
+        raise TamperedMetadataError(
+            f"{source} is not signed by its own root keys ({exc}); do not trust it.", role="root"
+        ) from None
+    except (ValueError, TypeError, KeyError, exceptions.RepositoryError) as exc:
+        raise TamperedMetadataError(
+            f"{source} is not TUF root metadata ({exc}). Pass the root.json of a registry made "
+            "with `modelzoo registry init`.",
+            role="root",
+        ) from None
+    return TrustedRoot(md.signed.version, hashlib.sha256(data).hexdigest(), data)
+
+
+def fetch_root(kind: str, location: str) -> bytes:
+    """The newest root metadata a registry publishes (``tuf/root.json``), unverified."""
+    url = _metadata_url(kind, location) + "root.json"
+    try:
+        return b"".join(_Transport().fetch_bounded(url, _MAX_ROOT_BYTES))
+    except OfflineError:
+        raise
+    except Exception as exc:  # tuf DownloadError: missing file, network
+        raise RegistryError(
+            f"Cannot read {redact(url)}: {exc}. Is {location} a signed registry (made with "
+            "`modelzoo registry init`)?"
+        ) from None
+
+
+def establish(
+    kind: str,
+    location: str,
+    *,
+    root: bytes | None = None,
+    root_sha256: str | None = None,
+    name: str = "",
+) -> TrustedRoot:
+    """Record the trusted root of a registry and check the registry against it.
+
+    Args:
+        kind: ``folder`` or ``http``.
+        location: the registry's folder or URL.
+        root: root metadata bytes given by the user (``--trust ROOT.json``).
+        root_sha256: or: the sha256 the registry's current ``tuf/root.json`` must have.
+        name: the registry's name, for messages.
+
+    Raises:
+        RootMismatchError: the fetched root's sha256 is not ``root_sha256``.
+        TrustError: the registry's metadata does not verify from that root.
+    """
+    if (root is None) == (root_sha256 is None):
+        raise UsageError(
+            "Give the trusted root either as a file (--trust) or a hash (--root-sha256)."
+        )
+    if root is None:
+        wanted = root_sha256.strip().lower().removeprefix("sha256:")
+        root = fetch_root(kind, location)
+        got = hashlib.sha256(root).hexdigest()
+        if got != wanted:
+            raise RootMismatchError(
+                f"The root metadata of {location} has sha256 {got}, not the pinned {wanted}. "
+                "Check the hash with the registry's publisher; do not add it until they match.",
+                registry=name,
+                role="root",
+            )
+    trusted = read_root(root, source="the trusted root")
+    folder = trust_dir(location)
+    forget(location)
+    folder.mkdir(parents=True, exist_ok=True)
+    files.atomic_write(folder / _BOOTSTRAP, root)
+    _readers.pop(location, None)
+    try:
+        SignedReader(name, kind, location).refresh_now()
+    except BaseException:
+        forget(location)
+        raise
+    return trusted
+
+
+def forget(location: str) -> None:
+    """Delete a registry's trust state (our own folder, nothing else)."""
+    _readers.pop(location, None)
+    shutil.rmtree(trust_dir(location), ignore_errors=True)
+
+
+def trusted_root(location: str) -> TrustedRoot | None:
+    """The root a client trusts now (newest verified version), or None when unsigned."""
+    folder = trust_dir(location)
+    history = folder / "metadata" / "root_history"
+    best = None
+    with contextlib.suppress(OSError):
+        for path in history.glob("*.root.json"):
+            version = int(path.name.split(".", 1)[0])
+            if best is None or version > best[0]:
+                best = (version, path)
+    path = best[1] if best else folder / _BOOTSTRAP
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return TrustedRoot(
+        best[0] if best else _root_version(data), hashlib.sha256(data).hexdigest(), data
+    )
+
+
+def _root_version(data: bytes) -> int:
+    from tuf.api.metadata import Metadata
+
+    return Metadata.from_bytes(data).signed.version
+
+
+# ---------------------------------------------------------------------------------------
+# transport
+
+
+def _new_fetcher_class():
+    from tuf.api import exceptions
+    from tuf.ngclient.fetcher import FetcherInterface
+
+    class Fetcher(FetcherInterface):
+        """python-tuf's downloads through modelzoo's transport (see :class:`_Transport`)."""
+
+        def __init__(self, transport: _Transport):
+            self.transport = transport
+            self.limit = 0
+
+        def download_file(self, url, max_length):
+            self.limit = max_length
+            return super().download_file(url, max_length)
+
+        def _fetch(self, url: str) -> Iterator[bytes]:
+            return iter(self.transport.fetch_bounded(url, self.limit, exceptions=exceptions))
+
+    return Fetcher
+
+
+class _Transport:
+    """Reads ``file://`` URLs from disk and HTTP(S) through :func:`modelzoo.hub.http.get_bytes`.
+
+    Attributes:
+        cached_metadata: when set, metadata URLs under it are answered from this folder
+            (``timestamp.json``) or as missing (everything else), so ``Updater.refresh``
+            re-verifies the cached metadata without the network.
+        last: the file name last asked for (names the role in errors).
+    """
+
+    def __init__(self, *, metadata_url: str = "", cached_metadata: Path | None = None):
+        self.metadata_url = metadata_url
+        self.cached_metadata = cached_metadata
+        self.last = ""
+
+    def fetch_bounded(self, url: str, limit: int, *, exceptions=None) -> list[bytes]:
+        if exceptions is None:
+            from tuf.api import exceptions
+        self.last = unquote(url.rsplit("/", 1)[-1])
+        if self.cached_metadata is not None and url.startswith(self.metadata_url):
+            name = url[len(self.metadata_url) :]
+            if name == "timestamp.json":
+                with contextlib.suppress(OSError):
+                    return [(self.cached_metadata / name).read_bytes()]
+            raise exceptions.DownloadHTTPError(f"{name} is not cached", 404)
+        scheme = urlsplit(url).scheme.lower()
+        if scheme == "file":
+            from urllib.request import url2pathname
+
+            path = Path(url2pathname(urlsplit(url).path))
+            try:
+                size = path.stat().st_size
+                if size > limit:
+                    raise exceptions.DownloadLengthMismatchError(
+                        f"{path} has {size} bytes, more than the {limit} allowed"
+                    )
+                return [path.read_bytes()]
+            except FileNotFoundError:
+                raise exceptions.DownloadHTTPError(f"{path} does not exist", 404) from None
+            except OSError as exc:
+                raise exceptions.DownloadError(f"cannot read {path}: {exc.strerror}") from None
+        if config.offline():
+            raise OfflineError(f"{redact(url)} is not in the cache.", url=url)
+        try:
+            status, _, body = get_bytes(url, max_bytes=limit)
+        except _UrlFailed as exc:
+            if "larger than" in str(exc):
+                raise exceptions.DownloadLengthMismatchError(str(exc)) from None
+            raise exceptions.DownloadError(f"{redact(url)}: {exc}") from None
+        if status != 200:
+            raise exceptions.DownloadHTTPError(f"{redact(url)}: HTTP {status}", status)
+        return [body]
+
+
+# ---------------------------------------------------------------------------------------
+# reading
+
+
+def _role(name: str) -> str:
+    """``3.snapshot.json`` -> ``snapshot``; a target path stays as it is."""
+    base = name.rsplit("/", 1)[-1]
+    for role in ("root", "timestamp", "snapshot", "targets"):
+        if base == f"{role}.json" or (
+            base.endswith(f".{role}.json") and base.split(".")[0].isdigit()
+        ):
+            return role
+    return name
+
+
+@contextlib.contextmanager
+def _translated(registry: str, transport: _Transport, what: str = "") -> Iterator[None]:
+    """python-tuf's errors as ours: one line naming the registry, the role and the attack."""
+    from tuf.api import exceptions
+
+    def fail(cls, attack_text: str, exc: BaseException, hint: str):
+        role = what or _role(transport.last)
+        kind = "metadata" if role in ("root", "timestamp", "snapshot", "targets") else "(target)"
+        return cls(
+            f"Registry {registry!r}: {role} {kind} failed verification ({attack_text}): "
+            f"{exc or type(exc).__name__}. {hint}",
+            registry=registry,
+            role=role,
+        )
+
+    hint = (
+        "Nothing from it was used. The server, a mirror or the folder may serve altered or old "
+        "files; tell the registry's publisher. If they rotated keys, re-add it with "
+        "`modelzoo registry add LOCATION --trust ROOT.json`."
+    )
+    try:
+        yield
+    except exceptions.ExpiredMetadataError as exc:
+        raise fail(
+            FreezeError,
+            "expired: the registry may be frozen on an old state",
+            exc,
+            "The publisher must re-sign it (`modelzoo registry sign`); offline, go online "
+            "once to refresh it.",
+        ) from None
+    except exceptions.EqualVersionNumberError as exc:
+        raise fail(RollbackError, "rollback", exc, hint) from None
+    except exceptions.BadVersionNumberError as exc:
+        text = str(exc)
+        cls, attack = (
+            (RollbackError, "rollback")
+            if "must be >=" in text
+            else (MixAndMatchError, "mix-and-match")
+        )
+        raise fail(cls, attack, exc, hint) from None
+    except exceptions.UnsignedMetadataError as exc:
+        raise fail(
+            TamperedMetadataError, "tampered, or signed by a key the root does not trust", exc, hint
+        ) from None
+    except exceptions.LengthOrHashMismatchError as exc:
+        raise fail(
+            MixAndMatchError
+            if _role(transport.last) in ("snapshot", "targets") and not what
+            else TamperedMetadataError,
+            "length or hash differs from the signed one",
+            exc,
+            hint,
+        ) from None
+    except exceptions.DownloadLengthMismatchError as exc:
+        raise fail(EndlessDataError, "endless data", exc, hint) from None
+    except exceptions.RepositoryError as exc:
+        raise fail(TamperedMetadataError, "invalid", exc, hint) from None
+    except exceptions.DownloadError as exc:
+        cause = exc.__cause__ if isinstance(exc.__cause__, OfflineError) else None
+        if cause is not None:
+            raise cause from None
+        raise RegistryError(
+            f"Registry {registry!r}: cannot read its signed metadata: {exc}. Check the "
+            "registry's location (`modelzoo registry list`) and your network.",
+            registry=registry,
+        ) from None
+
+
+class SignedReader:
+    """One signed registry, read through python-tuf.
+
+    Args:
+        name: the registry's name (for messages).
+        kind: ``folder`` or ``http``.
+        location: its folder or URL.
+    """
+
+    def __init__(self, name: str, kind: str, location: str):
+        self.name = name
+        self.kind = kind
+        self.location = location
+        self.dir = trust_dir(location)
+        self._updater = None
+        self._transport: _Transport | None = None
+        self._refreshed = -1e9  # time.monotonic() of the last refresh in this process
+        self._seen: tuple | None = None  # a folder's timestamp.json (mtime, size, inode)
+
+    def _folder_stamp(self) -> tuple | None:
+        try:
+            st = (Path(self.location) / TUF_DIR / "timestamp.json").stat()
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    @property
+    def metadata_dir(self) -> Path:
+        return self.dir / "metadata"
+
+    def _make(self, *, from_cache: bool, allow_expired: bool = False):
+        from tuf.ngclient import Updater, UpdaterConfig
+
+        metadata_url = _metadata_url(self.kind, self.location)
+        transport = _Transport(
+            metadata_url=metadata_url, cached_metadata=self.metadata_dir if from_cache else None
+        )
+        bootstrap = None
+        if not (self.metadata_dir / "root.json").exists():
+            try:
+                bootstrap = (self.dir / _BOOTSTRAP).read_bytes()
+            except OSError:
+                raise TrustError(
+                    f"Registry {self.name!r} is marked signed but its trusted root is gone from "
+                    f"{self.dir}. Add it again with `modelzoo registry add {self.location} "
+                    "--trust ROOT.json`.",
+                    registry=self.name,
+                    role="root",
+                ) from None
+        self.metadata_dir.mkdir(parents=True, exist_ok=True)
+        with _translated(self.name, transport, "root"):
+            updater = Updater(
+                str(self.metadata_dir),
+                metadata_url,
+                str(self.dir / "targets"),
+                _base_url(self.kind, self.location),
+                fetcher=_new_fetcher_class()(transport),
+                config=UpdaterConfig(prefix_targets_with_hash=False),
+                bootstrap=bootstrap,
+            )
+        with _translated(self.name, transport):
+            updater.refresh()
+        return updater, transport
+
+    def _stamp(self) -> Path:
+        return self.dir / "refreshed"
+
+    def refresh_now(self) -> None:
+        """Refresh from the network (or folder) now."""
+        self._updater, self._transport = self._make(from_cache=False)
+        self._refreshed = time.monotonic()
+        with contextlib.suppress(OSError):
+            self._stamp().touch()
+
+    def _ensure(self, *, refresh: bool) -> None:
+        # One refresh serves a whole command (index, then manifest): TUF refreshes once
+        # per Updater, and ``resolve(refresh=True)`` reads several documents in a row.
+        if self.kind != "http":
+            # A folder is local: read it afresh whenever its timestamp.json changed.
+            stamp = self._folder_stamp()
+            if self._updater is None or stamp != self._seen or refresh and stamp is None:
+                self.refresh_now()
+                self._seen = stamp
+            return
+        recent = time.monotonic() - self._refreshed < _REFRESHED_FOR
+        if self._updater is not None and (not refresh or recent):
+            return
+        offline = config.offline()
+        try:
+            age = time.time() - self._stamp().stat().st_mtime
+        except OSError:
+            age = None
+        if offline or (age is not None and 0 <= age < TTL_SECONDS and not refresh):
+            if age is None:
+                raise OfflineError(f"The signed metadata of registry {self.name!r} is not cached.")
+            self._updater, self._transport = self._make(from_cache=True)
+            return
+        try:
+            self.refresh_now()
+        except RegistryError as exc:  # the network, not verification: fall back to the cache
+            if age is None:
+                raise
+            logger.warning(
+                "Could not refresh the signed metadata of %r (%s); using the copy verified %.0f "
+                "minute(s) ago.",
+                self.name,
+                exc,
+                age / 60,
+            )
+            self._updater, self._transport = self._make(from_cache=True)
+
+    def targetinfo(self, path: str, *, refresh: bool = False):
+        """The signed ``TargetFile`` for ``path``, or None when it is not a target."""
+        self._ensure(refresh=refresh)
+        with _translated(self.name, self._transport, path):
+            return self._updater.get_targetinfo(path)
+
+    def target_bytes(self, path: str, *, refresh: bool = False) -> bytes:
+        """The verified bytes of a target (``index.json``, a manifest).
+
+        Raises:
+            TrustError: not a signed target, or bytes that do not match.
+        """
+        info = self.targetinfo(path, refresh=refresh)
+        if info is None:
+            raise TamperedMetadataError(
+                f"Registry {self.name!r}: {path} is not in its signed targets; refusing it. "
+                "The publisher must sign it (`modelzoo registry sign`).",
+                registry=self.name,
+                role=path,
+            )
+        from tuf.api import exceptions
+
+        cached = self.dir / "targets" / quote(path, "")
+        with contextlib.suppress(OSError, exceptions.LengthOrHashMismatchError):
+            data = cached.read_bytes()
+            info.verify_length_and_hashes(data)
+            return data
+        with _translated(self.name, self._transport, path):
+            if self.kind == "http":
+                self._updater.download_target(info, str(cached))
+                return cached.read_bytes()
+            data = b"".join(
+                self._transport.fetch_bounded(
+                    _base_url(self.kind, self.location) + path, info.length
+                )
+            )
+            info.verify_length_and_hashes(data)
+            return data
+
+    def check_artifact(self, target: str, algorithm: str, hexdigest: str, size: int | None) -> None:
+        """Refuse an artifact whose manifest hash or size differs from its signed target."""
+        info = self.targetinfo(target)
+        signed = (info.hashes.get("sha256"), info.length) if info is not None else None
+        if (
+            info is None
+            or algorithm != "sha256"
+            or signed[0] != hexdigest
+            or (size is not None and size != info.length)
+        ):
+            raise TamperedMetadataError(
+                f"Registry {self.name!r}: the manifest's {target.rsplit('/', 1)[-1]} artifact "
+                f"({algorithm}:{hexdigest}, {size} bytes) is not the signed target {target} "
+                f"({'missing' if info is None else f'sha256:{signed[0]}, {signed[1]} bytes'}); "
+                "refusing it. Tell the registry's publisher.",
+                registry=self.name,
+                role=target,
+            )
+
+
+_readers: dict[str, SignedReader] = {}
+
+
+def reader(name: str, kind: str, location: str) -> SignedReader:
+    """The process's reader of a signed registry (refreshed once per process, like TUF asks)."""
+    hit = _readers.get(location)
+    if hit is None or hit.name != name:
+        hit = _readers[location] = SignedReader(name, kind, location)
+    return hit
+
+
+def ensure_pinned(kind: str, location: str, version: int, sha256: str, *, name: str = "") -> None:
+    """Make sure the root a lockfile pins is the one trusted for this registry.
+
+    On a machine that already trusts the registry, the pinned root must be in its verified
+    root history. On one that never saw it (a fresh checkout, CI), the registry's
+    ``tuf/<version>.root.json`` is fetched and must have the pinned sha256; it then becomes
+    the trusted root, and the normal TUF update follows any later rotation from it.
+
+    Raises:
+        RootMismatchError: the trusted or fetched root is not the pinned one.
+    """
+    if is_established(location):
+        if not pin_matches(location, sha256):
+            current = trusted_root(location)
+            raise RootMismatchError(
+                f"Registry {name or location!r}: modelzoo.lock pins TUF root v{version} "
+                f"sha256:{sha256}, but this machine trusts v{current.version if current else '?'} "
+                f"sha256:{current.sha256 if current else '?'}, a different root history; "
+                "refusing to install. If the registry was re-keyed on purpose, run "
+                "`modelzoo install` without --frozen to lock the new root.",
+                registry=name,
+                role="root",
+            )
+        return
+    url = _metadata_url(kind, location) + f"{version}.root.json"
+    try:
+        data = b"".join(_Transport().fetch_bounded(url, _MAX_ROOT_BYTES))
+    except OfflineError:
+        raise
+    except Exception as exc:  # tuf DownloadError: missing file, network
+        raise RegistryError(
+            f"Registry {name or location!r}: cannot read {redact(url)} to check the root "
+            f"modelzoo.lock pins: {exc}.",
+            registry=name,
+        ) from None
+    got = hashlib.sha256(data).hexdigest()
+    if got != sha256:
+        raise RootMismatchError(
+            f"Registry {name or location!r}: its TUF root v{version} has sha256:{got}, but "
+            f"modelzoo.lock pins sha256:{sha256}; refusing to install. The registry may have "
+            "been replaced; check with its publisher.",
+            registry=name,
+            role="root",
+        )
+    establish(kind, location, root=data, name=name)
+
+
+def is_established(location: str) -> bool:
+    """Whether this machine has a trusted root for the registry at ``location``."""
+    return (trust_dir(location) / _BOOTSTRAP).is_file()
+
+
+def pin_matches(location: str, sha256: str) -> bool:
+    """Whether a registry's trusted root history contains a root with this sha256."""
+    folder = trust_dir(location)
+    paths = [folder / _BOOTSTRAP, *(folder / "metadata" / "root_history").glob("*.root.json")]
+    for path in paths:
+        with contextlib.suppress(OSError):
+            if hashlib.sha256(path.read_bytes()).hexdigest() == sha256:
+                return True
+    return False
+
+
+# ---------------------------------------------------------------------------------------
+# bundles
+
+
+def bundle_metadata(location: str) -> dict[str, bytes]:
+    """The verified metadata this machine holds for a signed registry, to carry in a bundle:
+    every root version (``<N>.root.json``) and the current timestamp, snapshot, targets."""
+    folder = trust_dir(location) / "metadata"
+    files = {}
+    for path in sorted((folder / "root_history").glob("*.root.json")):
+        files[path.name] = path.read_bytes()
+    for role in ("timestamp", "snapshot", "targets"):
+        files[f"{role}.json"] = (folder / f"{role}.json").read_bytes()
+    return files
+
+
+def verify_bundle_metadata(
+    files: dict[str, bytes], *, anchors: set[str], registry: str
+) -> tuple[dict, TrustedRoot, bool]:
+    """Verify a signed registry's metadata carried in a bundle, without any network.
+
+    The walk is the TUF client workflow done with python-tuf's own verification calls
+    (``Metadata.verify_delegate``, ``verify_length_and_hashes``): from the anchored root
+    through each newer root (signed by the previous and by itself), then timestamp,
+    snapshot and targets, each signed by the keys the final root names and each matching
+    the version and hashes its parent records. Unlike ``Updater.refresh`` it does not
+    refuse expired metadata: a bundle is a snapshot of one moment and may be unpacked
+    weeks later; the age is logged instead.
+
+    Args:
+        files: ``<N>.root.json``, ``timestamp.json``, ``snapshot.json``, ``targets.json``.
+        anchors: sha256 of roots the user trusts (lockfile pins, ``--root-sha256``, roots
+            this machine already trusts); empty: the bundle's oldest root, unanchored.
+        registry: the registry's name, for messages.
+
+    Returns:
+        ``(targets, anchor, anchored)``: the signed ``TargetFile`` objects by path, the
+        root the walk started from, and whether it matched an anchor.
+
+    Raises:
+        RootMismatchError: anchors were given and no root in the bundle matches one.
+        TrustError: a signature, version or hash does not verify.
+    """
+    from tuf.api import exceptions
+    from tuf.api.metadata import Metadata
+
+    roots = sorted(
+        (int(name.split(".", 1)[0]), data)
+        for name, data in files.items()
+        if name.endswith(".root.json")
+    )
+    start = None
+    for i, (_, data) in enumerate(roots):
+        if not anchors or hashlib.sha256(data).hexdigest() in anchors:
+            start = i
+            break
+    if start is None:
+        raise RootMismatchError(
+            f"Registry {registry!r}: none of the {len(roots)} TUF root(s) in the bundle is "
+            "the trusted one (lockfile, --root-sha256 or this machine's); refusing it.",
+            registry=registry,
+            role="root",
+        )
+    role = "root"
+    try:
+        anchor = read_root(roots[start][1], source=f"the bundle's root of {registry!r}")
+        trusted = Metadata.from_bytes(roots[start][1])
+        for version, data in roots[start + 1 :]:
+            new = Metadata.from_bytes(data)
+            if new.signed.version != trusted.signed.version + 1 or version != new.signed.version:
+                raise exceptions.BadVersionNumberError(
+                    f"root version {new.signed.version} follows {trusted.signed.version}"
+                )
+            trusted.verify_delegate("root", new)
+            new.verify_delegate("root", new)
+            trusted = new
+        root = trusted
+        role = "timestamp"
+        timestamp = Metadata.from_bytes(files["timestamp.json"])
+        root.verify_delegate("timestamp", timestamp)
+        role = "snapshot"
+        snapshot_bytes = files["snapshot.json"]
+        snapshot = Metadata.from_bytes(snapshot_bytes)
+        root.verify_delegate("snapshot", snapshot)
+        meta = timestamp.signed.snapshot_meta
+        meta.verify_length_and_hashes(snapshot_bytes)
+        if meta.version != snapshot.signed.version:
+            raise exceptions.BadVersionNumberError(
+                f"timestamp names snapshot v{meta.version}, got v{snapshot.signed.version}"
+            )
+        role = "targets"
+        targets_bytes = files["targets.json"]
+        targets = Metadata.from_bytes(targets_bytes)
+        root.verify_delegate("targets", targets)
+        meta = snapshot.signed.meta["targets.json"]
+        meta.verify_length_and_hashes(targets_bytes)
+        if meta.version != targets.signed.version:
+            raise exceptions.BadVersionNumberError(
+                f"snapshot names targets v{meta.version}, got v{targets.signed.version}"
+            )
+    except TrustError:
+        raise
+    except KeyError as exc:
+        raise TamperedMetadataError(
+            f"Registry {registry!r}: the bundle lacks {exc} of its TUF metadata; refusing it.",
+            registry=registry,
+            role=role,
+        ) from None
+    except (exceptions.RepositoryError, ValueError, TypeError) as exc:
+        transport = _Transport()
+        transport.last = f"{role}.json"
+        with _translated(f"{registry} (bundle)", transport, role):
+            if isinstance(exc, exceptions.RepositoryError):
+                raise exc
+            raise exceptions.RepositoryError(str(exc)) from None
+    if timestamp.signed.is_expired():
+        logger.warning(
+            "The signed metadata of %r in this bundle expired on %s; it is verified as of "
+            "its signing (a bundle is a snapshot).",
+            registry,
+            timestamp.signed.expires.isoformat(),
+        )
+    return dict(targets.signed.targets), anchor, bool(anchors)
