@@ -232,7 +232,7 @@ def test_registry_name_with_cut_over_http(tmp_path, monkeypatch):
     from pathlib import Path
 
     out = tmp_path / "features.tflite"
-    bundled = Path(__file__).parents[1] / "registry"  # served as a remote registry
+    bundled = Path(__file__).parents[2] / "registry"  # served as a remote registry
     with LocalServer(bundled) as server:
         monkeypatch.setenv("MODELZOO_REGISTRY", server.url)
         res = CliRunner().invoke(

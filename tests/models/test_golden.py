@@ -25,7 +25,7 @@ from modelzoo.cli import app
 from modelzoo.errors import GoldenMismatchError, ManifestError, ModelFileError
 from modelzoo.hub.manifest import parse_manifest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DIGITS = "mobilenet_v1_0.25_32_digits"
 CUTS = ["conv_pw_13_relu", "conv_pw_11_relu", "conv_pw_5_relu"]
 tf = pytest.mark.tf
