@@ -275,9 +275,9 @@ class Registry:
         ]
         targets = {}
         for path in paths:
-            info = signed.targetinfo(path)
-            if info is not None:
-                targets[path] = info.hashes["sha256"]
+            hit = signed.target(path)
+            if hit is not None:
+                targets[path] = hit[1]
         root = trusted_root(self.location)
         return {"root_version": root.version, "root_sha256": root.sha256, "targets": targets}
 

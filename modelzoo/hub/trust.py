@@ -35,11 +35,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
@@ -404,6 +406,15 @@ def _translated(registry: str, transport: _Transport, what: str = "") -> Iterato
 class SignedReader:
     """One signed registry, read through python-tuf.
 
+    Every refresh goes through ``Updater.refresh`` (the full TUF client workflow). Its
+    outcome -- the signed targets' lengths and sha256, the earliest expiry of the four
+    roles, and the sha256 of the timestamp it verified -- is written to ``verified.json``
+    in the registry's trust folder, which is as trusted as the metadata cache beside it.
+    Reads within the freshness window use that listing without importing python-tuf
+    (``search`` stays fast): for a folder only while the folder's ``tuf/timestamp.json``
+    has the bytes that were verified, for HTTP while the cache is fresh or offline; in
+    both cases only before the earliest expiry (a frozen registry is refused offline too).
+
     Args:
         name: the registry's name (for messages).
         kind: ``folder`` or ``http``.
@@ -417,21 +428,14 @@ class SignedReader:
         self.dir = trust_dir(location)
         self._updater = None
         self._transport: _Transport | None = None
+        self._listing: dict | None = None
         self._refreshed = -1e9  # time.monotonic() of the last refresh in this process
-        self._seen: tuple | None = None  # a folder's timestamp.json (mtime, size, inode)
-
-    def _folder_stamp(self) -> tuple | None:
-        try:
-            st = (Path(self.location) / TUF_DIR / "timestamp.json").stat()
-        except OSError:
-            return None
-        return (st.st_mtime_ns, st.st_size, st.st_ino)
 
     @property
     def metadata_dir(self) -> Path:
         return self.dir / "metadata"
 
-    def _make(self, *, from_cache: bool, allow_expired: bool = False):
+    def _make(self, *, from_cache: bool):
         from tuf.ngclient import Updater, UpdaterConfig
 
         metadata_url = _metadata_url(self.kind, self.location)
@@ -463,31 +467,79 @@ class SignedReader:
             )
         with _translated(self.name, transport):
             updater.refresh()
-        return updater, transport
+        self._updater, self._transport = updater, transport
+        self._listing = self._record()
+        self._refreshed = time.monotonic()
+
+    def _record(self) -> dict:
+        """Write ``verified.json`` from the metadata ``Updater.refresh`` just verified."""
+        docs = {}
+        for role in ("root", "timestamp", "snapshot", "targets"):
+            docs[role] = files.loads((self.metadata_dir / f"{role}.json").read_bytes())
+        listing = {
+            "source": self._source_stamp(),
+            "expires": min(docs[r]["signed"]["expires"] for r in docs),
+            "targets": {
+                path: [info["length"], info["hashes"]["sha256"]]
+                for path, info in docs["targets"]["signed"]["targets"].items()
+                if "sha256" in info.get("hashes", {})
+            },
+        }
+        with contextlib.suppress(OSError):
+            files.atomic_write(self.dir / "verified.json", json.dumps(listing).encode("utf-8"))
+        return listing
+
+    def _source_stamp(self) -> str | None:
+        """sha256 of the folder's ``tuf/timestamp.json`` (None for HTTP or when unreadable)."""
+        if self.kind == "http":
+            return None
+        try:
+            return hashlib.sha256(
+                (Path(self.location) / TUF_DIR / "timestamp.json").read_bytes()
+            ).hexdigest()
+        except OSError:
+            return None
+
+    def _cached_listing(self) -> dict | None:
+        """The verified listing, when it may be used now without a refresh."""
+        try:
+            listing = files.loads((self.dir / "verified.json").read_bytes())
+            expires = datetime.fromisoformat(listing["expires"].replace("Z", "+00:00"))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+        if expires <= datetime.now(UTC):
+            return None  # let the TUF workflow say it is expired (FreezeError)
+        if self.kind != "http" and listing.get("source") != self._source_stamp():
+            return None  # the folder was signed again (or changed): verify it afresh
+        return listing
 
     def _stamp(self) -> Path:
         return self.dir / "refreshed"
 
     def refresh_now(self) -> None:
         """Refresh from the network (or folder) now."""
-        self._updater, self._transport = self._make(from_cache=False)
-        self._refreshed = time.monotonic()
+        self._make(from_cache=False)
         with contextlib.suppress(OSError):
             self._stamp().touch()
 
-    def _ensure(self, *, refresh: bool) -> None:
+    def _ensure(self, *, refresh: bool) -> dict:
+        """The verified targets listing, refreshing through TUF when it is due."""
         # One refresh serves a whole command (index, then manifest): TUF refreshes once
         # per Updater, and ``resolve(refresh=True)`` reads several documents in a row.
-        if self.kind != "http":
-            # A folder is local: read it afresh whenever its timestamp.json changed.
-            stamp = self._folder_stamp()
-            if self._updater is None or stamp != self._seen or refresh and stamp is None:
-                self.refresh_now()
-                self._seen = stamp
-            return
         recent = time.monotonic() - self._refreshed < _REFRESHED_FOR
-        if self._updater is not None and (not refresh or recent):
-            return
+        if (
+            self._listing is not None
+            and (recent or not refresh)
+            and (self.kind == "http" or self._listing.get("source") == self._source_stamp())
+        ):
+            return self._listing
+        if self.kind != "http":
+            listing = None if refresh and not recent else self._cached_listing()
+            if listing is None:
+                self.refresh_now()
+            else:
+                self._listing = listing
+            return self._listing
         offline = config.offline()
         try:
             age = time.time() - self._stamp().stat().st_mtime
@@ -496,8 +548,12 @@ class SignedReader:
         if offline or (age is not None and 0 <= age < TTL_SECONDS and not refresh):
             if age is None:
                 raise OfflineError(f"The signed metadata of registry {self.name!r} is not cached.")
-            self._updater, self._transport = self._make(from_cache=True)
-            return
+            listing = self._cached_listing()
+            if listing is None:
+                self._make(from_cache=True)  # verifies the cache again; expired: FreezeError
+            else:
+                self._listing = listing
+            return self._listing
         try:
             self.refresh_now()
         except RegistryError as exc:  # the network, not verification: fall back to the cache
@@ -510,13 +566,13 @@ class SignedReader:
                 exc,
                 age / 60,
             )
-            self._updater, self._transport = self._make(from_cache=True)
+            self._make(from_cache=True)
+        return self._listing
 
-    def targetinfo(self, path: str, *, refresh: bool = False):
-        """The signed ``TargetFile`` for ``path``, or None when it is not a target."""
-        self._ensure(refresh=refresh)
-        with _translated(self.name, self._transport, path):
-            return self._updater.get_targetinfo(path)
+    def target(self, path: str, *, refresh: bool = False) -> tuple[int, str] | None:
+        """``(length, sha256)`` of a signed target, or None when ``path`` is not one."""
+        hit = self._ensure(refresh=refresh)["targets"].get(path)
+        return (hit[0], hit[1]) if hit else None
 
     def target_bytes(self, path: str, *, refresh: bool = False) -> bytes:
         """The verified bytes of a target (``index.json``, a manifest).
@@ -524,47 +580,53 @@ class SignedReader:
         Raises:
             TrustError: not a signed target, or bytes that do not match.
         """
-        info = self.targetinfo(path, refresh=refresh)
-        if info is None:
+        signed = self.target(path, refresh=refresh)
+        if signed is None:
             raise TamperedMetadataError(
                 f"Registry {self.name!r}: {path} is not in its signed targets; refusing it. "
                 "The publisher must sign it (`modelzoo registry sign`).",
                 registry=self.name,
                 role=path,
             )
-        from tuf.api import exceptions
-
+        length, sha = signed
         cached = self.dir / "targets" / quote(path, "")
-        with contextlib.suppress(OSError, exceptions.LengthOrHashMismatchError):
-            data = cached.read_bytes()
-            info.verify_length_and_hashes(data)
-            return data
-        with _translated(self.name, self._transport, path):
-            if self.kind == "http":
-                self._updater.download_target(info, str(cached))
-                return cached.read_bytes()
-            data = b"".join(
-                self._transport.fetch_bounded(
-                    _base_url(self.kind, self.location) + path, info.length
-                )
+        if self.kind == "http":
+            with contextlib.suppress(OSError):
+                data = cached.read_bytes()
+                if len(data) == length and hashlib.sha256(data).hexdigest() == sha:
+                    return data
+        transport = _Transport()
+        url = _base_url(self.kind, self.location) + path
+        with _translated(self.name, transport, path):
+            data = b"".join(transport.fetch_bounded(url, length))
+        if len(data) != length or hashlib.sha256(data).hexdigest() != sha:
+            raise TamperedMetadataError(
+                f"Registry {self.name!r}: {path} (target) failed verification (length or hash "
+                f"differs from the signed one: {len(data)} bytes, sha256:"
+                f"{hashlib.sha256(data).hexdigest()}; signed: {length} bytes, sha256:{sha}). "
+                "Nothing from it was used. The server, a mirror or the folder may serve altered "
+                "or old files; tell the registry's publisher.",
+                registry=self.name,
+                role=path,
             )
-            info.verify_length_and_hashes(data)
-            return data
+        if self.kind == "http":
+            with contextlib.suppress(OSError):
+                files.atomic_write(cached, data)
+        return data
 
     def check_artifact(self, target: str, algorithm: str, hexdigest: str, size: int | None) -> None:
         """Refuse an artifact whose manifest hash or size differs from its signed target."""
-        info = self.targetinfo(target)
-        signed = (info.hashes.get("sha256"), info.length) if info is not None else None
+        signed = self.target(target)
         if (
-            info is None
+            signed is None
             or algorithm != "sha256"
-            or signed[0] != hexdigest
-            or (size is not None and size != info.length)
+            or signed[1] != hexdigest
+            or (size is not None and size != signed[0])
         ):
             raise TamperedMetadataError(
                 f"Registry {self.name!r}: the manifest's {target.rsplit('/', 1)[-1]} artifact "
                 f"({algorithm}:{hexdigest}, {size} bytes) is not the signed target {target} "
-                f"({'missing' if info is None else f'sha256:{signed[0]}, {signed[1]} bytes'}); "
+                f"({'missing' if signed is None else f'sha256:{signed[1]}, {signed[0]} bytes'}); "
                 "refusing it. Tell the registry's publisher.",
                 registry=self.name,
                 role=target,

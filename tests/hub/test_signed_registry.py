@@ -143,7 +143,16 @@ def test_offline_reads_verified_cached_metadata(signed, monkeypatch):
     _forget_client(server.url)
     assert registry.resolve("tiny").version == "1.0.0"
     assert [e.name for e in registry.search("tiny")][:1] == ["tiny"]
-    # tampering with the cache is caught too (the cached targets must match signed ones)
+    # a damaged cached copy of a document is never used (offline, it cannot be refetched)
+    from modelzoo.errors import OfflineError
+
+    copy = trust.trust_dir(server.url) / "targets" / "models%2Ftiny%2F1.0.0%2Fmanifest.json"
+    copy.write_bytes(copy.read_bytes().replace(b"test model", b"evil model"))
+    _forget_client(server.url)
+    with pytest.raises(OfflineError):
+        registry.resolve("tiny")
+    # without the verified listing, the cached metadata is verified again by python-tuf
+    (trust.trust_dir(server.url) / "verified.json").unlink()
     cached = trust.trust_dir(server.url) / "metadata" / "timestamp.json"
     doc = json.loads(cached.read_text())
     doc["signed"]["version"] += 5
