@@ -280,6 +280,18 @@ class _Transport:
         self.metadata_url = metadata_url
         self.cached_metadata = cached_metadata
         self.last = ""
+        self._session = None  # one connection pool for the metadata of one refresh
+
+    def get(self, url: str, limit: int) -> tuple[int, bytes]:
+        """``(status, body)`` of an HTTP(S) URL under modelzoo's HTTP policy."""
+        if config.offline():
+            raise OfflineError(f"{redact(url)} is not in the cache.", url=url)
+        if self._session is None:
+            from .http import new_session
+
+            self._session = new_session()
+        status, _, body = get_bytes(url, max_bytes=limit, session=self._session)
+        return status, body
 
     def fetch_bounded(self, url: str, limit: int, *, exceptions=None) -> list[bytes]:
         if exceptions is None:
@@ -307,10 +319,8 @@ class _Transport:
                 raise exceptions.DownloadHTTPError(f"{path} does not exist", 404) from None
             except OSError as exc:
                 raise exceptions.DownloadError(f"cannot read {path}: {exc.strerror}") from None
-        if config.offline():
-            raise OfflineError(f"{redact(url)} is not in the cache.", url=url)
         try:
-            status, _, body = get_bytes(url, max_bytes=limit)
+            status, body = self.get(url, limit)
         except _UrlFailed as exc:
             if "larger than" in str(exc):
                 raise exceptions.DownloadLengthMismatchError(str(exc)) from None
@@ -478,6 +488,10 @@ class SignedReader:
             docs[role] = files.loads((self.metadata_dir / f"{role}.json").read_bytes())
         listing = {
             "source": self._source_stamp(),
+            "timestamp_sha256": hashlib.sha256(
+                (self.metadata_dir / "timestamp.json").read_bytes()
+            ).hexdigest(),
+            "root_version": docs["root"]["signed"]["version"],
             "expires": min(docs[r]["signed"]["expires"] for r in docs),
             "targets": {
                 path: [info["length"], info["hashes"]["sha256"]]
@@ -554,6 +568,8 @@ class SignedReader:
             else:
                 self._listing = listing
             return self._listing
+        if self._unchanged():
+            return self._listing
         try:
             self.refresh_now()
         except RegistryError as exc:  # the network, not verification: fall back to the cache
@@ -568,6 +584,37 @@ class SignedReader:
             )
             self._make(from_cache=True)
         return self._listing
+
+    def _unchanged(self) -> bool:
+        """Whether an HTTP registry still serves exactly the metadata verified last time.
+
+        Two small requests, no python-tuf: ``timestamp.json`` must have the bytes that were
+        verified (so snapshot and targets, bound to it by hashes, are the same too; a
+        rollback or an edit changes them) and ``<N+1>.root.json`` must not exist (no key
+        rotation to process). The listing must not have expired. Anything else -- or any
+        error -- goes through the full ``Updater.refresh``.
+        """
+        listing = self._cached_listing()
+        if listing is None or "timestamp_sha256" not in listing:
+            return False
+        transport = self._transport or _Transport()
+        base = _metadata_url(self.kind, self.location)
+        try:
+            status, body = transport.get(base + "timestamp.json", 16384)
+            if status != 200 or hashlib.sha256(body).hexdigest() != listing["timestamp_sha256"]:
+                return False
+            status, _ = transport.get(
+                base + f"{listing['root_version'] + 1}.root.json", _MAX_ROOT_BYTES
+            )
+        except (_UrlFailed, OfflineError):
+            return False
+        if status not in (403, 404):
+            return False
+        self._listing, self._transport = listing, transport
+        self._refreshed = time.monotonic()
+        with contextlib.suppress(OSError):
+            self._stamp().touch()
+        return True
 
     def target(self, path: str, *, refresh: bool = False) -> tuple[int, str] | None:
         """``(length, sha256)`` of a signed target, or None when ``path`` is not one."""

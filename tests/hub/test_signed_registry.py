@@ -472,3 +472,21 @@ def test_pack_carries_tuf_metadata_and_unpack_verifies_signatures(signed, tmp_pa
     monkeypatch.setenv("MODELZOO_REQUIRE_SIGNED", "1")
     with pytest.raises(IntegrityError, match="chains to no trusted root"):
         bundle.unpack(packed.path)
+
+
+def test_revalidating_an_unchanged_http_registry_costs_two_small_requests(signed):
+    reg, _, _ = signed
+    with LocalServer(reg.root) as server:
+        registry.add_registry(server.url, trust=reg.root / "tuf" / "root.json")
+        assert registry.resolve("tiny").version == "1.0.0"
+        _forget_client(server.url)
+        before = len(server.requests)
+        assert registry.resolve("tiny", revalidate=True).version == "1.0.0"
+        # the verified timestamp is served unchanged and no new root exists: nothing else
+        assert server.paths()[before:] == ["/tuf/timestamp.json", "/tuf/2.root.json"]
+        # once it changes, the full TUF workflow runs again (and fetches the new snapshot)
+        signing.sign_registry(reg.root, reg.root.parent / "keys")
+        _forget_client(server.url)
+        before = len(server.requests)
+        assert registry.resolve("tiny", revalidate=True).version == "1.0.0"
+        assert "/tuf/2.snapshot.json" in server.paths()[before:]
