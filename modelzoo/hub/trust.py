@@ -281,16 +281,22 @@ class _Transport:
         self.cached_metadata = cached_metadata
         self.last = ""
         self._session = None  # one connection pool for the metadata of one refresh
+        self.etags: dict[str, str] = {}  # URL -> ETag of the bytes last fetched
 
-    def get(self, url: str, limit: int) -> tuple[int, bytes]:
-        """``(status, body)`` of an HTTP(S) URL under modelzoo's HTTP policy."""
+    def get(self, url: str, limit: int, *, etag: str | None = None) -> tuple[int, bytes]:
+        """``(status, body)`` of an HTTP(S) URL under modelzoo's HTTP policy (with an
+        ``etag``, conditional: 304 and no body when unchanged)."""
         if config.offline():
             raise OfflineError(f"{redact(url)} is not in the cache.", url=url)
         if self._session is None:
             from .http import new_session
 
             self._session = new_session()
-        status, _, body = get_bytes(url, max_bytes=limit, session=self._session)
+        headers = {"If-None-Match": etag} if etag else None
+        status, got, body = get_bytes(url, headers=headers, max_bytes=limit, session=self._session)
+        tag = {k.lower(): v for k, v in got.items()}.get("etag")
+        if status == 200 and tag:
+            self.etags[url] = tag
         return status, body
 
     def fetch_bounded(self, url: str, limit: int, *, exceptions=None) -> list[bytes]:
@@ -492,6 +498,9 @@ class SignedReader:
                 (self.metadata_dir / "timestamp.json").read_bytes()
             ).hexdigest(),
             "root_version": docs["root"]["signed"]["version"],
+            "timestamp_etag": self._transport.etags.get(
+                _metadata_url(self.kind, self.location) + "timestamp.json"
+            ),
             "expires": min(docs[r]["signed"]["expires"] for r in docs),
             "targets": {
                 path: [info["length"], info["hashes"]["sha256"]]
@@ -588,27 +597,29 @@ class SignedReader:
     def _unchanged(self) -> bool:
         """Whether an HTTP registry still serves exactly the metadata verified last time.
 
-        Two small requests, no python-tuf: ``timestamp.json`` must have the bytes that were
-        verified (so snapshot and targets, bound to it by hashes, are the same too; a
-        rollback or an edit changes them) and ``<N+1>.root.json`` must not exist (no key
-        rotation to process). The listing must not have expired. Anything else -- or any
-        error -- goes through the full ``Updater.refresh``.
+        One small request, no python-tuf: ``timestamp.json`` must have the bytes that were
+        verified (asked conditionally with their ETag: a 304 says so without a body). Then
+        snapshot and targets, bound to it by hashes, are unchanged too, and any rollback,
+        edit or key rotation (which always comes with a new timestamp) would show as other
+        bytes. The listing must not have expired. Anything else -- or any error -- goes
+        through the full ``Updater.refresh``.
         """
         listing = self._cached_listing()
         if listing is None or "timestamp_sha256" not in listing:
             return False
         transport = self._transport or _Transport()
-        base = _metadata_url(self.kind, self.location)
+        url = _metadata_url(self.kind, self.location) + "timestamp.json"
         try:
-            status, body = transport.get(base + "timestamp.json", 16384)
-            if status != 200 or hashlib.sha256(body).hexdigest() != listing["timestamp_sha256"]:
-                return False
-            status, _ = transport.get(
-                base + f"{listing['root_version'] + 1}.root.json", _MAX_ROOT_BYTES
-            )
+            status, body = transport.get(url, 16384, etag=listing.get("timestamp_etag"))
         except (_UrlFailed, OfflineError):
             return False
-        if status not in (403, 404):
+        if status == 200 and hashlib.sha256(body).hexdigest() == listing["timestamp_sha256"]:
+            if transport.etags.get(url) != listing.get("timestamp_etag"):
+                listing = {**listing, "timestamp_etag": transport.etags.get(url)}
+                with contextlib.suppress(OSError):
+                    data = json.dumps(listing).encode("utf-8")
+                    files.atomic_write(self.dir / "verified.json", data)
+        elif status != 304 or not listing.get("timestamp_etag"):
             return False
         self._listing, self._transport = listing, transport
         self._refreshed = time.monotonic()
