@@ -76,7 +76,7 @@ def _build(served: Path, models: int, size: int) -> str:
     sys.path.insert(0, str(ROOT / "tests"))
     from _registry_fixture import TestRegistry, make_bytes
 
-    from modelzoo import signing
+    from modelzoo.hub import signing
 
     big = make_bytes(size, seed="big")
     for name in ("plain", "signed"):
@@ -90,7 +90,7 @@ def _build(served: Path, models: int, size: int) -> str:
 
 def _install_once(template: Path, work: Path, tag: str) -> float:
     import modelzoo
-    from modelzoo import trust
+    from modelzoo.hub import trust
 
     home = work / f"home-{tag}"
     shutil.copytree(template, home, symlinks=True)
