@@ -54,7 +54,7 @@ __all__ = [
     "training_script",
 ]
 
-logger = logging.getLogger("modelzoo")
+logger = logging.getLogger(__name__)
 
 #: The classes the page starts with when none are given (the talk's game controls).
 DEFAULT_CLASSES = ("up", "down", "left", "right")
@@ -89,7 +89,7 @@ class BrowserTrainingExport:
 
 def training_script() -> Path:
     """The training code the page loads (``modelzoo-train.js``), for use elsewhere (Node.js)."""
-    return Path(str(resources.files("modelzoo").joinpath(f"_web/{TRAINING_SCRIPT}")))
+    return Path(str(resources.files("modelzoo.export").joinpath(f"_web/{TRAINING_SCRIPT}")))
 
 
 def export_browser_training(

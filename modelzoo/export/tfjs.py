@@ -746,7 +746,7 @@ def vendored_tfjs() -> Path:
 
     Exported pages serve it from their own folder, so they work without a CDN.
     """
-    path = Path(str(resources.files("modelzoo").joinpath(f"_web/vendor/{_VENDORED_TFJS}")))
+    path = Path(str(resources.files("modelzoo.export").joinpath(f"_web/vendor/{_VENDORED_TFJS}")))
     if not path.is_file():
         raise ExportError(
             f"modelzoo's copy of TensorFlow.js is missing ({path}); reinstall modelzoo, or "
