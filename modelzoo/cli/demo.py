@@ -73,6 +73,12 @@ def demo_cmd(
         )
     if result.saved_model:
         console.print(f"try it: modelzoo predict {result.saved_model} IMAGE.png")
+        lite = Path(result.saved_model).with_suffix(".tflite")
+        console.print(
+            f"on a phone (LiteRT): modelzoo export {result.saved_model} --format litert "
+            f"--quantize dynamic --out {lite}",
+            markup=False,
+        )
     if result.extras.get("web"):
         web = result.extras["web"]
         console.print(f"in the browser: modelzoo serve {web}, then open the URL it prints")
