@@ -202,8 +202,6 @@ def _resolve(model: Any, *, cut, labels, preprocessing, trust_remote_code) -> _S
         data = str(model.data_root) if model.data_root is not None else None
         if labels is None and cut is None:
             labels = model.labels
-        if preprocessing is None:
-            preprocessing = "baked" if model._baked() else "none"
         model = model.model
     if not hasattr(model, "input_shape") or not hasattr(model, "layers"):
         raise UsageError(
@@ -217,9 +215,13 @@ def _resolve(model: Any, *, cut, labels, preprocessing, trust_remote_code) -> _S
         labels = None
     if preprocessing is None:
         from ..models.loading import manifest_of
+        from ..models.preprocessing import baked_mode
 
         manifest = manifest_of(model)
-        preprocessing = "baked" if manifest is not None else "none"
+        if baked_mode(model) is not None:
+            preprocessing = "baked"
+        else:  # a model loaded without its preprocessing takes preprocessed input
+            preprocessing = manifest.input.preprocessing if manifest is not None else "none"
     return _Source(model, labels and list(labels), preprocessing, model.name, cut, data)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import UsageError
 from ..hub.manifest import PREPROCESSING_MODES
 
-__all__ = ["affine", "preprocess", "preprocessing_layer", "with_preprocessing"]
+__all__ = ["affine", "baked_mode", "preprocess", "preprocessing_layer", "with_preprocessing"]
 
 _IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float64)
 _IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float64)
@@ -94,3 +94,14 @@ def with_preprocessing(model, mode: str, *, name: str | None = None):
     inputs = k.Input(shape=model.input_shape[1:], name="image")
     outputs = model(layer(inputs))
     return k.Model(inputs, outputs, name=name or f"{model.name}_with_preprocessing")
+
+
+def baked_mode(model) -> str | None:
+    """The mode baked into ``model`` by :func:`preprocessing_layer` (nested models searched),
+    or None when the model takes its input already preprocessed."""
+    names = {f"preprocess_{mode}": mode for mode in PREPROCESSING_MODES}
+    for layer in getattr(model, "layers", ()):
+        found = names.get(layer.name) or baked_mode(layer)
+        if found:
+            return found
+    return None

@@ -284,3 +284,21 @@ def test_without_ai_edge_litert_tf_lite_checks_and_says_so(tmp_path, monkeypatch
     assert "ai-edge-litert is not installed" in caplog.text and "modelzoo[litert]" in caplog.text
     x = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
     np.testing.assert_allclose(_run_tflite_with(interpreter, x), model(x).numpy(), atol=1e-6)
+
+
+def test_a_model_loaded_without_its_preprocessing_says_what_to_apply(digits, tmp_path):
+    bare = modelzoo.load(DIGITS)  # takes x / 127.5 - 1, not pixels
+    out = tmp_path / "bare.tflite"
+    report = modelzoo.export_litert(bare, out).report
+    assert report["preprocessing"] == {
+        "mode": "tf",
+        "input_size": [32, 32],
+        "channels": 3,
+        "channel_order": "rgb",
+        "mean": [127.5] * 3,
+        "std": [127.5] * 3,
+    }
+    # (pixels - mean) / std into the bare .tflite gives the baked model's outputs.
+    x = _own_inputs(10)
+    got = _run_tflite(out, (x - 127.5) / 127.5)
+    np.testing.assert_allclose(got, digits.predict(x, verbose=0), atol=1e-4)
