@@ -84,8 +84,8 @@ def speed(tmp: Path, repeat: int) -> dict:
     import tf_keras as keras
 
     import modelzoo
-    from modelzoo.datasets import digits_to_rgb, load_digits
-    from modelzoo.preprocessing import with_preprocessing
+    from modelzoo.models.datasets import digits_to_rgb, load_digits
+    from modelzoo.models.preprocessing import with_preprocessing
 
     keras.utils.set_random_seed(SEED)
     base = keras.applications.MobileNet(alpha=1.0, input_shape=(224, 224, 3), weights=None)
@@ -148,7 +148,7 @@ def speed(tmp: Path, repeat: int) -> dict:
 
 def agreement(tmp: Path) -> dict:
     import modelzoo
-    from modelzoo.datasets import digits_to_rgb, split_digits
+    from modelzoo.models.datasets import digits_to_rgb, split_digits
 
     split = split_digits(range(5))
     x_test = digits_to_rgb(split.x_test).astype(np.float32)
