@@ -32,6 +32,7 @@ a local folder that cannot be read is always an error. Nothing here imports Tens
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -97,6 +98,10 @@ def bundled_registry_path() -> Path:
     return installed if installed.is_dir() else package.parent / "registry"
 
 
+#: Signed registry name -> (sha256 of its verified index, the parsed index).
+_signed_parsed: dict[str, tuple[str, LoadedIndex]] = {}
+
+
 @dataclass(frozen=True)
 class Registry:
     """One configured registry.
@@ -156,12 +161,17 @@ class Registry:
         """
         if self.signed:
             raw = self._signed_reader().target_bytes(INDEX_FILE, refresh=refresh or revalidate)
-            return parse_index(
-                raw,
-                source=self.index_source,
-                registry=self.name,
-                hint="Its publisher must fix it and sign again (`modelzoo registry sign`).",
-            )
+            digest = hashlib.sha256(raw).hexdigest()  # verified bytes: reuse their parse
+            hit = _signed_parsed.get(self.name)
+            if hit is None or hit[0] != digest:
+                loaded = parse_index(
+                    raw,
+                    source=self.index_source,
+                    registry=self.name,
+                    hint="Its publisher must fix it and sign again (`modelzoo registry sign`).",
+                )
+                hit = _signed_parsed[self.name] = (digest, loaded)
+            return hit[1]
         if self.is_remote:
             hint = (
                 f"The registry's publisher can rebuild it with `modelzoo registry index DIR`; "
