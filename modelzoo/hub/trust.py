@@ -271,8 +271,9 @@ class _Transport:
 
     Attributes:
         cached_metadata: when set, metadata URLs under it are answered from this folder
-            (``timestamp.json``) or as missing (everything else), so ``Updater.refresh``
-            re-verifies the cached metadata without the network.
+            (timestamp, snapshot and targets: the cached copy whatever the version asked;
+            a next root: missing), so ``Updater.refresh`` re-verifies the cached metadata
+            without the network, expiry included.
         last: the file name last asked for (names the role in errors).
     """
 
@@ -305,9 +306,10 @@ class _Transport:
         self.last = unquote(url.rsplit("/", 1)[-1])
         if self.cached_metadata is not None and url.startswith(self.metadata_url):
             name = url[len(self.metadata_url) :]
-            if name == "timestamp.json":
+            role = _role(name)
+            if role in ("timestamp", "snapshot", "targets"):  # N.snapshot.json: the cached one
                 with contextlib.suppress(OSError):
-                    return [(self.cached_metadata / name).read_bytes()]
+                    return [(self.cached_metadata / f"{role}.json").read_bytes()]
             raise exceptions.DownloadHTTPError(f"{name} is not cached", 404)
         scheme = urlsplit(url).scheme.lower()
         if scheme == "file":
@@ -536,6 +538,16 @@ class SignedReader:
             return None  # the folder was signed again (or changed): verify it afresh
         return listing
 
+    def _expired_for(self) -> str:
+        """``on <date> (<n> hours ago)`` from the verified listing, for messages."""
+        try:
+            listing = files.loads((self.dir / "verified.json").read_bytes())
+            expires = datetime.fromisoformat(listing["expires"].replace("Z", "+00:00"))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return "(date unknown)"
+        hours = (datetime.now(UTC) - expires).total_seconds() / 3600
+        return f"on {expires:%Y-%m-%d %H:%M} UTC ({hours:.0f} hour(s) ago)"
+
     def _stamp(self) -> Path:
         return self.dir / "refreshed"
 
@@ -573,7 +585,18 @@ class SignedReader:
                 raise OfflineError(f"The signed metadata of registry {self.name!r} is not cached.")
             listing = self._cached_listing()
             if listing is None:
-                self._make(from_cache=True)  # verifies the cache again; expired: FreezeError
+                try:
+                    self._make(from_cache=True)  # verifies the cache again
+                except FreezeError as exc:
+                    if not offline:
+                        raise
+                    raise FreezeError(
+                        f"Registry {self.name!r}: its cached signed metadata expired "
+                        f"{self._expired_for()} and offline mode (MODELZOO_OFFLINE=1) cannot "
+                        "refresh it; go online once (or unpack a bundle with --lock).",
+                        registry=self.name,
+                        role=exc.role,
+                    ) from None
             else:
                 self._listing = listing
             return self._listing

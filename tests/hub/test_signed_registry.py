@@ -492,3 +492,36 @@ def test_revalidating_an_unchanged_http_registry_costs_one_conditional_request(s
         before = len(server.requests)
         assert registry.resolve("tiny", revalidate=True).version == "1.0.0"
         assert "/tuf/2.snapshot.json" in server.paths()[before:]
+
+
+def test_cached_metadata_that_expires_is_refused_offline_saying_when(tmp_path, monkeypatch):
+    import time
+
+    reg = TestRegistry(tmp_path / "reg")
+    reg.publish("tiny")
+    # a short-lived timestamp (the signing side's clock): valid when added, expired soon
+    signing.init_registry(reg.root, tmp_path / "keys", expires={"timestamp": timedelta(seconds=2)})
+    expires = json.loads((reg.root / "tuf" / "timestamp.json").read_text())["signed"]["expires"]
+    with LocalServer(reg.root) as server:
+        registry.add_registry(server.url, trust=reg.root / "tuf" / "root.json")
+        assert registry.resolve("tiny").version == "1.0.0"
+    monkeypatch.setenv("MODELZOO_OFFLINE", "1")
+    _forget_client(server.url)
+    assert registry.resolve("tiny").version == "1.0.0"  # still valid: read offline
+    left = datetime.fromisoformat(expires.replace("Z", "+00:00")) - datetime.now(UTC)
+    time.sleep(max(0.0, left.total_seconds()) + 0.2)
+    _forget_client(server.url)
+    with pytest.raises(FreezeError, match=r"expired on .* hour\(s\) ago\) and offline mode"):
+        registry.resolve("tiny")
+
+
+def test_older_targets_under_the_new_version_name_is_mix_and_match(signed):
+    reg, _, _ = signed
+    tuf_dir = reg.root / "tuf"
+    signing.sign_registry(reg.root, reg.root.parent / "keys")  # targets v2, snapshot v2
+    with LocalServer(reg.root) as server:
+        # validly signed, but an older targets served where snapshot v2 names v2
+        (tuf_dir / "2.targets.json").write_bytes((tuf_dir / "1.targets.json").read_bytes())
+        with pytest.raises(TrustError) as info:
+            registry.add_registry(server.url, trust=tuf_dir / "root.json")
+    assert info.value.attack == "mix-and-match" and info.value.role == "targets"
