@@ -32,6 +32,7 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 
 from modelzoo.export.tfjs import TFJS_VERSION
+from modelzoo.export.tfjs_runtime import NODE_LOADER_JS
 
 __all__ = [
     "TFJS_VERSION",
@@ -525,10 +526,9 @@ class DevToolsPage:
 
 # A file IOHandler that loads a layers-model from a folder (@tensorflow/tfjs has none for
 # Node), and one that saves a model to a folder as model.json + weights.bin.
-_NODE_IO = r"""
-const fs = require("fs");
-const path = require("path");
-const tf = require("@tensorflow/tfjs");
+_NODE_IO = (
+    NODE_LOADER_JS
+    + r"""
 
 function toFolder(dir) {
   return tf.io.withSaveHandler(async (artifacts) => {
@@ -545,27 +545,8 @@ function toFolder(dir) {
   });
 }
 
-function fromFolder(dir) {
-  return {
-    load: async () => {
-      const mj = JSON.parse(fs.readFileSync(path.join(dir, "model.json"), "utf8"));
-      const specs = [];
-      const chunks = [];
-      for (const group of mj.weightsManifest) {
-        specs.push(...group.weights);
-        for (const p of group.paths) chunks.push(fs.readFileSync(path.join(dir, p)));
-      }
-      const all = Buffer.concat(chunks);
-      return {
-        modelTopology: mj.modelTopology,
-        weightSpecs: specs,
-        weightData: all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength),
-        format: mj.format, generatedBy: mj.generatedBy, convertedBy: mj.convertedBy,
-      };
-    },
-  };
-}
 """
+)
 
 # Loads layers-models from folders and predicts on given inputs; writes one JSON document.
 _NODE_SCRIPT = (

@@ -34,6 +34,7 @@ __all__ = [
     "check_golden_tfjs",
     "FLOAT16_TOLERANCE_SCALE",
     "INSTALL_HINT",
+    "NODE_LOADER_JS",
 ]
 
 logger = logging.getLogger("modelzoo")
@@ -96,8 +97,9 @@ def find_node_tfjs() -> NodeTFJS | None:
     return None
 
 
-# Reads a layers-model folder and predicts on one input; writes one JSON document.
-_SCRIPT = r"""
+#: Node.js prelude: ``fs``, ``path``, ``tf`` and ``fromFolder(dir)``, a TF.js IOHandler that
+#: reads a layers-model folder from disk (``@tensorflow/tfjs`` has none for Node).
+NODE_LOADER_JS = r"""
 const fs = require("fs");
 const path = require("path");
 const tf = require("@tensorflow/tfjs");
@@ -123,13 +125,20 @@ function fromFolder(dir) {
   };
 }
 
+"""
+
+# Predicts on one input (raw float32 file) and writes the output as raw float32 + shape.
+_SCRIPT = (
+    NODE_LOADER_JS
+    + r"""
 async function main() {
   const job = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
   await tf.setBackend("cpu");
   await tf.ready();
   const model = await tf.loadLayersModel(fromFolder(job.dir));
   const raw = fs.readFileSync(job.input);
-  const data = new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4);
+  // a copy: a Buffer's offset into its memory need not be a multiple of 4
+  const data = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
   const x = tf.tensor(data, job.shape, "float32");
   const y = model.predict(x);
   if (Array.isArray(y)) throw new Error("the export has several outputs; expected one");
@@ -139,6 +148,7 @@ async function main() {
 }
 main().catch((e) => { console.error(String((e && e.message) || e)); process.exit(1); });
 """
+)
 
 
 def predict_in_node(
