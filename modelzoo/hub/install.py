@@ -37,6 +37,7 @@ __all__ = [
     "PlannedDownload",
     "artifact_key",
     "default_variant",
+    "variants_for",
 ]
 
 logger = logging.getLogger(__name__)
@@ -132,13 +133,19 @@ def default_variant(manifest: Manifest) -> str:
     return "full" if "full" in manifest.artifacts else next(iter(manifest.artifacts))
 
 
-def _variants(manifest: Manifest, variant: str | None) -> list[str]:
+def variants_for(manifest: Manifest, variant: str | None) -> list[str]:
+    """The variants a request installs: the default, ``all`` (sorted), or the one named.
+
+    The one place a variant is chosen, for ``install`` and for projects alike.
+
+    Raises:
+        VariantNotFoundError: ``variant`` is not in the manifest (lists the valid ones).
+    """
     if variant is None:
         return [default_variant(manifest)]
     if variant == "all":
-        return list(manifest.artifacts)
-    manifest.artifact(variant)  # raises VariantNotFoundError listing the valid ones
-    return [variant]
+        return sorted(manifest.artifacts)
+    return [manifest.artifact(variant).variant]
 
 
 def _declared(artifact: Artifact) -> str | None:
@@ -410,7 +417,7 @@ def _install_resolved(
     progress: bool | None,
     parallel: int | None = None,
 ) -> InstallResult:
-    variants = _variants(manifest, variant)
+    variants = variants_for(manifest, variant)
     _check_hashes(manifest, variants, urls, require_hashes)
     if dry_run:
         planned = {
@@ -472,7 +479,7 @@ def _from_cache(
         if manifest is None:
             continue
         try:
-            variants = _variants(manifest, variant)
+            variants = variants_for(manifest, variant)
         except LookupError:
             continue
         if all(_reusable(cache, manifest, manifest.artifacts[v]) for v in variants):
@@ -617,7 +624,7 @@ def ensure_installed(
             f"ensure_installed() takes a spec string, a resolved model or a Manifest; "
             f"received {type(target).__name__}."
         )
-    chosen = _variants(manifest, variant)[0]
+    chosen = variants_for(manifest, variant)[0]
     cache = Cache()
     _check_hashes(manifest, [chosen], None, require_hashes)
     if not force:

@@ -87,7 +87,7 @@ from .lockfile import (
     satisfies,
     write_lock,
 )
-from .manifest import NAME_RE, Manifest
+from .manifest import NAME_RE
 
 __all__ = [
     "PROJECT_FILE",
@@ -179,32 +179,13 @@ def _pick(
 ):
     """Resolve ``name`` in one registry; None when it does not know the name (then its
     names are added to ``names``, for suggestions)."""
-    from .registry import Resolved
+    from .registry import resolve_in
 
     index = registry.load_index(revalidate=revalidate)
-    group = index.by_name.get(name)
-    if not group:
-        if names is not None:
-            names.extend(e.name for e in index.latest)
-        return None
-    versions = [e.version for e in group]
-    if constraint is None:
-        chosen = best_match(versions, "latest") or versions[-1]
-    else:
-        chosen = best_match(versions, constraint)
-        if chosen is None:
-            raise VersionNotFoundError(name, constraint, available=versions)
-    entry = next(e for e in group if e.version == chosen)
-    manifest = registry.load_manifest(entry)
-    base_url = registry.manifest_url(entry).rsplit("/", 1)[0] + "/"
-    return Resolved(
-        manifest,
-        registry.name,
-        registry.location,
-        base_url,
-        tuple(versions),
-        registry.trust_record(entry, manifest),
-    )
+    found = resolve_in(registry, index, name, constraint)
+    if found is None and names is not None:
+        names.extend(e.name for e in index.latest)
+    return found
 
 
 def _resolve(
@@ -298,16 +279,6 @@ def resolve_in_context(spec: str, *, version: str | None = None, project=None):
 
 
 # --------------------------------------------------------------------------- installing
-
-
-def _variants_of(manifest: Manifest, variant: str | None) -> list[str]:
-    from .install import default_variant
-
-    if variant is None:
-        return [default_variant(manifest)]
-    if variant == "all":
-        return sorted(manifest.artifacts)
-    return [manifest.artifact(variant).variant]
 
 
 class _Installs:
@@ -504,6 +475,8 @@ def _locked_artifact(locked: LockedModel, variant: str) -> LockedArtifact | None
 
 
 def _resolve_and_install(project: Project, progress: bool | None) -> tuple[Lockfile, tuple]:
+    from .install import variants_for
+
     old = read_lock(project.lock_path) if project.lock_path.is_file() else Lockfile()
     installs = _Installs(progress)
     entries = []
@@ -516,7 +489,7 @@ def _resolve_and_install(project: Project, progress: bool | None) -> tuple[Lockf
                 continue
             resolved = _resolve(req.name, pin or req.constraint, project)
             records = {}
-            for variant in _variants_of(resolved.manifest, req.variant):
+            for variant in variants_for(resolved.manifest, req.variant):
                 rec, existed = installs.install(resolved, variant)
                 before = _locked_artifact(locked, variant) if pin else None
                 if before is not None:  # same version: the bytes must not have changed

@@ -69,6 +69,7 @@ from .index import (
 from .manifest import NAME_RE, Manifest, load_manifest
 
 __all__ = [
+    "resolve_in",
     "BUNDLED",
     "Registry",
     "Resolved",
@@ -622,6 +623,46 @@ def _parse_spec(spec: str, version: str | None) -> tuple[str, str | None]:
     return name, constraint
 
 
+def resolve_in(
+    registry: Registry,
+    index: LoadedIndex,
+    name: str,
+    constraint: str | None,
+    *,
+    refresh: bool = False,
+) -> Resolved | None:
+    """Resolve ``name`` against one registry's loaded index: the one place a version is
+    chosen (the newest matching ``constraint``; None = the newest release, else the newest).
+
+    Returns:
+        The :class:`Resolved` model, or None when the registry has no model ``name``.
+
+    Raises:
+        VersionNotFoundError: the registry has ``name`` but no version matching.
+    """
+    group = index.by_name.get(name)
+    if not group:
+        return None
+    versions = [entry.version for entry in group]
+    if constraint is None:
+        chosen = best_match(versions, "latest") or versions[-1]
+    else:
+        chosen = best_match(versions, constraint)
+        if chosen is None:
+            raise VersionNotFoundError(name, constraint, available=versions)
+    entry = next(e for e in group if e.version == chosen)
+    manifest = registry.load_manifest(entry, refresh=refresh)
+    base_url = registry.manifest_url(entry).rsplit("/", 1)[0] + "/"
+    return Resolved(
+        manifest,
+        registry.name,
+        registry.location,
+        base_url,
+        tuple(versions),
+        registry.trust_record(entry, manifest),
+    )
+
+
 def resolve(
     spec: str,
     *,
@@ -655,27 +696,9 @@ def resolve(
     name, constraint = _parse_spec(spec, version)
     loaded, failed = _indexes(refresh=refresh, revalidate=revalidate, require_signed=require_signed)
     for registry, index in loaded:
-        group = index.by_name.get(name)
-        if not group:
-            continue
-        versions = [entry.version for entry in group]
-        if constraint is None:
-            chosen = best_match(versions, "latest") or versions[-1]
-        else:
-            chosen = best_match(versions, constraint)
-            if chosen is None:
-                raise VersionNotFoundError(name, constraint, available=versions)
-        entry = next(e for e in group if e.version == chosen)
-        manifest = registry.load_manifest(entry, refresh=refresh)
-        base_url = registry.manifest_url(entry).rsplit("/", 1)[0] + "/"
-        return Resolved(
-            manifest,
-            registry.name,
-            registry.location,
-            base_url,
-            tuple(versions),
-            registry.trust_record(entry, manifest),
-        )
+        found = resolve_in(registry, index, name, constraint, refresh=refresh)
+        if found is not None:
+            return found
     if failed:
         # the model may live in the registry we could not read: say that, not "unknown"
         raise failed[0]
