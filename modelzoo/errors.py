@@ -12,6 +12,7 @@ import difflib
 from collections.abc import Iterable
 
 __all__ = [
+    "first_line",
     "ModelZooError",
     "DataError",
     "ManifestError",
@@ -60,6 +61,17 @@ def nearest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
         subs.sort(key=len)
         close.extend(subs[: n - len(close)])
     return close[:n]
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of ``exc``'s message, whitespace collapsed, at most ``limit``
+    characters (the exception's type name when it has no message): how a third-party error
+    is quoted inside one of ours."""
+    lines = str(exc).strip().splitlines()
+    text = " ".join(lines[0].split()) if lines else ""
+    if not text:
+        return type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _did_you_mean(suggestions: list[str]) -> str:

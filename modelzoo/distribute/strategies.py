@@ -57,7 +57,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .. import backend, config
-from ..errors import StrategyError, UsageError
+from ..errors import StrategyError, UsageError, first_line
 from ._plan import (
     KINDS,
     VALID_SPECS,
@@ -293,7 +293,7 @@ def _build_tpu(target: str, timeout: float):
             else "Check the TPU's name or address and that it is up (gcloud compute tpus list)"
         )
         raise StrategyError(
-            f"Could not start {where}: {type(exc).__name__}: {_first_line(exc)}. {check}, "
+            f"Could not start {where}: {type(exc).__name__}: {first_line(exc)}. {check}, "
             "or use 'auto'."
         ) from exc
     _BUILT["tpu", target] = strategy
@@ -338,7 +338,7 @@ def _build_multi_worker(cluster: ClusterConfig, register_timeout: float):
         resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
         strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
     except Exception as exc:  # DeadlineExceededError, UnavailableError, ValueError ...
-        summary = f"{type(exc).__name__}: {_first_line(exc)}"
+        summary = f"{type(exc).__name__}: {first_line(exc)}"
         _CLUSTER_FAILURE.append(summary)
         everyone = ", ".join(a for _, addresses in cluster.jobs for a in addresses)
         if isinstance(exc, tf.errors.DeadlineExceededError | tf.errors.UnavailableError):
@@ -440,8 +440,3 @@ def _probe_grpc(address: str, timeout: float, *, what: str) -> None:
         "Check the address and port (a TPU's is usually 8470), raise MODELZOO_TPU_TIMEOUT "
         "(train --tpu-timeout) if the TPU is just slow, or use 'auto'."
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else "(no message)"

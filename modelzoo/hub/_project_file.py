@@ -20,7 +20,7 @@ from .. import config
 from ..errors import ProjectError
 from ..files import atomic_write
 from ..versions import matches
-from .lockfile import LOCK_FILE, PROJECT_FILE, check_variant
+from .lockfile import LOCK_FILE, PROJECT_FILE, _fail, check_variant
 from .manifest import NAME_RE
 
 __all__ = [
@@ -80,10 +80,6 @@ class Project:
 
 
 # --------------------------------------------------------------------------- modelzoo.toml
-
-
-def _fail(source: Any, message: str) -> ProjectError:
-    return ProjectError(f"{source}: {message}")
 
 
 def check_constraint(constraint: Any, source: Any, where: str) -> str:

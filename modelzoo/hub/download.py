@@ -59,6 +59,7 @@ from ..errors import (
     UsageError,
 )
 from ..progress import ProgressBar, progress_bar
+from ._cachefs import _cache_error as _folder_error
 from ._cachefs import _write_json
 from .hashes import Hasher, HashingWriter, WriteFailed, algorithms_for, format_hash, matches
 from .http import (
@@ -167,10 +168,7 @@ def _cache_error(partial: Path, exc: OSError, *, needed: int | None) -> CacheErr
             "The partial download was deleted. Free some space, or set MODELZOO_HOME to a "
             "folder on a larger disk."
         )
-    return CacheError(
-        f"Could not write {partial}: {exc.strerror or exc}. Check that the folder is "
-        "writable, or set MODELZOO_HOME to a folder you can write."
-    )
+    return _folder_error(exc, partial, "write")
 
 
 # -- one download ----------------------------------------------------------------------

@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 
 from .. import config, files
 from ..config import SCHEMA_VERSION
-from ..errors import ManifestError, ModelZooError, OfflineError, RegistryError
+from ..errors import ManifestError, ModelZooError, OfflineError, RegistryError, first_line
 from ..versions import best_match, is_version, parse_version
 from .http import _UrlFailed, get_bytes, redact
 from .manifest import NAME_RE, Manifest, load_manifest, parse_manifest
@@ -641,7 +641,7 @@ def load_cached(
         drop_cached(cached)
         if config.offline():
             raise OfflineError(
-                f"The cached copy of {url} was damaged ({_first_line(exc)}) and has been "
+                f"The cached copy of {url} was damaged ({first_line(exc)}) and has been "
                 "deleted; go online to fetch it again.",
                 url=url,
             ) from None
@@ -654,13 +654,8 @@ def _reason(exc: BaseException) -> str:
     """Why a fetch failed, without the advice of the full message (a warning is one line)."""
     cause = exc.__cause__
     if cause is not None and not isinstance(cause, ModelZooError):
-        return _first_line(cause)
-    return _first_line(exc).split(". ", 1)[0]
-
-
-def _first_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= 200 else text[:197] + "..."
+        return first_line(cause)
+    return first_line(exc).split(". ", 1)[0]
 
 
 @dataclass(frozen=True)

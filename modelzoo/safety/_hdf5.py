@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import backend
-from ..errors import UnsafeModelError
+from ..errors import UnsafeModelError, first_line
 
 __all__ = ["Hdf5Facts", "scan_hdf5", "EXPANSION_FACTOR", "SLACK_BYTES", "MAX_OBJECTS"]
 
@@ -85,7 +85,7 @@ def scan_hdf5(source: Any, *, path: str, size: int, max_bytes: int, context: str
     try:
         handle = h5py.File(source, "r")
     except (OSError, ValueError) as exc:
-        raise refuse(f"it is not a readable HDF5 file ({_first_line(exc)})") from None
+        raise refuse(f"it is not a readable HDF5 file ({first_line(exc)})") from None
     with handle:
         try:
             n_datasets, declared = _walk(h5py, handle, refuse)
@@ -94,7 +94,7 @@ def scan_hdf5(source: Any, *, path: str, size: int, max_bytes: int, context: str
             raise
         except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
             # h5py raises these for damaged headers; a file we cannot inspect is refused.
-            raise refuse(f"its HDF5 structure cannot be inspected ({_first_line(exc)})") from None
+            raise refuse(f"its HDF5 structure cannot be inspected ({first_line(exc)})") from None
     limit = EXPANSION_FACTOR * size + SLACK_BYTES
     if declared > limit:
         raise refuse(
@@ -238,8 +238,3 @@ def _text(value: Any) -> str:
 
 def _join(parent: str, name: str) -> str:
     return parent.rstrip("/") + "/" + name
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__

@@ -35,7 +35,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import backend
-from ..errors import IntegrityError, ModelFileError, NotInstalledError, UnsafeModelError, UsageError
+from ..errors import (
+    IntegrityError,
+    ModelFileError,
+    NotInstalledError,
+    UnsafeModelError,
+    UsageError,
+    first_line,
+)
 from ..hub.hashes import Hasher
 from ._config import check_config, count_layers, parse_config
 from ._hdf5 import scan_hdf5
@@ -228,7 +235,7 @@ def load_model_file(
         except (ValueError, TypeError, KeyError, OSError) as exc:
             raise ModelFileError(
                 p,
-                _first_line(exc),
+                first_line(exc, 300),
                 hint="It may be damaged or saved by an incompatible Keras version; remove "
                 "and reinstall it, or re-save it with tf_keras 2.x.",
             ) from exc
@@ -273,7 +280,7 @@ def load_weights_file(
             raise ModelFileError(
                 p,
                 f"the weights do not fit model {getattr(model, 'name', '?')!r} "
-                f"({_first_line(exc)})",
+                f"({first_line(exc, 300)})",
                 hint="The file was saved from another architecture: check that the "
                 "manifest's build constructor and kwargs (e.g. alpha, include_top) match "
                 "these weights, or use the artifact variant that fits.",
@@ -508,8 +515,3 @@ def _named(p: Path, suffix: str, *, avoid: str | None = None) -> Iterator[Path]:
         yield alias
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:300] if lines else type(exc).__name__

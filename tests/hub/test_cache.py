@@ -448,14 +448,17 @@ def test_lock_timeout_names_the_lock_and_next_step(_isolated_home):
 
 
 def _run(code: str, home: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MODELZOO_HOME": str(home)}
+    # the code imports this test module, which imports the shared helpers in tests/
+    here = Path(__file__).parent
+    path = os.pathsep.join([str(here), str(here.parent), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "MODELZOO_HOME": str(home), "PYTHONPATH": path}
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
         env=env,
         capture_output=True,
         text=True,
         timeout=60,
-        cwd=Path(__file__).parents[1],
+        cwd=Path(__file__).parent,
     )
 
 
