@@ -35,6 +35,12 @@ def demo_cmd(
         cut=cut,
         on_event=say,
     )
+    train_web = Path(out_dir) / "train-web"
+    # Next step: the same base, cut at the same layer, trained on in the browser.
+    browser_training = (
+        f"modelzoo export {result.model.split('@')[0]} --cut {result.cut} --format tfjs "
+        f"--browser-training --classes up,down,left,right --out {train_web}"
+    )
     if json_out:
         data = {
             "model": result.model,
@@ -49,6 +55,7 @@ def demo_cmd(
             "predictions": [
                 {"true": t, "predicted": p, "confidence": c} for t, p, c in result.predictions
             ],
+            "browser_training": browser_training,
         }
         emit_json(data)
         return
@@ -82,11 +89,8 @@ def demo_cmd(
     if result.extras.get("web"):
         web = result.extras["web"]
         console.print(f"in the browser: modelzoo serve {web}, then open the URL it prints")
-    train_web = Path(out_dir) / "train-web"
     console.print(
-        f"train a head inside the browser: modelzoo export {result.model.split('@')[0]} "
-        f"--cut {result.cut} --format tfjs --browser-training --classes up,down,left,right "
-        f"--out {train_web} && modelzoo serve {train_web}",
+        f"train a head inside the browser: {browser_training} && modelzoo serve {train_web}",
         markup=False,
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 
 import pytest
 from typer.testing import CliRunner
@@ -103,6 +104,13 @@ def test_demo_runs_offline_and_reports_both_accuracies(run, tmp_path, monkeypatc
     assert data["test_examples"] == 225
     assert (tmp_path / "demo" / "digits_5_9.keras").exists()
     assert (tmp_path / "demo" / "web" / "model.json").exists()
+    # The next step it suggests works as printed: a page that trains a head in the browser.
+    command = shlex.split(data["browser_training"])
+    assert command[:2] == ["modelzoo", "export"] and "--browser-training" in command
+    res = run(*command[1:])
+    assert res.exit_code == 0, res.stdout
+    config = json.loads((tmp_path / "demo" / "train-web" / "browser-training.json").read_text())
+    assert config["base"]["cut"] == data["cut"]
 
 
 def test_train_without_cut_uses_and_names_the_first_cut_point(run, image_folder, tmp_path):
