@@ -141,7 +141,7 @@ def _load_key(folder: Path, role: str):
     except FileNotFoundError:
         raise SigningError(
             f"No {role} key at {path}. Pass the folder holding {role}.pem "
-            f"({'--root-keys' if role == 'root' else '--keys'})."
+            f"({'--root-keys' if role == 'root' else '--keys, or publish --sign'})."
         ) from None
     except OSError as exc:
         raise SigningError(f"Cannot read the {role} key {path}: {exc.strerror or exc}.") from exc
