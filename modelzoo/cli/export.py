@@ -277,17 +277,8 @@ def _load(model: str, cut: str | None, trust_remote_code: bool):
     """(keras model, labels, preprocessing mode) for a file or registry name, maybe cut."""
     from ..models.inference import Predictor
 
-    if cut is None:
-        predictor = Predictor(model, trust_remote_code=trust_remote_code)
-        return predictor.model, predictor.labels, predictor.preprocessing
-    from ..models.learner import read_sidecar
-    from ..models.loading import load
-
-    if Path(model).suffix in (".keras", ".h5"):
-        meta = read_sidecar(Path(model))
-        sliced = load(model, cut=cut, trust_remote_code=trust_remote_code)
-        return sliced, None, meta.get("preprocessing", "none")
-    return load(model, cut=cut, include_preprocessing=True), None, "baked"
+    predictor = Predictor(model, trust_remote_code=trust_remote_code, cut=cut)
+    return predictor.model, predictor.labels, predictor.preprocessing
 
 
 def serve_cmd(
