@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import native_logs_quiet
+from ..backend import frozen_function, native_logs_quiet
 from ..errors import DataError, ExportError, ParityError, UsageError
 
 __all__ = [
@@ -363,15 +363,11 @@ def _convert(model, quantize: str, shape, dtype: str, calibration: np.ndarray | 
     from ..backend import tf
 
     tf = tf()
-    # TensorFlow's own freezing (TF is pinned to 2.21): given variables, the converter
-    # would first write them to a SavedModel checkpoint, 2-4x slower than this.
-    from tensorflow.python.framework.convert_to_constants import (
-        convert_variables_to_constants_v2,
-    )
-
     spec = tf.TensorSpec((None, *shape), tf.as_dtype(dtype), name="input")
     serve = tf.function(lambda x: model(x, training=False), input_signature=[spec])
-    frozen = convert_variables_to_constants_v2(serve.get_concrete_function())
+    # Weights as constants: given variables, the converter would first write them to a
+    # SavedModel checkpoint, 2-4x slower.
+    frozen = frozen_function(serve.get_concrete_function())
     # An empty module as the "trackable object": the non-deprecated conversion path.
     converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen], tf.Module())
     if quantize != "none":

@@ -302,3 +302,17 @@ def test_a_model_loaded_without_its_preprocessing_says_what_to_apply(digits, tmp
     x = _own_inputs(10)
     got = _run_tflite(out, (x - 127.5) / 127.5)
     np.testing.assert_allclose(got, digits.predict(x, verbose=0), atol=1e-4)
+
+
+def test_a_learner_trained_on_a_folder_calibrates_int8_on_it(image_folder, tmp_path):
+    learner = modelzoo.TransferLearner(DIGITS, "conv_pw_13_relu", num_classes=2)
+    with pytest.raises(UsageError, match="pass --data DIR"):  # not trained on a folder yet
+        modelzoo.export_litert(learner, tmp_path / "early.tflite", quantize="int8")
+    learner.fit(image_folder, epochs=1, batch_size=8, verbose=0)
+    result = modelzoo.export_litert(learner, tmp_path / "head.tflite", quantize="int8")
+    report = result.report
+    assert report["calibration"] == {"images": 16, "source": str(image_folder.resolve())}
+    assert report["parity"]["inputs"] == f"16 images from {image_folder.resolve()}"
+    assert report["labels"] == ["digit_5", "digit_6"] == learner.labels
+    assert report["preprocessing"]["mode"] == "baked"
+    assert report["outputs"][0]["shape"] == [-1, 2]
