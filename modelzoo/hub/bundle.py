@@ -204,9 +204,9 @@ def _collect(
 
 def _signed_members(manifest: Manifest, source: tuple, members: dict) -> tuple[bytes, str]:
     """The signed manifest bytes, and the registry's TUF metadata added to ``members``."""
-    from .index import cache_slug
     from .lockfile import manifest_digest
     from .manifest import parse_manifest
+    from .remote import cache_slug
     from .trust import bundle_metadata, reader
 
     registry, kind, location, target = source

@@ -57,16 +57,15 @@ from .index import (
     IndexEntry,
     LoadedIndex,
     build_index,
-    cache_slug,
     is_safe_relpath,
-    load_cached,
     parse_index,
     parse_index_file,
     parse_manifest_bytes,
-    rank_entries,
     write_index,
 )
 from .manifest import NAME_RE, Manifest, load_manifest
+from .remote import cache_slug, load_cached
+from .search import rank_entries
 
 __all__ = [
     "resolve_in",

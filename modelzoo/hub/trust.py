@@ -59,7 +59,7 @@ from ..errors import (
     UsageError,
 )
 from .http import _UrlFailed, get_bytes, redact
-from .index import TTL_SECONDS, cache_slug
+from .remote import TTL_SECONDS, cache_slug
 
 __all__ = [
     "TUF_DIR",

@@ -587,7 +587,7 @@ def test_index_fetch_never_downgrades_https_to_http(tls_server, local_server, mo
     import urllib.parse
 
     from modelzoo.errors import RegistryError
-    from modelzoo.hub.index import http_get
+    from modelzoo.hub.remote import http_get
 
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", tls_server.cafile)
     (tls_server.root / "index.json").write_text("{}", encoding="utf-8")
@@ -615,7 +615,7 @@ def test_head_never_downgrades_https_to_http(tls_server, local_server, monkeypat
 def test_head_and_index_cut_redirect_loops(local_server, monkeypatch):
     from modelzoo.errors import RegistryError
     from modelzoo.hub.http import MAX_REDIRECTS, head_size
-    from modelzoo.hub.index import http_get
+    from modelzoo.hub.remote import http_get
 
     assert head_size(local_server.url + "/redirect/x") is None
     assert len(local_server.requests) == MAX_REDIRECTS + 1

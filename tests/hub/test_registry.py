@@ -27,7 +27,6 @@ from modelzoo.errors import (
     VersionNotFoundError,
 )
 from modelzoo.hub import registry as reg
-from modelzoo.hub.index import TTL_SECONDS
 from modelzoo.hub.registry import (
     add_registry,
     build_index,
@@ -37,6 +36,7 @@ from modelzoo.hub.registry import (
     search,
     write_index,
 )
+from modelzoo.hub.remote import TTL_SECONDS
 
 # --- helpers ----------------------------------------------------------------------------
 
