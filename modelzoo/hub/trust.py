@@ -59,6 +59,7 @@ from ..errors import (
     UsageError,
 )
 from .http import _UrlFailed, get_bytes, redact
+from .index import is_safe_relpath
 from .remote import TTL_SECONDS, cache_slug
 
 __all__ = [
@@ -676,10 +677,28 @@ class SignedReader:
                 data = cached.read_bytes()
                 if len(data) == length and hashlib.sha256(data).hexdigest() == sha:
                     return data
-        transport = _Transport()
-        url = _base_url(self.kind, self.location) + path
-        with _translated(self.name, transport, path):
-            data = b"".join(transport.fetch_bounded(url, length))
+        if self.kind == "http":
+            transport = _Transport()
+            url = _base_url(self.kind, self.location) + path
+            with _translated(self.name, transport, path):
+                data = b"".join(transport.fetch_bounded(url, length))
+        else:  # a folder: read at most one byte more than signed (no python-tuf needed)
+            if not is_safe_relpath(path):
+                raise TamperedMetadataError(
+                    f"Registry {self.name!r}: refusing the signed target path {path!r} (it "
+                    "leaves the registry folder).",
+                    registry=self.name,
+                    role=path,
+                )
+            try:
+                with open(Path(self.location) / path, "rb") as fh:
+                    data = fh.read(length + 1)
+            except OSError as exc:
+                raise RegistryError(
+                    f"Registry {self.name!r}: cannot read its signed target {path}: "
+                    f"{exc.strerror or exc}. Its publisher must restore it or sign again.",
+                    registry=self.name,
+                ) from None
         if len(data) != length or hashlib.sha256(data).hexdigest() != sha:
             raise TamperedMetadataError(
                 f"Registry {self.name!r}: {path} (target) failed verification (length or hash "

@@ -525,3 +525,30 @@ def test_older_targets_under_the_new_version_name_is_mix_and_match(signed):
         with pytest.raises(TrustError) as info:
             registry.add_registry(server.url, trust=tuf_dir / "root.json")
     assert info.value.attack == "mix-and-match" and info.value.role == "targets"
+
+
+def test_reading_fresh_verified_metadata_does_not_import_tuf(signed, _isolated_home):
+    """search/info on a signed registry stay as light as on an unsigned one while fresh."""
+    import os
+    import subprocess
+    import sys
+
+    reg, _, _ = signed
+    registry.add_registry(reg.root, trust=reg.root / "tuf" / "root.json")
+    assert registry.resolve("tiny").version == "1.0.0"  # verified once, through python-tuf
+    probe = (
+        "import sys, json; from modelzoo.hub import registry\n"
+        "r = registry.resolve('tiny'); hits = registry.search('tiny')\n"
+        "print(json.dumps([r.version, [h.name for h in hits][:1], 'tuf' in sys.modules]))\n"
+    )
+    env = {**os.environ, "MODELZOO_HOME": str(_isolated_home)}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert json.loads(out) == ["1.0.0", ["tiny"], False]
+    # negative control: once the folder is signed again, the next read verifies with tuf
+    signing.sign_registry(reg.root, reg.root.parent / "keys")
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert json.loads(out) == ["1.0.0", ["tiny"], True]
