@@ -9,7 +9,6 @@ member is scanned like any HDF5 file without extracting it.
 
 from __future__ import annotations
 
-import io
 import re
 import shutil
 import stat
@@ -22,6 +21,7 @@ from typing import Any
 
 from ..errors import UnsafeModelError
 from ._hdf5 import Hdf5Facts, scan_hdf5
+from ._window import Window
 
 __all__ = [
     "ZipFacts",
@@ -198,7 +198,7 @@ def _scan_weights_h5(archive, info: zipfile.ZipInfo, path: str, max_bytes: int) 
             raise UnsafeModelError(path, f"{context}its stored and declared sizes differ")
         # Stored (tf_keras' default): read the bytes in place, no copy.
         offset = _data_offset(archive, info, path)
-        with open(path, "rb") as raw, _Window(raw, offset, info.file_size) as window:
+        with open(path, "rb") as raw, Window(raw, offset, info.file_size) as window:
             return scan_hdf5(window, **kwargs)
     # Compressed: h5py seeks a lot, so inflate once into a temp file (size already capped).
     with tempfile.TemporaryFile() as spool:
@@ -247,38 +247,3 @@ def _data_offset(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: str) -> 
             f"({name!r}): tools would disagree about the archive's content",
         )
     return info.header_offset + _LOCAL_HEADER.size + name_len + extra_len
-
-
-class _Window(io.RawIOBase):
-    """A read-only, seekable view of ``length`` bytes at ``offset`` of an open file."""
-
-    def __init__(self, raw, offset: int, length: int):
-        super().__init__()
-        self._raw = raw
-        self._offset = offset
-        self._length = length
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._length}[whence]
-        self._pos = max(0, base + pos)
-        return self._pos
-
-    def readinto(self, buffer) -> int:
-        want = min(len(buffer), self._length - self._pos)
-        if want <= 0:
-            return 0
-        self._raw.seek(self._offset + self._pos)
-        data = self._raw.read(want)
-        buffer[: len(data)] = data
-        self._pos += len(data)
-        return len(data)

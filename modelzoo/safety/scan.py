@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import io
 import logging
 import mmap
 import os
@@ -46,6 +45,7 @@ from ..errors import (
 from ..hub.hashes import Hasher
 from ._config import check_config, count_layers, parse_config
 from ._hdf5 import scan_hdf5
+from ._window import Window
 from ._zip import scan_keras_zip
 
 __all__ = [
@@ -355,37 +355,8 @@ def _scan_keras_file(p: Path, source, cap: int, check_compile: bool) -> ScanRepo
 # --- integrity -------------------------------------------------------------------------
 
 
-class _MappedFile(io.RawIOBase):
-    """A read-only, seekable file object over a mapping (what h5py and zipfile read)."""
-
-    def __init__(self, mapping: mmap.mmap):
-        super().__init__()
-        self.mapping = mapping
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self.mapping)}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def readinto(self, buffer) -> int:
-        data = self.mapping[self._pos : self._pos + len(buffer)]
-        buffer[: len(data)] = data
-        self._pos += len(data)
-        return len(data)
-
-
 @contextlib.contextmanager
-def _mapped(p: Path) -> Iterator[_MappedFile | None]:
+def _mapped(p: Path) -> Iterator[Window | None]:
     """The file mapped read-only (None when empty): hash and scan read the same pages."""
     with open(p, "rb") as fh:
         if os.fstat(fh.fileno()).st_size == 0:
@@ -393,7 +364,7 @@ def _mapped(p: Path) -> Iterator[_MappedFile | None]:
             return
         mapping = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
         try:
-            yield _MappedFile(mapping)
+            yield Window(mapping)
         finally:
             mapping.close()
 
@@ -403,7 +374,7 @@ class _Digest:
 
 
 @contextlib.contextmanager
-def _hash_in_background(source: _MappedFile | None, p: Path, sha256: str | None):
+def _hash_in_background(source: Window | None, p: Path, sha256: str | None):
     """Hash ``source`` on a thread while the body runs; then compare with ``sha256``.
 
     hashlib releases the GIL for the whole mapping, so the hash runs in parallel with
@@ -417,7 +388,7 @@ def _hash_in_background(source: _MappedFile | None, p: Path, sha256: str | None)
     hasher = Hasher()
     thread = threading.Thread(
         target=hasher.update,
-        args=(source.mapping if source is not None else b"",),
+        args=(source.buffer if source is not None else b"",),
         name="modelzoo-verify",
         daemon=True,
     )
