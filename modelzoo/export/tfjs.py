@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ExportError, UsageError
+from ..hub.manifest import PREPROCESSING_MODES as MANIFEST_MODES
 from ._tfjs_compat import TFJS_ACTIVATIONS, TFJS_LAYERS, _checked_topology, _portable
 
 __all__ = [
@@ -77,8 +78,9 @@ _SHARD_RE = re.compile(r"\Agroup\d+-shard\d+of\d+\.bin\Z")
 EXPORT_MARKER = ".modelzoo-export"
 
 #: Input preprocessing the demo page can apply, as a per-channel ``(x - mean) / std``
-#: on 0-255 pixels after an optional RGB->BGR swap. "baked": the model does it itself.
-PREPROCESSING_MODES = ("tf", "caffe", "torch", "none", "baked")
+#: on 0-255 pixels after an optional RGB->BGR swap: the manifest's modes, with
+#: ``builtin`` called "baked" (the model does it itself).
+PREPROCESSING_MODES = tuple("baked" if m == "builtin" else m for m in MANIFEST_MODES)
 _PREPROCESSING_ALIASES = {"builtin": "baked"}
 
 
@@ -708,22 +710,24 @@ def _preprocessing_mode(preprocessing: str | None) -> str | None:
     return mode
 
 
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
-_CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 _DEFAULT_DEMO_SIZE = 224
 
 
 def _preprocessing_spec(mode: str, image_input: tuple | None) -> dict[str, Any]:
     """``preprocessing.json``: y[c] = (pixel[order[c]] - mean[c]) / std[c] on 0-255 input."""
+    from ..models.preprocessing import affine
+
     order, mean, std = "rgb", [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
-    if mode == "tf":  # [-1, 1]
-        mean, std = [127.5] * 3, [127.5] * 3
-    elif mode == "torch":  # [0, 1], then ImageNet mean / std
-        mean = [255.0 * m for m in _IMAGENET_MEAN]
-        std = [255.0 * s for s in _IMAGENET_STD]
-    elif mode == "caffe":  # BGR, ImageNet means subtracted, no scaling
-        order, mean = "bgr", list(_CAFFE_BGR_MEAN)
+    params = affine("builtin" if mode == "baked" else mode)
+    if params is not None:
+        # The same numbers the model layer uses: y = x @ W + b, where each output channel
+        # reads one input channel j with a scale, so y[c] = (x[j] - mean[c]) / std[c].
+        w, b = params
+        source = [int(abs(w[:, c]).argmax()) for c in range(3)]
+        scale = [float(w[j, c]) for c, j in enumerate(source)]
+        order = "bgr" if source == [2, 1, 0] else "rgb"
+        std = [1.0 / k for k in scale]
+        mean = [-float(b[c]) / scale[c] for c in range(3)]
     spec: dict[str, Any] = {"mode": mode, "channel_order": order, "mean": mean, "std": std}
     if image_input is not None:
         height, width, channels = image_input

@@ -698,7 +698,7 @@ def test_check_tfjs_accepts_supported_models(pets):
         ({"labels": ["a", "b"]}, r"5 output units but 2 labels"),
         ({"labels": "abcde"}, r"list of class names"),
         ({"labels": 5}, r"list of class names"),
-        ({"preprocessing": "imagenet"}, r"preprocessing='imagenet'.*tf, caffe, torch"),
+        ({"preprocessing": "imagenet"}, r"preprocessing='imagenet'.*caffe, tf, torch"),
     ],
 )
 def test_bad_arguments(kwargs, match, tmp_path):
