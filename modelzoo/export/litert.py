@@ -537,9 +537,16 @@ def export_litert(
             f"Unknown quantization. Received: quantize={quantize!r}. "
             f"Valid: {', '.join(QUANTIZATIONS)}."
         )
-    for name, value in (("max_diff", max_diff), ("min_agreement", min_agreement)):
-        if value is not None and not 0 <= float(value) <= (1 if name == "min_agreement" else 1e9):
-            raise UsageError(f"{name} must be a fraction >= 0. Received: {name}={value!r}.")
+    if max_diff is not None and not float(max_diff) >= 0:
+        raise UsageError(
+            "max_diff must be >= 0 (a fraction of the largest Keras output). "
+            f"Received: max_diff={max_diff!r}."
+        )
+    if min_agreement is not None and not 0 <= float(min_agreement) <= 1:
+        raise UsageError(
+            "min_agreement must be a fraction in [0, 1]. "
+            f"Received: min_agreement={min_agreement!r}."
+        )
     if calibration_images < 1:
         raise UsageError(f"calibration_images must be >= 1. Received: {calibration_images}.")
     path = Path(out).expanduser()

@@ -151,6 +151,13 @@ def test_int8_without_data_is_refused_before_loading(tmp_path):
     assert len(lines) == 1 and "--data" in lines[0]
     assert not out.exists()
     assert not (tmp_path / "mz-home" / "blobs").exists()  # nothing was even installed
+    for bad in (dict(min_agreement=1.5), dict(max_diff=-1.0), dict(max_diff=float("nan"))):
+        with pytest.raises(UsageError, match="Received"):
+            modelzoo.export_litert(DIGITS, out, **bad)
+    with pytest.raises(UsageError, match="quantize='int4'"):
+        modelzoo.export_litert(DIGITS, out, quantize="int4")
+    with pytest.raises(UsageError, match=r"\.tflite file"):
+        modelzoo.export_litert(DIGITS, tmp_path / "m.onnx")
 
 
 def test_an_op_litert_cannot_run_is_named(tmp_path):
