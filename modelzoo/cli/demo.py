@@ -41,6 +41,13 @@ def demo_cmd(
         f"modelzoo export {result.model.split('@')[0]} --cut {result.cut} --format tfjs "
         f"--browser-training --classes up,down,left,right --out {train_web}"
     )
+    # Next step: the trained model for a phone (dynamic: int8 weights, no images needed).
+    litert = None
+    if result.saved_model:
+        lite = Path(result.saved_model).with_suffix(".tflite")
+        litert = (
+            f"modelzoo export {result.saved_model} --format litert --quantize dynamic --out {lite}"
+        )
     if json_out:
         data = {
             "model": result.model,
@@ -56,6 +63,7 @@ def demo_cmd(
                 {"true": t, "predicted": p, "confidence": c} for t, p, c in result.predictions
             ],
             "browser_training": browser_training,
+            "litert": litert,
         }
         emit_json(data)
         return
@@ -80,12 +88,8 @@ def demo_cmd(
         )
     if result.saved_model:
         console.print(f"try it: modelzoo predict {result.saved_model} IMAGE.png")
-        lite = Path(result.saved_model).with_suffix(".tflite")
-        console.print(
-            f"on a phone (LiteRT): modelzoo export {result.saved_model} --format litert "
-            f"--quantize dynamic --out {lite}",
-            markup=False,
-        )
+    if litert:
+        console.print(f"on a phone (LiteRT): {litert}", markup=False)
     if result.extras.get("web"):
         web = result.extras["web"]
         console.print(f"in the browser: modelzoo serve {web}, then open the URL it prints")

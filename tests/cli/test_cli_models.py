@@ -111,6 +111,14 @@ def test_demo_runs_offline_and_reports_both_accuracies(run, tmp_path, monkeypatc
     assert res.exit_code == 0, res.stdout
     config = json.loads((tmp_path / "demo" / "train-web" / "browser-training.json").read_text())
     assert config["base"]["cut"] == data["cut"]
+    # And the LiteRT export it suggests, as printed.
+    command = shlex.split(data["litert"])
+    assert command[:2] == ["modelzoo", "export"] and "litert" in command
+    res = run(*command[1:], "--json")
+    assert res.exit_code == 0, res.stdout
+    report = json.loads(res.stdout)
+    assert (tmp_path / "demo" / "digits_5_9.tflite").stat().st_size == report["size"]
+    assert report["parity"]["passed"] and report["labels"] == ["5", "6", "7", "8", "9"]
 
 
 def test_train_without_cut_uses_and_names_the_first_cut_point(run, image_folder, tmp_path):
