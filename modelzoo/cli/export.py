@@ -44,6 +44,7 @@ def export_cmd(
     quantize: list[str] = typer.Option(
         None,
         "--quantize",
+        metavar="MODE",
         help="tfjs: store weights as float16, uint8 or uint16; DTYPE:PATTERN,... limits it "
         "to weights or layers matching shell patterns (e.g. 'uint8:conv*'). Repeatable; a "
         "dtype without patterns takes the weights no pattern claims. litert: none (float32), "
