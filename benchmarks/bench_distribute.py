@@ -45,7 +45,7 @@ def child_convnet(mode: str, samples: int, epochs: int, global_batch: int) -> di
     import numpy as np
 
     from modelzoo import backend
-    from modelzoo.distribute import strategies
+    from modelzoo.distribute import replicas, strategies
 
     tf, keras = backend.tf(), backend.keras()
     if mode == "mirrored":
@@ -58,7 +58,7 @@ def child_convnet(mode: str, samples: int, epochs: int, global_batch: int) -> di
     x = rng.normal(size=(samples, 32, 32, 3)).astype("float32")
     y = rng.integers(0, 10, size=(samples,)).astype("int32")
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(global_batch).prefetch(2)
-    dataset = strategies.prepare_dataset(dataset, choice.strategy)
+    dataset = replicas.prepare_dataset(dataset, choice.strategy)
     with choice.strategy.scope():
         keras.utils.set_random_seed(1)
         model = keras.Sequential(
@@ -75,7 +75,7 @@ def child_convnet(mode: str, samples: int, epochs: int, global_batch: int) -> di
         model.compile(
             optimizer="adam",
             loss="sparse_categorical_crossentropy",
-            steps_per_execution=strategies.steps_per_execution_for(choice.strategy),
+            steps_per_execution=replicas.steps_per_execution_for(choice.strategy),
         )
     start = time.perf_counter()
     model.fit(dataset, epochs=1, verbose=0)

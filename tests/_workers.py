@@ -50,8 +50,8 @@ def free_ports(count: int) -> list[int]:
 
 def tf_config(ports: list[int], index: int) -> str:
     """The TF_CONFIG of worker ``index`` in a cluster of workers on ``ports``."""
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
-    return json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+    jobs = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    return json.dumps({"cluster": jobs, "task": {"type": "worker", "index": index}})
 
 
 def _data():
@@ -67,7 +67,7 @@ def _data():
 def _train(strategy, global_batch: int, *, initial=None):
     """Build, compile and fit a tiny regression model inside ``strategy.scope()``."""
     from modelzoo import backend
-    from modelzoo.distribute import strategies
+    from modelzoo.distribute import replicas
 
     tf, keras = backend.tf(), backend.keras()
     x, y = _data()
@@ -81,11 +81,11 @@ def _train(strategy, global_batch: int, *, initial=None):
         model.compile(
             optimizer=keras.optimizers.SGD(0.05),
             loss="mse",
-            steps_per_execution=strategies.steps_per_execution_for(strategy),
+            steps_per_execution=replicas.steps_per_execution_for(strategy),
         )
     start = [w.copy() for w in model.get_weights()]
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(global_batch)
-    dataset = strategies.prepare_dataset(dataset, strategy)
+    dataset = replicas.prepare_dataset(dataset, strategy)
     history = model.fit(dataset, epochs=EPOCHS, verbose=0, shuffle=False)
     return model, start, [float(v) for v in history.history["loss"]]
 
@@ -93,14 +93,14 @@ def _train(strategy, global_batch: int, *, initial=None):
 def run_mirrored() -> dict:
     """Split the CPU in two, then train the same model under mirrored and default."""
     from modelzoo import backend
-    from modelzoo.distribute import strategies
+    from modelzoo.distribute import replicas, strategies
 
     tf = backend.tf()
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     choice = strategies.choose_strategy("mirrored")
     explicit = strategies.choose_strategy("mirrored:/cpu:0,/cpu:1")
-    batch = strategies.global_batch_size(PER_REPLICA, choice.strategy)
+    batch = replicas.global_batch_size(PER_REPLICA, choice.strategy)
     mirrored, start, mirrored_loss = _train(choice.strategy, batch)
     default, _, default_loss = _train(strategies.make_strategy(None), batch, initial=start)
     gap = max(
@@ -207,7 +207,7 @@ def run_learner_worker(out: str, register_timeout: float | None, *, die: bool = 
     from pathlib import Path
 
     from modelzoo import TransferLearner, backend, errors
-    from modelzoo.distribute import strategies
+    from modelzoo.distribute import cluster, replicas, strategies
     from modelzoo.models.datasets import DIGIT_CLASSES
 
     seconds = {"import": time.perf_counter() - _STARTED}
@@ -219,7 +219,7 @@ def run_learner_worker(out: str, register_timeout: float | None, *, die: bool = 
     )
     seconds["build"] = time.perf_counter() - _STARTED
     choice, strategy = learner.choice, learner.strategy
-    chief = strategies.is_chief(strategy)
+    chief = cluster.is_chief(strategy)
     x, y, x_test = _digits()
     keras = backend.keras()
     callbacks = []
@@ -258,14 +258,14 @@ def run_learner_worker(out: str, register_timeout: float | None, *, die: bool = 
         "kind": choice.kind,
         "replicas": choice.replicas,
         "chief": chief,
-        "chief_from_env": strategies.is_chief(),
+        "chief_from_env": cluster.is_chief(),
         "global_batch": learner.last_fit["global_batch_size"],
         "loss": first["loss"] + learner.history["loss"][len(first["loss"]) :],
         "first_cache": first_cache,
         "second_cache": learner.last_fit["feature_cache"],
         "features_written": len(list((home / "features").glob("*.npy"))),
-        "agree_true": strategies.all_workers_agree(True, choice),
-        "agree_chief_only": strategies.all_workers_agree(chief, choice),
+        "agree_true": replicas.all_workers_agree(True, choice),
+        "agree_chief_only": replicas.all_workers_agree(chief, choice),
         "saved": str(saved),
         "temp_left": sorted(p.name for p in Path(out).parent.glob(".*.tmp")),
         "predictions": learner.predict(x_test).tolist(),
@@ -280,10 +280,10 @@ def run_peer_dies(when: str, register_timeout: float | None) -> dict:
     reads the mirrored base weights for the feature-cache key). Worker 0 reports what
     reached it: our one-line error, or the raw exception when one escaped."""
     from modelzoo import TransferLearner, errors
-    from modelzoo.distribute import strategies
+    from modelzoo.distribute import cluster, strategies
 
     strategy = strategies.make_strategy("multi-worker", register_timeout=register_timeout)
-    chief = strategies.is_chief(strategy)
+    chief = cluster.is_chief(strategy)
     if not chief and when == "setup":
         os._exit(3)
     stage = "setup"

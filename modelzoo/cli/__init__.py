@@ -5,6 +5,24 @@ Every :class:`~modelzoo.errors.ModelZooError` becomes one line on stderr and exi
 ``MODELZOO_DEBUG=1`` shows the traceback instead. TensorFlow's start-up logging is hidden
 unless ``-v``/``--verbose`` or ``MODELZOO_DEBUG=1``. Package-manager commands never import
 TensorFlow.
+
+Where each command lives:
+
+=====================  ==============================================================
+module                 commands
+=====================  ==============================================================
+``packages``           ``search``, ``info``, ``install``, ``list``, ``remove``, ``verify``
+``project``            ``add``, ``outdated``, ``pack``, ``unpack``, ``publish``
+``registry``           ``registry list|add|remove|index|verify|init|sign|rotate-keys``
+``cache``              ``cache path|size|prune|clear``
+``models``             ``layers``, ``train``, ``predict``
+``export``             ``export`` (TF.js, LiteRT via ``_litert``), ``serve``
+``viz``                ``activations``, ``filters``
+``doctor``, ``demo``   ``doctor``, ``demo``
+=====================  ==============================================================
+
+Shared options (``--json``, ``--trust-remote-code``) are declared once in ``_options``; tables
+and JSON output in ``_output``.
 """
 
 from __future__ import annotations

@@ -42,7 +42,6 @@ strategy lives in :mod:`modelzoo.distribute.replicas`: :func:`global_batch_size`
 :func:`steps_per_execution_for`, :func:`in_scope` (a model whose variables belong to the
 strategy) and :func:`cluster_failures` (a lost worker or TPU becomes a
 :class:`StrategyError`). Who writes files in a cluster lives in :mod:`modelzoo.distribute.cluster`.
-Both are re-exported here.
 """
 
 from __future__ import annotations
@@ -59,7 +58,6 @@ from urllib.parse import urlsplit
 from .. import backend, config
 from ..errors import StrategyError, UsageError, first_line
 from ._plan import (
-    KINDS,
     VALID_SPECS,
     StrategyChoice,
     _auto_plan,
@@ -70,46 +68,15 @@ from ._plan import (
     _tpu_device_files,
     kind_of,
 )
-from .cluster import (
-    ClusterConfig,
-    is_chief,
-    parse_tf_config,
-    remove_worker_temp,
-    saving_path,
-    worker_temp_dir,
-)
-from .replicas import (
-    all_workers_agree,
-    batch_dataset,
-    cluster_failures,
-    global_batch_size,
-    in_scope,
-    prepare_dataset,
-    steps_per_execution_for,
-)
+from .cluster import ClusterConfig, parse_tf_config
 
 __all__ = [
     "DEFAULT_REGISTER_TIMEOUT",
     "DEFAULT_TPU_TIMEOUT",
-    "KINDS",
-    "VALID_SPECS",
-    "ClusterConfig",
     "StrategyChoice",
-    "all_workers_agree",
-    "batch_dataset",
     "choose_strategy",
-    "cluster_failures",
     "describe_devices",
-    "global_batch_size",
-    "in_scope",
-    "is_chief",
     "make_strategy",
-    "parse_tf_config",
-    "prepare_dataset",
-    "remove_worker_temp",
-    "saving_path",
-    "steps_per_execution_for",
-    "worker_temp_dir",
 ]
 
 logger = logging.getLogger(__name__)

@@ -815,16 +815,16 @@ def bundle_metadata(location: str) -> dict[str, bytes]:
     """The verified metadata this machine holds for a signed registry, to carry in a bundle:
     every root version (``<N>.root.json``) and the current timestamp, snapshot, targets."""
     folder = trust_dir(location) / "metadata"
-    files = {}
+    documents = {}
     for path in sorted((folder / "root_history").glob("*.root.json")):
-        files[path.name] = path.read_bytes()
+        documents[path.name] = path.read_bytes()
     for role in ("timestamp", "snapshot", "targets"):
-        files[f"{role}.json"] = (folder / f"{role}.json").read_bytes()
-    return files
+        documents[f"{role}.json"] = (folder / f"{role}.json").read_bytes()
+    return documents
 
 
 def verify_bundle_metadata(
-    files: dict[str, bytes], *, anchors: set[str], registry: str
+    documents: dict[str, bytes], *, anchors: set[str], registry: str
 ) -> tuple[dict, TrustedRoot, bool]:
     """Verify a signed registry's metadata carried in a bundle, without any network.
 
@@ -837,7 +837,7 @@ def verify_bundle_metadata(
     weeks later; the age is logged instead.
 
     Args:
-        files: ``<N>.root.json``, ``timestamp.json``, ``snapshot.json``, ``targets.json``.
+        documents: ``<N>.root.json``, ``timestamp.json``, ``snapshot.json``, ``targets.json``.
         anchors: sha256 of roots the user trusts (lockfile pins, ``--root-sha256``, roots
             this machine already trusts); empty: the bundle's oldest root, unanchored.
         registry: the registry's name, for messages.
@@ -855,7 +855,7 @@ def verify_bundle_metadata(
 
     roots = sorted(
         (int(name.split(".", 1)[0]), data)
-        for name, data in files.items()
+        for name, data in documents.items()
         if name.endswith(".root.json")
     )
     start = None
@@ -885,10 +885,10 @@ def verify_bundle_metadata(
             trusted = new
         root = trusted
         role = "timestamp"
-        timestamp = Metadata.from_bytes(files["timestamp.json"])
+        timestamp = Metadata.from_bytes(documents["timestamp.json"])
         root.verify_delegate("timestamp", timestamp)
         role = "snapshot"
-        snapshot_bytes = files["snapshot.json"]
+        snapshot_bytes = documents["snapshot.json"]
         snapshot = Metadata.from_bytes(snapshot_bytes)
         root.verify_delegate("snapshot", snapshot)
         meta = timestamp.signed.snapshot_meta
@@ -898,7 +898,7 @@ def verify_bundle_metadata(
                 f"timestamp names snapshot v{meta.version}, got v{snapshot.signed.version}"
             )
         role = "targets"
-        targets_bytes = files["targets.json"]
+        targets_bytes = documents["targets.json"]
         targets = Metadata.from_bytes(targets_bytes)
         root.verify_delegate("targets", targets)
         meta = snapshot.signed.meta["targets.json"]

@@ -360,7 +360,7 @@ def compile_defaults(
         optimizer: an optimizer to use instead of a new Adam, e.g. the model's own to
             recompile without losing its state (``iterations``, moments).
         steps_per_execution: training steps per call into TensorFlow (Keras's compile
-            argument); :func:`modelzoo.distribute.strategies.steps_per_execution_for` suggests one.
+            argument); :func:`modelzoo.distribute.replicas.steps_per_execution_for` suggests one.
 
     Returns:
         The same model, compiled.

@@ -2,7 +2,7 @@
 
 Everything that creates variables (the base, the head, the optimizer) is built inside
 the chosen ``tf.distribute`` strategy's scope; a base model built elsewhere is rebuilt
-there (:func:`modelzoo.distribute.strategies.in_scope`). When the base is frozen and no
+there (:func:`modelzoo.distribute.replicas.in_scope`). When the base is frozen and no
 augmentation is asked for, the learner computes the base's features once (cached on
 disk, see :mod:`modelzoo.models.features`) and trains only the head on them: the same model,
 a fraction of the time.
@@ -12,7 +12,7 @@ Under a strategy (see :mod:`modelzoo.distribute.strategies`):
 * ``batch_size`` is per replica; every step takes a global batch of ``batch_size ×
   replicas`` examples, logged at each ``fit`` and kept in ``last_fit``.
 * Arrays and ``tf.data`` inputs become pipelines of global batches
-  (:func:`~modelzoo.distribute.strategies.batch_dataset`): sharded per worker under multi-worker
+  (:func:`~modelzoo.distribute.replicas.batch_dataset`): sharded per worker under multi-worker
   training, with static shapes (full batches only) on TPUs, where predictions pad the
   last batch instead and drop the padding.
 * Pretrained weights are read in this (the client) process: ``.h5`` weights by h5py and
@@ -21,7 +21,7 @@ Under a strategy (see :mod:`modelzoo.distribute.strategies`):
   same holds for ``save()``, which writes from the client too.
 * Under multi-worker training only the chief writes the feature cache and the saved
   model; the others save into a temporary folder that is removed. Workers vote before
-  using cached features (:func:`~modelzoo.distribute.strategies.all_workers_agree`), so they never
+  using cached features (:func:`~modelzoo.distribute.replicas.all_workers_agree`), so they never
   disagree about running the base.
 * A worker or TPU lost mid-``fit`` raises :class:`~modelzoo.errors.StrategyError`.
 """
@@ -158,7 +158,7 @@ class TransferLearner:
             turns the feature cache off (augmented images differ every epoch).
         trust_remote_code: skip the safety scan of saved-model bases.
         steps_per_execution: training steps per call into TensorFlow; None =
-            :func:`~modelzoo.distribute.strategies.steps_per_execution_for` the strategy (32
+            :func:`~modelzoo.distribute.replicas.steps_per_execution_for` the strategy (32
             on TPUs, 1 elsewhere). A fit on data of unknown length runs one step per call.
     """
 
@@ -184,12 +184,8 @@ class TransferLearner:
         trust_remote_code: bool = False,
         steps_per_execution: int | None = None,
     ):
-        from ..distribute.strategies import (
-            choose_strategy,
-            cluster_failures,
-            in_scope,
-            steps_per_execution_for,
-        )
+        from ..distribute.replicas import cluster_failures, in_scope, steps_per_execution_for
+        from ..distribute.strategies import choose_strategy
         from .heads import attach_head
         from .loading import default_cut, load, manifest_of
         from .slicing import freeze, slice
@@ -411,7 +407,8 @@ class TransferLearner:
 
     def _features(self, x: np.ndarray, batch_size: int, weights: str) -> tuple[np.ndarray, str]:
         """The base's outputs for ``x``: from the on-disk cache when possible."""
-        from ..distribute.strategies import all_workers_agree, is_chief
+        from ..distribute.cluster import is_chief
+        from ..distribute.replicas import all_workers_agree
         from .features import FeatureCache, fingerprint_arrays
 
         key = self._feature_key(weights, fingerprint_arrays(x))
@@ -436,7 +433,8 @@ class TransferLearner:
         neither the images nor the features are ever all in memory. A worker other than
         the chief writes a private file, listed in ``private`` for removal after ``fit``.
         """
-        from ..distribute.strategies import all_workers_agree, is_chief
+        from ..distribute.cluster import is_chief
+        from ..distribute.replicas import all_workers_agree
         from .features import BLOCK_BYTES, FeatureCache
 
         key = self._feature_key(weights, "folder:" + folder.fingerprint())
@@ -483,7 +481,7 @@ class TransferLearner:
         ``x`` is an array, or an unbatched dataset of ``count`` images.
         """
         from ..backend import tf
-        from ..distribute.strategies import cluster_failures
+        from ..distribute.replicas import cluster_failures
 
         n = len(x) if count is None else count
         pad = (-n) % global_batch if self.choice.kind == "tpu" else 0
@@ -595,7 +593,7 @@ class TransferLearner:
         default metrics are weighted, see :func:`modelzoo.models.heads.compile_defaults`).
         """
         from ..backend import tf
-        from ..distribute.strategies import batch_dataset
+        from ..distribute.replicas import batch_dataset
 
         if val is None:
             return None
@@ -699,7 +697,7 @@ class TransferLearner:
             StrategyError: a worker or TPU was lost during training.
         """
         from ..backend import tf
-        from ..distribute.strategies import batch_dataset, cluster_failures
+        from ..distribute.replicas import batch_dataset, cluster_failures
         from .features import fingerprint_weights
         from .heads import label_format
 
@@ -826,7 +824,7 @@ class TransferLearner:
         ``x`` may also be a dataset of ``(images, labels)`` or an image folder (streamed).
         """
         from ..backend import tf
-        from ..distribute.strategies import cluster_failures
+        from ..distribute.replicas import cluster_failures
         from .heads import label_format
 
         global_batch = batch_size * self.replicas
@@ -894,7 +892,7 @@ class TransferLearner:
 
     def predict(self, x: Any, *, batch_size: int = 32) -> np.ndarray:
         """Model outputs for images ``x`` (class probabilities for classification)."""
-        from ..distribute.strategies import cluster_failures
+        from ..distribute.replicas import cluster_failures
 
         if _is_dataset(x):
             with cluster_failures(self.choice, action="Prediction"):
@@ -915,7 +913,7 @@ class TransferLearner:
             ``path``, on every worker.
         """
         from ..distribute.cluster import saving_path
-        from ..distribute.strategies import cluster_failures
+        from ..distribute.replicas import cluster_failures
         from ..files import atomic_output, atomic_write
 
         path = Path(path)

@@ -16,7 +16,7 @@ import _workers
 import pytest
 from _procs import ok, run_all
 
-from modelzoo.distribute import strategies
+from modelzoo.distribute import cluster, replicas, strategies
 from modelzoo.errors import StrategyError, UsageError
 
 WORKERS = Path(_workers.__file__)
@@ -42,31 +42,29 @@ GOOD = {
 
 
 def test_parse_tf_config_reads_cluster_and_task():
-    config = strategies.parse_tf_config(json.dumps(GOOD))
+    config = cluster.parse_tf_config(json.dumps(GOOD))
     assert config.num_workers == 3
     assert (config.task_type, config.task_index) == ("worker", 1)
     assert config.address == "10.0.0.3:2222"
     assert config.leader == "/job:chief/replica:0/task:0"
     assert not config.is_chief
-    assert strategies.parse_tf_config({**GOOD, "task": {"type": "chief", "index": 0}}).is_chief
+    assert cluster.parse_tf_config({**GOOD, "task": {"type": "chief", "index": 0}}).is_chief
 
 
 def test_parse_tf_config_without_chief_makes_worker_0_chief_and_leader():
-    cluster = {"worker": ["a:1", "b:2"]}
-    first = strategies.parse_tf_config({"cluster": cluster, "task": {"type": "worker", "index": 0}})
-    second = strategies.parse_tf_config(
-        {"cluster": cluster, "task": {"type": "worker", "index": 1}}
-    )
+    jobs = {"worker": ["a:1", "b:2"]}
+    first = cluster.parse_tf_config({"cluster": jobs, "task": {"type": "worker", "index": 0}})
+    second = cluster.parse_tf_config({"cluster": jobs, "task": {"type": "worker", "index": 1}})
     assert first.is_chief and not second.is_chief
     assert first.leader == "/job:worker/replica:0/task:0"
 
 
 def test_parse_tf_config_reads_environment(monkeypatch):
-    assert strategies.parse_tf_config() is None
+    assert cluster.parse_tf_config() is None
     monkeypatch.setenv("TF_CONFIG", "  ")
-    assert strategies.parse_tf_config() is None
+    assert cluster.parse_tf_config() is None
     monkeypatch.setenv("TF_CONFIG", json.dumps(GOOD))
-    assert strategies.parse_tf_config().num_workers == 3
+    assert cluster.parse_tf_config().num_workers == 3
 
 
 @pytest.mark.parametrize(
@@ -95,7 +93,7 @@ def test_parse_tf_config_reads_environment(monkeypatch):
 )
 def test_parse_tf_config_errors_say_what_is_wrong(value, expected):
     with pytest.raises(StrategyError) as info:
-        strategies.parse_tf_config(value if isinstance(value, str) else json.dumps(value))
+        cluster.parse_tf_config(value if isinstance(value, str) else json.dumps(value))
     message = str(info.value)
     assert message.startswith("TF_CONFIG ")
     assert expected in message
@@ -106,27 +104,27 @@ def test_parse_tf_config_errors_say_what_is_wrong(value, expected):
 
 
 def test_is_chief_outside_a_cluster_and_from_config(monkeypatch):
-    assert strategies.is_chief() is True
+    assert cluster.is_chief() is True
     worker1 = {"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}
-    assert strategies.is_chief(json.dumps(worker1)) is False
-    assert strategies.is_chief(worker1) is False
-    assert strategies.is_chief(strategies.parse_tf_config(GOOD)) is False
+    assert cluster.is_chief(json.dumps(worker1)) is False
+    assert cluster.is_chief(worker1) is False
+    assert cluster.is_chief(cluster.parse_tf_config(GOOD)) is False
     monkeypatch.setenv("TF_CONFIG", json.dumps({**worker1, "task": {"type": "worker", "index": 0}}))
-    assert strategies.is_chief() is True
+    assert cluster.is_chief() is True
 
 
 def test_non_chief_saves_to_a_worker_folder_that_is_removed(tmp_path, monkeypatch):
     worker1 = {"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}
     monkeypatch.setenv("TF_CONFIG", json.dumps(worker1))
     real = tmp_path / "out" / "model.keras"
-    target = strategies.worker_temp_dir(real)
+    target = cluster.worker_temp_dir(real)
     assert target != real and target.name == "model.keras"
     assert target.parent.is_dir() and target.parent.parent == real.parent
     target.write_bytes(b"weights")
-    strategies.remove_worker_temp(real)
+    cluster.remove_worker_temp(real)
     assert not target.parent.exists()
     assert sorted(p.name for p in real.parent.iterdir()) == []
-    with strategies.saving_path(real) as target:
+    with cluster.saving_path(real) as target:
         target.write_bytes(b"weights")
     assert not target.exists() and not real.exists()
 
@@ -135,21 +133,21 @@ def test_chief_saves_to_the_real_path_and_keeps_it(tmp_path, monkeypatch):
     chief = {"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 0}}
     monkeypatch.setenv("TF_CONFIG", json.dumps(chief))
     real = tmp_path / "model.keras"
-    assert strategies.worker_temp_dir(real) == real
-    with strategies.saving_path(real) as target:
+    assert cluster.worker_temp_dir(real) == real
+    with cluster.saving_path(real) as target:
         target.write_bytes(b"weights")
     assert real.read_bytes() == b"weights"
-    strategies.remove_worker_temp(real)  # never deletes the chief's output
+    cluster.remove_worker_temp(real)  # never deletes the chief's output
     assert real.exists()
 
 
 def test_different_workers_get_different_folders(tmp_path):
     def config(index):
-        cluster = {"worker": ["a:1", "b:2", "c:3"]}
-        return {"cluster": cluster, "task": {"type": "worker", "index": index}}
+        jobs = {"worker": ["a:1", "b:2", "c:3"]}
+        return {"cluster": jobs, "task": {"type": "worker", "index": index}}
 
-    first = strategies.worker_temp_dir(tmp_path / "m", config(1))
-    second = strategies.worker_temp_dir(tmp_path / "m", config(2))
+    first = cluster.worker_temp_dir(tmp_path / "m", config(1))
+    second = cluster.worker_temp_dir(tmp_path / "m", config(2))
     assert first != second
 
 
@@ -264,25 +262,25 @@ def test_bad_arguments_are_usage_errors(kwargs, expected):
 @pytest.mark.tf
 def test_dataset_helpers_under_the_default_strategy():
     tf = pytest.importorskip("tensorflow")
-    assert strategies.global_batch_size(32) == 32
-    assert strategies.global_batch_size(8, strategies.choose_strategy("cpu")) == 8
-    assert strategies.steps_per_execution_for() == 1
+    assert replicas.global_batch_size(32) == 32
+    assert replicas.global_batch_size(8, strategies.choose_strategy("cpu")) == 8
+    assert replicas.steps_per_execution_for() == 1
     dataset = tf.data.Dataset.range(10).batch(4)
-    assert strategies.prepare_dataset(dataset) is dataset
+    assert replicas.prepare_dataset(dataset) is dataset
     mirrored = tf.distribute.MirroredStrategy(["/cpu:0"])
-    assert strategies.prepare_dataset(dataset, mirrored) is dataset
-    assert strategies.steps_per_execution_for(mirrored) == 1
+    assert replicas.prepare_dataset(dataset, mirrored) is dataset
+    assert replicas.steps_per_execution_for(mirrored) == 1
 
 
 @pytest.mark.tf
 @pytest.mark.parametrize(
     ("call", "expected"),
     [
-        (lambda: strategies.global_batch_size(0), "per_replica must be a positive integer"),
-        (lambda: strategies.global_batch_size(2.5), "Received: 2.5"),
-        (lambda: strategies.global_batch_size(8, "auto"), "Build one with make_strategy()"),
-        (lambda: strategies.prepare_dataset([1, 2, 3]), "needs a tf.data.Dataset"),
-        (lambda: strategies.steps_per_execution_for(object()), "Expected a tf.distribute"),
+        (lambda: replicas.global_batch_size(0), "per_replica must be a positive integer"),
+        (lambda: replicas.global_batch_size(2.5), "Received: 2.5"),
+        (lambda: replicas.global_batch_size(8, "auto"), "Build one with make_strategy()"),
+        (lambda: replicas.prepare_dataset([1, 2, 3]), "needs a tf.data.Dataset"),
+        (lambda: replicas.steps_per_execution_for(object()), "Expected a tf.distribute"),
     ],
 )
 def test_dataset_helpers_reject_bad_arguments(call, expected):

@@ -23,7 +23,7 @@ import pytest
 from _procs import ok, run_all
 
 from modelzoo import config
-from modelzoo.distribute import cluster, strategies
+from modelzoo.distribute import replicas, strategies
 from modelzoo.errors import StrategyError, UsageError
 
 WORKERS = Path(_workers.__file__)
@@ -127,10 +127,8 @@ def test_strategies_read_the_timeout_settings(monkeypatch):
         strategies.choose_strategy("cpu")
 
 
-def test_cluster_helpers_live_in_cluster_and_stay_in_distribute():
-    for name in cluster.__all__:
-        assert getattr(strategies, name) is getattr(cluster, name)
-        assert name in strategies.__all__
+def test_cluster_helpers_import_no_tensorflow():
+    # Reading TF_CONFIG and choosing where the chief saves must stay cheap: no TensorFlow.
     code = "import sys, modelzoo.distribute.cluster; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False"
@@ -161,10 +159,10 @@ def test_in_scope_rebuilds_a_model_made_outside_the_strategy(tiny_base):
     import tensorflow as tf
 
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
-    assert strategies.in_scope(tiny_base) is tiny_base  # the default strategy owns it
+    assert replicas.in_scope(tiny_base) is tiny_base  # the default strategy owns it
     try:
         tiny_base.get_layer("conv1").trainable = False
-        copy = strategies.in_scope(tiny_base, strategy)
+        copy = replicas.in_scope(tiny_base, strategy)
     finally:
         tiny_base.get_layer("conv1").trainable = True
     assert copy is not tiny_base
@@ -173,7 +171,7 @@ def test_in_scope_rebuilds_a_model_made_outside_the_strategy(tiny_base):
     assert not copy.get_layer("conv1").trainable and copy.get_layer("conv_pw_13").trainable
     for a, b in zip(copy.get_weights(), tiny_base.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
-    assert strategies.in_scope(copy, strategy) is copy
+    assert replicas.in_scope(copy, strategy) is copy
 
 
 @pytest.mark.tf
@@ -193,7 +191,7 @@ def test_in_scope_explains_a_model_it_cannot_rebuild():
     inputs = keras.Input((3,))
     model = keras.Model(inputs, Apply(tf.math.square)(inputs))
     with pytest.raises(UsageError) as info:
-        strategies.in_scope(model, tf.distribute.MirroredStrategy(["/cpu:0"]))
+        replicas.in_scope(model, tf.distribute.MirroredStrategy(["/cpu:0"]))
     assert "built outside the MirroredStrategy scope" in str(info.value)
     assert "NotImplementedError: Layer Apply was created by passing" in str(info.value)
     assert "Build it inside `with strategy.scope():`" in str(info.value)
@@ -222,14 +220,14 @@ def test_learner_builds_everything_inside_a_mirrored_scope(tiny_base):
 def test_batch_dataset_gives_static_full_batches_on_a_tpu():
     x, y = _images(40)
     tpu = _pretend("tpu")
-    dataset = strategies.batch_dataset((x, y), 16, tpu, shuffle=True)
+    dataset = replicas.batch_dataset((x, y), 16, tpu, shuffle=True)
     assert dataset.element_spec[0].shape.as_list() == [16, 32, 32, 3]
     assert [len(b) for b, _ in dataset.as_numpy_iterator()] == [16, 16]
-    plain = strategies.batch_dataset((x, y), 16)
+    plain = replicas.batch_dataset((x, y), 16)
     assert plain.element_spec[0].shape.as_list() == [None, 32, 32, 3]
     assert [len(b) for b, _ in plain.as_numpy_iterator()] == [16, 16, 8]
     with pytest.raises(UsageError) as info:
-        strategies.batch_dataset((x[:10], y[:10]), 16, tpu)
+        replicas.batch_dataset((x[:10], y[:10]), 16, tpu)
     assert "10 examples make no global batch of 16" in str(info.value)
 
 
@@ -239,10 +237,10 @@ def test_batch_dataset_shards_by_data_and_shuffles_alike_on_every_worker():
 
     x, y = np.arange(64, dtype="float32").reshape(32, 2), np.arange(32)
     worker = _pretend("multi-worker")
-    first = strategies.batch_dataset((x, y), 8, worker, shuffle=True)
+    first = replicas.batch_dataset((x, y), 8, worker, shuffle=True)
     policy = first.options().experimental_distribute.auto_shard_policy
     assert policy == tf.data.experimental.AutoShardPolicy.DATA
-    second = strategies.batch_dataset((x, y), 8, worker, shuffle=True)  # "another worker"
+    second = replicas.batch_dataset((x, y), 8, worker, shuffle=True)  # "another worker"
     order = [b.tolist() for _, b in first.as_numpy_iterator()]
     assert order == [b.tolist() for _, b in second.as_numpy_iterator()]
     assert sorted(sum(order, [])) == list(range(32)) and sum(order, []) != list(range(32))
@@ -275,15 +273,15 @@ def test_batch_dataset_rebatches_datasets_and_rejects_bad_input():
 
     x, y = np.zeros((10, 4), "float32"), np.arange(10)
     examples = tf.data.Dataset.from_tensor_slices((x, y))
-    sizes = [len(b) for b, _ in strategies.batch_dataset(examples, 4).as_numpy_iterator()]
+    sizes = [len(b) for b, _ in replicas.batch_dataset(examples, 4).as_numpy_iterator()]
     assert sizes == [4, 4, 2]
-    batched = strategies.batch_dataset(examples.batch(3), 4, _pretend("tpu"), batched=True)
+    batched = replicas.batch_dataset(examples.batch(3), 4, _pretend("tpu"), batched=True)
     assert [len(b) for b, _ in batched.as_numpy_iterator()] == [4, 4]
     for call, expected in [
-        (lambda: strategies.batch_dataset(examples, 4, shuffle=True), "shuffle a tf.data"),
-        (lambda: strategies.batch_dataset((x, y[:5]), 4), "Received lengths: [10, 5]"),
-        (lambda: strategies.batch_dataset(x, 4), "Received: ndarray"),
-        (lambda: strategies.batch_dataset((x, y), 0), "Received: 0"),
+        (lambda: replicas.batch_dataset(examples, 4, shuffle=True), "shuffle a tf.data"),
+        (lambda: replicas.batch_dataset((x, y[:5]), 4), "Received lengths: [10, 5]"),
+        (lambda: replicas.batch_dataset(x, 4), "Received: ndarray"),
+        (lambda: replicas.batch_dataset((x, y), 0), "Received: 0"),
     ]:
         with pytest.raises(UsageError) as info:
             call()
@@ -372,7 +370,7 @@ def test_lost_worker_becomes_a_strategy_error():
         "Collective ops is aborted by: The following tasks are unhealthy (stopped sending "
         "heartbeats):\n/job:worker/replica:0/task:1\nThe tasks have crashed."
     )
-    failures = strategies.cluster_failures(_pretend("multi-worker"), action="Training")
+    failures = replicas.cluster_failures(_pretend("multi-worker"), action="Training")
     with pytest.raises(StrategyError) as info, failures:
         raise tf.errors.UnavailableError(None, None, lost)
     message = str(info.value)
@@ -380,7 +378,7 @@ def test_lost_worker_becomes_a_strategy_error():
     assert "(UnavailableError)" in message and "restart every worker" in message
     assert "BackupAndRestore" in message
     assert isinstance(info.value.__cause__, tf.errors.UnavailableError)
-    failures = strategies.cluster_failures(_pretend("tpu"), action="Prediction")
+    failures = replicas.cluster_failures(_pretend("tpu"), action="Prediction")
     with pytest.raises(StrategyError, match="the TPU stopped responding"), failures:
         raise tf.errors.DeadlineExceededError(None, None, "deadline")
 
@@ -399,7 +397,7 @@ def test_lost_worker_is_named_from_real_tensorflow_errors(monkeypatch, where):
     cluster_of_two = _workers.tf_config(_workers.free_ports(2), 0)
     monkeypatch.setenv("TF_CONFIG", cluster_of_two)  # this process is worker 0
     error_class = getattr(tf.errors, case["type"])
-    failures = strategies.cluster_failures(_pretend("multi-worker"), action="Training")
+    failures = replicas.cluster_failures(_pretend("multi-worker"), action="Training")
     with pytest.raises(StrategyError) as info, failures:
         raise error_class(None, None, case["message"])
     message = str(info.value)
@@ -413,13 +411,13 @@ def test_other_errors_pass_through_cluster_failures():
     import tensorflow as tf
 
     # One machine: nothing to blame.
-    with pytest.raises(tf.errors.UnavailableError), strategies.cluster_failures(_pretend("cpu")):
+    with pytest.raises(tf.errors.UnavailableError), replicas.cluster_failures(_pretend("cpu")):
         raise tf.errors.UnavailableError(None, None, "x")
     # A bug, not a lost peer.
-    failures = strategies.cluster_failures(_pretend("multi-worker"))
+    failures = replicas.cluster_failures(_pretend("multi-worker"))
     with pytest.raises(tf.errors.InvalidArgumentError), failures:
         raise tf.errors.InvalidArgumentError(None, None, "bad shape")
-    assert strategies.all_workers_agree(True) and not strategies.all_workers_agree(False)
+    assert replicas.all_workers_agree(True) and not replicas.all_workers_agree(False)
 
 
 # ----------------------------------------------------------------------------- CLI, in process
