@@ -11,16 +11,15 @@ attach and train a step. The family-by-family table prints at the end (``pytest 
 from __future__ import annotations
 
 import gc
-import hashlib
 import json
 import time
 
 import numpy as np
 import pytest
 from _server import LocalServer
+from _stand_ins import BUNDLED, bundled_doc, publish_stand_in
 
 import modelzoo
-from modelzoo.hub.registry import bundled_registry_path, write_index
 
 pytestmark = [pytest.mark.tf, pytest.mark.slow]
 
@@ -44,12 +43,7 @@ FAMILY_MODELS = {
     "Xception": "xception",
 }
 
-BUNDLED = bundled_registry_path()
 _ROWS: list[tuple] = []
-
-
-def _bundled_doc(name: str) -> dict:
-    return json.loads((BUNDLED / "models" / name / "1.0.0" / "manifest.json").read_text("utf-8"))
 
 
 def test_every_bundled_family_is_covered():
@@ -60,7 +54,7 @@ def test_every_bundled_family_is_covered():
     }
     assert families == set(FAMILY_MODELS)
     for family, name in FAMILY_MODELS.items():
-        assert _bundled_doc(name)["family"] == family
+        assert bundled_doc(name)["family"] == family
 
 
 @pytest.fixture(scope="module")
@@ -77,34 +71,6 @@ def served(tmp_path_factory):
             print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
 
 
-def _publish_stand_in(root, server, name: str) -> dict:
-    """Copy the bundled manifest; its notop file becomes random weights, served locally."""
-    import tf_keras as keras
-
-    doc = _bundled_doc(name)
-    folder = root / "models" / name / "1.0.0"
-    folder.mkdir(parents=True)
-    # Built as the weights' authors did, independently of modelzoo's loader.
-    kwargs = {k: v for k, v in doc["build"]["kwargs"].items() if k != "input_shape"}
-    ctor = getattr(keras.applications, doc["build"]["constructor"])
-    stand_in = ctor(
-        include_top=False, weights=None, input_shape=tuple(doc["input"]["shape"]), **kwargs
-    )
-    notop = doc["artifacts"]["notop"]
-    path = folder / notop["file_name"]
-    stand_in.save_weights(path)
-    del stand_in
-    keras.backend.clear_session()
-    gc.collect()
-    notop["url"] = f"{server.url}/models/{name}/1.0.0/{notop['file_name']}"
-    notop["hash"] = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
-    full = doc["artifacts"]["full"]  # never fetched: the cut lies inside the notop graph
-    full["url"] = f"{server.url}/models/{name}/1.0.0/{full['file_name']}"
-    (folder / "manifest.json").write_text(json.dumps(doc, indent=2), encoding="utf-8")
-    write_index(root)
-    return doc
-
-
 @pytest.mark.parametrize("family", sorted(FAMILY_MODELS))
 def test_family_loads_at_the_manifest_shape_and_takes_the_default_head(family, served, monkeypatch):
     import tf_keras as keras
@@ -113,7 +79,7 @@ def test_family_loads_at_the_manifest_shape_and_takes_the_default_head(family, s
 
     root, server = served
     name = FAMILY_MODELS[family]
-    doc = _publish_stand_in(root, server, name)
+    doc = publish_stand_in(root, server.url, name)
     monkeypatch.setenv("MODELZOO_REGISTRY", server.url)
     [cut, *_] = doc["cut_points"]
     start = time.perf_counter()
