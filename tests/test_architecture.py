@@ -188,7 +188,7 @@ def test_the_checks_see_what_they_claim(tmp_path):
     lazy = [e for e in EDGES if e.source == "modelzoo.models.learner"]
     assert any(e.target == "modelzoo.distribute.strategies" for e in lazy)
     assert len(MODULES) > 50
-    edge = Edge("modelzoo.models.loading", "modelzoo.hub._cachefs", None, 1)
+    edge = Edge("modelzoo.models.loading", "modelzoo.hub._project_file", None, 1)
     assert _private(edge) and _folder(edge.target) != _folder(edge.source)
 
 

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from .. import config, files
 from ..errors import LockTimeoutError, ModelZooError, RegistryError, UsageError
-from ._cachefs import _cache_error, claim_home
+from .home import cache_error, claim_home
 
 __all__: list[str] = []  # helpers of modelzoo.hub.registry; nothing here is public API
 
@@ -127,5 +127,5 @@ def _update_config(change) -> Any:
     except ModelZooError:
         raise
     except OSError as exc:  # a read-only or full MODELZOO_HOME
-        raise _cache_error(exc, path, "write") from exc
+        raise cache_error(exc, path, "write") from exc
     return result

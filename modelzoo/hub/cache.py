@@ -40,32 +40,16 @@ import os
 import re
 import time
 from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from .. import config, files
 from ..errors import CacheError, ManifestError, NotInstalledError, UsageError
 from ..versions import is_version, matches, parse_version, split_spec
-from ._cache_values import _SHA256_RE, InstallRecord, PruneResult, VerifyResult, _now
-from ._cachefs import (
-    MARKER,
-    _cache_error,
-    _delete,
-    _digests,
-    _foreign_entries,
-    _hold_lock,
-    _is_marked,
-    _is_ours,
-    _lock_is_held,
-    _looks_like_cache,
-    _mkdir,
-    _move_read_only,
-    _mtime,
-    _remove_lock_if_free,
-    _tree_size,
-    _write_json,
-    claim_home,
-)
+from . import home
+from .home import MARKER, claim_home
 from .manifest import NAME_RE, Manifest, load_manifest
 
 __all__ = [
@@ -95,6 +79,132 @@ _EXCLUSIVE_TIMEOUT = 10 * 60.0
 _KEY_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_-]{0,127}\Z")
 _SUFFIX_RE = re.compile(r"\A(\.[a-z0-9]{1,16})?\Z")
 _KEEP_ON_CLEAR = frozenset({"config.json", "config.json.lock", "registries", "cache.lock", MARKER})
+
+
+# ------------------------------------------------------------------- what the cache holds
+
+_SHA256_RE = re.compile(r"\A[0-9a-f]{64}\Z")
+_RECORD_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class InstallRecord:
+    """One installed artifact: which model variant, which verified bytes, from where.
+
+    Attributes:
+        name: model name.
+        version: model version.
+        variant: artifact variant (``full``, ``notop``, ...).
+        sha256: hex sha256 of the bytes in the blob.
+        size: size of the blob in bytes.
+        path: the blob file (``blobs/sha256/<hex><suffix>``): the local model file.
+        file_name: the artifact's file name in the manifest.
+        url: the URL the bytes were downloaded from.
+        declared_hash: the manifest's published ``algo:hex``, or None.
+        trusted_on_first_use: True when there was no published hash and ``sha256`` was
+            recorded on first download.
+        registry: name of the registry the manifest came from.
+        installed_at: ISO 8601 UTC timestamp.
+    """
+
+    name: str
+    version: str
+    variant: str
+    sha256: str
+    size: int
+    path: Path
+    file_name: str
+    url: str
+    declared_hash: str | None = None
+    trusted_on_first_use: bool = False
+    registry: str = ""
+    installed_at: str = field(default_factory=lambda: _now())
+
+    @property
+    def spec(self) -> str:
+        """``name@version``."""
+        return f"{self.name}@{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as a JSON-ready mapping."""
+        data = asdict(self)
+        data["path"] = str(self.path)
+        return {"format": _RECORD_FORMAT, **data}
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str | None = None) -> InstallRecord:
+        """Rebuild a record from :meth:`to_dict` output.
+
+        Raises:
+            CacheError: when a field is missing or has the wrong type.
+        """
+        where = source or "<install record>"
+        if not isinstance(data, dict):
+            raise CacheError(f"{where}: expected a JSON object. Reinstall the model.")
+        types = {
+            "name": str,
+            "version": str,
+            "variant": str,
+            "sha256": str,
+            "size": int,
+            "path": str,
+            "file_name": str,
+            "url": str,
+            "declared_hash": (str, type(None)),
+            "trusted_on_first_use": bool,
+            "registry": str,
+            "installed_at": str,
+        }
+        for key, kind in types.items():
+            if key not in data or not isinstance(data[key], kind):
+                raise CacheError(
+                    f"{where}: field {key!r} is missing or invalid (got {data.get(key)!r}). "
+                    "Reinstall the model with `modelzoo install NAME --force`."
+                )
+        if not _SHA256_RE.match(data["sha256"]):
+            raise CacheError(f"{where}: field 'sha256' is not 64 lowercase hex digits.")
+        values = {key: data[key] for key in types}
+        values["path"] = Path(values["path"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """The outcome of re-hashing one installed artifact.
+
+    Attributes:
+        record: the install record checked.
+        status: ``ok``, ``mismatch`` (bytes differ from a recorded or published hash) or
+            ``missing`` (the blob file is gone).
+        expected: the ``algo:hex`` that failed (or the record's sha256 when ok/missing).
+        actual: the computed ``algo:hex``, None when missing.
+        message: one line for humans, with the next step when not ok.
+    """
+
+    record: InstallRecord
+    status: str
+    expected: str
+    actual: str | None
+    message: str
+
+    @property
+    def ok(self) -> bool:
+        """Whether the artifact verified."""
+        return self.status == "ok"
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What :meth:`Cache.prune` deleted."""
+
+    blobs: tuple[Path, ...] = ()
+    partials: tuple[Path, ...] = ()
+    locks: tuple[Path, ...] = ()
+    bytes_freed: int = 0
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -211,7 +321,7 @@ class Cache:
         path = self.tmp_dir / f"{self._key(key)}.part"
         if create_dir:
             self._claim()
-            _mkdir(path.parent)
+            home.mkdir(path.parent)
         return path
 
     def lock_path(self, key: str) -> Path:
@@ -244,8 +354,8 @@ class Cache:
         """
         path = self.lock_path(key)
         self._claim()
-        _mkdir(path.parent)
-        with _hold_lock(path, timeout) as flock:
+        home.mkdir(path.parent)
+        with home.hold_lock(path, timeout) as flock:
             yield flock
 
     @contextlib.contextmanager
@@ -258,12 +368,12 @@ class Cache:
         """
         path = self.root / "cache.lock"
         self._claim()
-        with _hold_lock(path, _EXCLUSIVE_TIMEOUT) as flock:
+        with home.hold_lock(path, _EXCLUSIVE_TIMEOUT) as flock:
             yield flock
 
     def _is_locked(self, key: str) -> bool:
         """Whether another holder has ``key``'s lock right now (no lock file: no)."""
-        return _lock_is_held(self.lock_path(key))
+        return home.lock_is_held(self.lock_path(key))
 
     # ---- writing
 
@@ -293,14 +403,14 @@ class Cache:
         try:
             size = src.stat().st_size
         except OSError as exc:
-            raise _cache_error(exc, src, "read") from exc
+            raise home.cache_error(exc, src, "read") from exc
         if dest.is_file() and not replace:
             if dest.stat().st_size == size:
                 with contextlib.suppress(OSError):
                     src.unlink()
                 return dest
             logger.warning("replacing damaged blob %s (size differs from verified download)", dest)
-        _move_read_only(src, dest)
+        home.move_read_only(src, dest)
         return dest
 
     def write_record(self, manifest: Manifest, variant: str, record: InstallRecord) -> Path:
@@ -322,8 +432,8 @@ class Cache:
             )
         path = self.record_path(manifest.name, manifest.version, variant)
         self._claim()
-        _write_json(path.parent / "manifest.json", manifest.to_dict())
-        _write_json(path, record.to_dict())
+        home.write_json(path.parent / "manifest.json", manifest.to_dict())
+        home.write_json(path, record.to_dict())
         return path
 
     # ---- reading records
@@ -430,18 +540,18 @@ class Cache:
             if keep_version(r.version) and (variant is None or r.variant == variant)
         ]
         for rec in removed:
-            _delete(self.record_path(rec.name, rec.version, rec.variant))
+            home.delete(self.record_path(rec.name, rec.version, rec.variant))
         for vdir in {self.version_dir(r.name, r.version) for r in removed}:
             left = [p for p in vdir.glob("*.json") if p.stem != "manifest"]
             if not left:
-                _delete(vdir)
+                home.delete(vdir)
         model_dir = self.models_dir / _check_name(name)
         with contextlib.suppress(OSError):
             model_dir.rmdir()  # only when empty
         still_used = {r.path for r in self.records()}
         for rec in removed:
             if rec.path not in still_used:
-                _delete(rec.path)
+                home.delete(rec.path)
         return removed
 
     # ---- verifying
@@ -492,7 +602,7 @@ class Cache:
                 expected.append(f"sha256:{first}")
         expected = list(dict.fromkeys(expected))
         algos = {e.split(":", 1)[0] for e in expected}
-        actual = _digests(rec.path, algos)
+        actual = home.digests(rec.path, algos)
         for exp in expected:
             algo, _, hexdigest = exp.partition(":")
             if actual[algo] != hexdigest:
@@ -551,7 +661,7 @@ class Cache:
             if url in data:
                 return
             data[url] = {"sha256": sha256, "size": size, "first_seen": _now()}
-            _write_json(self.tofu_path, data)
+            home.write_json(self.tofu_path, data)
 
     # ---- housekeeping
 
@@ -573,7 +683,7 @@ class Cache:
                 referenced = {r.path for r in self.records()}
                 for path in sorted(self.blobs_dir.iterdir()):
                     if path.is_file() and not path.name.startswith(".") and path not in referenced:
-                        freed += _delete(path)
+                        freed += home.delete(path)
                         blobs.append(path)
         removed_partials: list[Path] = []
         cutoff = time.time() - older_than_days * 86400
@@ -584,17 +694,17 @@ class Cache:
             for key, paths in sorted(groups.items()):
                 if _KEY_RE.match(key) and self._is_locked(key):
                     continue  # a download is writing it right now
-                newest = max((_mtime(p) for p in paths), default=0.0)
+                newest = max((home.mtime(p) for p in paths), default=0.0)
                 if partials or newest < cutoff:
                     for path in sorted(paths):
-                        freed += _delete(path)
+                        freed += home.delete(path)
                         removed_partials.append(path)
         locks: list[Path] = []
         if self.locks_dir.is_dir():
             for path in sorted(self.locks_dir.glob("*.lock")):
                 key = path.name[: -len(".lock")]
-                size = _tree_size(path)
-                if _KEY_RE.match(key) and _remove_lock_if_free(path):
+                size = home.tree_size(path)
+                if _KEY_RE.match(key) and home.remove_lock_if_free(path):
                     freed += size
                     locks.append(path)
         return PruneResult(tuple(blobs), tuple(removed_partials), tuple(locks), freed)
@@ -607,9 +717,9 @@ class Cache:
         if self.root.is_dir():
             for entry in self.root.iterdir():
                 if entry.name in areas:
-                    areas[entry.name] += _tree_size(entry)
+                    areas[entry.name] += home.tree_size(entry)
                 else:
-                    other += _tree_size(entry)
+                    other += home.tree_size(entry)
         result = {**areas, "other": other}
         result["total"] = sum(result.values())
         return result
@@ -628,8 +738,8 @@ class Cache:
         root = self.root  # config.home() has refused a file
         if not root.is_dir():
             return []
-        if not _is_marked(root) and not (_looks_like_cache(root) and claim_home(root)):
-            foreign = _foreign_entries(root)
+        if not home.is_marked(root) and not (home.looks_like_cache(root) and claim_home(root)):
+            foreign = home.foreign_entries(root)
             shown = ", ".join(e.name for e in foreign[:3]) + (", ..." if len(foreign) > 3 else "")
             raise CacheError(
                 f"Refusing to clear {root}: it holds files modelzoo did not create ({shown}) "
@@ -637,9 +747,9 @@ class Cache:
                 "was deleted; check MODELZOO_HOME (`modelzoo cache path`)."
             )
         return [
-            (entry, _tree_size(entry))
+            (entry, home.tree_size(entry))
             for entry in sorted(root.iterdir())
-            if _is_ours(entry) and entry.name not in _KEEP_ON_CLEAR
+            if home.is_ours(entry) and entry.name not in _KEEP_ON_CLEAR
         ]
 
     def clear(self) -> int:
@@ -660,7 +770,7 @@ class Cache:
         freed = 0
         with self.exclusive():  # not in the middle of an install's blob+record step
             for entry, _size in plan:
-                freed += _delete(entry)
+                freed += home.delete(entry)
         return freed
 
 

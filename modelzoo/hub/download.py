@@ -59,9 +59,9 @@ from ..errors import (
     UsageError,
 )
 from ..progress import ProgressBar, progress_bar
-from ._cachefs import _cache_error as _folder_error
-from ._cachefs import _write_json
 from .hashes import Hasher, HashingWriter, WriteFailed, algorithms_for, format_hash, matches
+from .home import cache_error as _folder_error
+from .home import write_json
 from .http import (
     ALLOWED_SCHEMES,
     Pace,
@@ -914,7 +914,7 @@ class _Parallel:
             "size": self.total,
             "parts": [[b.start, b.end, b.done] for b in self.blocks],
         }
-        _write_json(_meta_path(self.job.partial), meta)
+        write_json(_meta_path(self.job.partial), meta)
 
 
 def _block_size(total: int, parallel: int) -> int:
@@ -1027,7 +1027,7 @@ def _collapse_parts(partial: Path) -> None:
         _discard(partial)
         return
     meta.pop("parts")
-    _write_json(_meta_path(partial), meta)
+    write_json(_meta_path(partial), meta)
     logger.info("Continuing %s as one stream from byte %d", partial, prefix)
 
 

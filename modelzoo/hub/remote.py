@@ -92,7 +92,7 @@ def drop_cached(cached: Path) -> None:
 
 def _store(url: str, cached: Path, fetched: Fetched) -> None:
     """Cache a fetched document; a cache that cannot be written costs speed, not the answer."""
-    from ._cachefs import claim_home  # the registries/ folder lives in modelzoo's home
+    from .home import claim_home  # the registries/ folder lives in modelzoo's home
 
     validators = {
         k: v for k, v in (("etag", fetched.etag), ("last_modified", fetched.last_modified)) if v

@@ -1,4 +1,9 @@
-"""Filesystem steps of the cache: atomic writes, blob moves, deletes, hashes, lock files.
+"""modelzoo's home folder on disk: who owns it, its lock files, and the filesystem steps
+every writer under it shares (atomic writes, blob moves, deletes, hashes).
+
+The home (``MODELZOO_HOME``) holds the cache, the registry settings and the registries'
+cached metadata. A ``CACHEDIR.TAG`` marker says which folders modelzoo created, so
+``cache clear`` never deletes a folder it does not own.
 
 Writes go to a temporary file in the destination folder, are fsynced and then renamed
 into place, so a crash leaves either the old file or the new one, never half of one.
@@ -22,12 +27,31 @@ from typing import Any
 from .. import config, files
 from ..errors import CacheError, LockTimeoutError
 
-__all__: list[str] = []  # helpers of modelzoo.hub.cache; nothing here is public API
+__all__ = [
+    "MARKER",
+    "OWNED",
+    "cache_error",
+    "claim_home",
+    "delete",
+    "digests",
+    "foreign_entries",
+    "hold_lock",
+    "is_marked",
+    "is_ours",
+    "lock_is_held",
+    "looks_like_cache",
+    "mkdir",
+    "move_read_only",
+    "mtime",
+    "remove_lock_if_free",
+    "tree_size",
+    "write_json",
+]
 
 logger = logging.getLogger(__name__)
 
 
-def _cache_error(exc: OSError, path: Path, action: str) -> CacheError:
+def cache_error(exc: OSError, path: Path, action: str) -> CacheError:
     """Translate an OSError into a CacheError that names the path and the next step."""
     code = exc.errno
     if code in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
@@ -59,11 +83,11 @@ def _cache_error(exc: OSError, path: Path, action: str) -> CacheError:
     return CacheError(hint)
 
 
-def _mkdir(path: Path) -> None:
+def mkdir(path: Path) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise _cache_error(exc, path, "create the folder") from exc
+        raise cache_error(exc, path, "create the folder") from exc
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -71,14 +95,14 @@ def _atomic_write(path: Path, data: bytes) -> None:
     try:
         files.atomic_write(path, data)
     except OSError as exc:
-        raise _cache_error(exc, path, "write") from exc
+        raise cache_error(exc, path, "write") from exc
 
 
-def _write_json(path: Path, data: Any) -> None:
+def write_json(path: Path, data: Any) -> None:
     _atomic_write(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
-def _tree_size(path: Path) -> int:
+def tree_size(path: Path) -> int:
     if path.is_symlink() or path.is_file():
         with contextlib.suppress(OSError):
             return path.lstat().st_size
@@ -91,20 +115,20 @@ def _tree_size(path: Path) -> int:
     return total
 
 
-def _delete(path: Path) -> int:
+def delete(path: Path) -> int:
     """Delete a file or tree; return the bytes it held."""
-    size = _tree_size(path)
+    size = tree_size(path)
     try:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)
     except OSError as exc:
-        raise _cache_error(exc, path, "delete") from exc
+        raise cache_error(exc, path, "delete") from exc
     return size
 
 
-def _digests(path: Path, algorithms: set[str]) -> dict[str, str]:
+def digests(path: Path, algorithms: set[str]) -> dict[str, str]:
     hashers = {algo: hashlib.new(algo) for algo in algorithms}
     try:
         with open(path, "rb") as fh:
@@ -112,23 +136,23 @@ def _digests(path: Path, algorithms: set[str]) -> dict[str, str]:
                 for h in hashers.values():
                     h.update(chunk)
     except OSError as exc:
-        raise _cache_error(exc, path, "read") from exc
+        raise cache_error(exc, path, "read") from exc
     return {algo: h.hexdigest() for algo, h in hashers.items()}
 
 
-def _mtime(path: Path) -> float:
+def mtime(path: Path) -> float:
     try:
         return path.stat().st_mtime
     except OSError:
         return 0.0
 
 
-def _move_read_only(src: Path, dest: Path) -> None:
+def move_read_only(src: Path, dest: Path) -> None:
     """:func:`modelzoo.files.move_read_only`, failing with a :class:`CacheError`."""
     try:
         files.move_read_only(src, dest)
     except OSError as exc:
-        raise _cache_error(exc, dest, "store the blob") from exc
+        raise cache_error(exc, dest, "store the blob") from exc
 
 
 # --------------------------------------------------------------------------- ownership
@@ -149,14 +173,14 @@ OWNED = frozenset(
 )
 
 
-def _is_marked(root: Path) -> bool:
+def is_marked(root: Path) -> bool:
     try:
         return "created by modelzoo" in (root / MARKER).read_text("utf-8", "replace")
     except OSError:
         return False
 
 
-def _is_ours(entry: Path) -> bool:
+def is_ours(entry: Path) -> bool:
     """Whether a top-level entry of the home is one modelzoo creates (or its temp file)."""
     name = entry.name
     if name.startswith(".") and name.endswith(".tmp"):
@@ -165,19 +189,19 @@ def _is_ours(entry: Path) -> bool:
     return name in OWNED
 
 
-def _foreign_entries(root: Path) -> list[Path]:
+def foreign_entries(root: Path) -> list[Path]:
     """Top-level entries of ``root`` that modelzoo does not create, sorted."""
     try:
-        return sorted(e for e in root.iterdir() if not _is_ours(e))
+        return sorted(e for e in root.iterdir() if not is_ours(e))
     except OSError:
         return []
 
 
-def _looks_like_cache(root: Path) -> bool:
+def looks_like_cache(root: Path) -> bool:
     """Whether an unmarked folder has exactly modelzoo's layout (a cache made before the
     marker existed): known entries only, ``blobs`` holding only ``sha256/``, ``models``
     holding only ``<name>/<version>/*.json``."""
-    if _foreign_entries(root):
+    if foreign_entries(root):
         return False
     try:
         blobs = root / "blobs"
@@ -202,18 +226,18 @@ def claim_home(root: Path) -> bool:
     A folder that already holds other files is used but never marked, so ``cache
     clear`` refuses to treat it as a cache.
     """
-    if _is_marked(root):
+    if is_marked(root):
         return True
-    _mkdir(root)
+    mkdir(root)
     try:
-        if not _looks_like_cache(root):
+        if not looks_like_cache(root):
             return False
         with open(root / MARKER, "x", encoding="utf-8") as fh:
             fh.write(_MARKER_TEXT)
     except FileExistsError:
-        return _is_marked(root)
+        return is_marked(root)
     except OSError as exc:
-        raise _cache_error(exc, root / MARKER, "write") from exc
+        raise cache_error(exc, root / MARKER, "write") from exc
     return True
 
 
@@ -221,7 +245,7 @@ def claim_home(root: Path) -> bool:
 
 
 @contextlib.contextmanager
-def _hold_lock(path: Path, timeout: float) -> Iterator[Any]:
+def hold_lock(path: Path, timeout: float) -> Iterator[Any]:
     """Hold the inter-process lock file at ``path`` (``timeout`` < 0 waits forever)."""
     import filelock  # imported lazily: only installs and prune need locks
 
@@ -239,14 +263,14 @@ def _hold_lock(path: Path, timeout: float) -> Iterator[Any]:
             "process is running, delete the lock file and retry."
         ) from exc
     except OSError as exc:
-        raise _cache_error(exc, path, "lock") from exc
+        raise cache_error(exc, path, "lock") from exc
     try:
         yield flock
     finally:
         flock.release()
 
 
-def _lock_is_held(path: Path) -> bool:
+def lock_is_held(path: Path) -> bool:
     """Whether another holder has the lock at ``path`` right now (no lock file: no)."""
     import filelock
 
@@ -263,7 +287,7 @@ def _lock_is_held(path: Path) -> bool:
     return False
 
 
-def _remove_lock_if_free(path: Path) -> bool:
+def remove_lock_if_free(path: Path) -> bool:
     """Delete the lock file at ``path`` unless someone holds it."""
     import filelock
 
@@ -278,7 +302,7 @@ def _remove_lock_if_free(path: Path) -> bool:
         # file: prune is maintenance, not meant to run beside installs (see prune()).
         path.unlink(missing_ok=True)
     except OSError as exc:
-        raise _cache_error(exc, path, "delete") from exc
+        raise cache_error(exc, path, "delete") from exc
     finally:
         flock.release()
     return True
