@@ -16,7 +16,7 @@ module                 commands
 ``registry``           ``registry list|add|remove|index|verify|init|sign|rotate-keys``
 ``cache``              ``cache path|size|prune|clear``
 ``models``             ``layers``, ``train``, ``predict``
-``export``             ``export`` (TF.js, LiteRT via ``_litert``), ``serve``
+``export``             ``export`` (TF.js and LiteRT), ``serve``
 ``viz``                ``activations``, ``filters``
 ``doctor``, ``demo``   ``doctor``, ``demo``
 =====================  ==============================================================

@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 
 from ._options import JSON_OPTION, TRUST_REMOTE_CODE_OPTION
-from ._output import emit_json, human_size, out
+from ._output import emit_json, err, human_size, out
 
 __all__ = ["register"]
 
@@ -107,8 +107,6 @@ def export_cmd(
     from ..errors import UsageError
 
     if fmt == "litert":
-        from ._litert import export_litert_cmd
-
         if browser_training or with_demo or classes is not None or tfjs_url is not None:
             raise UsageError(
                 "--browser-training, --with-demo, --classes and --tfjs-url are options of "
@@ -118,7 +116,7 @@ def export_cmd(
             raise UsageError(
                 f"--format litert takes one --quantize. Received: {', '.join(quantize)}."
             )
-        export_litert_cmd(
+        _export_litert(
             model,
             out_dir,
             quantize=quantize[0] if quantize else ("float16" if float16 else "none"),
@@ -280,6 +278,60 @@ def _load(model: str, cut: str | None, trust_remote_code: bool):
 
     predictor = Predictor(model, trust_remote_code=trust_remote_code, cut=cut)
     return predictor.model, predictor.labels, predictor.preprocessing
+
+
+def _export_litert(
+    model: str,
+    out_file: Path,
+    *,
+    quantize: str,
+    data: Path | None,
+    check_data: Path | None,
+    cut: str | None,
+    max_diff: float | None,
+    min_agreement: float | None,
+    force: bool,
+    trust_remote_code: bool,
+    json_out: bool,
+) -> None:
+    """Run :func:`modelzoo.export.litert.export_litert` and report what it wrote and measured."""
+    from ..export.litert import export_litert
+
+    result = export_litert(
+        model,
+        out_file,
+        quantize=quantize,
+        data=data,
+        check_data=check_data,
+        cut=cut,
+        max_diff=max_diff,
+        min_agreement=min_agreement,
+        force=force,
+        trust_remote_code=trust_remote_code,
+    )
+    p = result.parity
+    if p["forced"]:
+        err().print(
+            "warning: this export failed the check against Keras; it was written because "
+            "of --force",
+            markup=False,
+        )
+    if json_out:
+        emit_json(result.report)
+        return
+    if p["metric"] == "top1_agreement":
+        figure = f"top-1 agreement with Keras {p['value']:.1%} (threshold {p['threshold']:.0%})"
+    else:
+        figure = (
+            f"max |Δ| from Keras {p['max_abs_diff']:.3g}, {p['relative_diff']:.2g} of the "
+            f"largest output (threshold {p['threshold']:.2g})"
+        )
+    console = out()
+    console.print(
+        f"wrote {result.path} ({human_size(result.size)}, {result.quantization}): {figure} "
+        f"on {p['inputs']}, run by {result.runtime}; details in {result.sidecar}",
+        markup=False,
+    )
 
 
 def serve_cmd(
