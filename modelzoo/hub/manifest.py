@@ -21,7 +21,8 @@ A manifest (``schema_version: 1``) looks like::
                 "kwargs": {"alpha": 1.0}},    # never include_top / weights
       "artifacts": {
         "full":  {"url": "https://...h5", "mirrors": [], "hash": "md5:<32 hex>",
-                  "size": null, "format": "h5-weights", "file_name": "....h5"},
+                  "size": null, "format": "h5-weights", "file_name": "....h5",
+                  "signature": {"url": "....h5.sig", "hash": "sha256:<64 hex>"}},
         "notop": {...}
       },
       "cut_points": [{"layer": "conv_pw_13_relu", "shape": [7, 7, 1024],
@@ -33,7 +34,9 @@ A manifest (``schema_version: 1``) looks like::
 Artifact ``format`` is ``h5-weights`` (weights for a constructor), ``keras`` (a whole
 ``.keras`` model) or ``h5`` (a whole legacy HDF5 model). ``hash`` is ``md5:<hex>``,
 ``sha256:<hex>`` or null (no published hash: trust on first use). A ``url`` may be
-relative, resolved against the registry it came from.
+relative, resolved against the registry it came from. ``signature`` (optional) is the
+publisher's OpenSSF model-signing (OMS) bundle for that file: where it is and its sha256
+(see :mod:`modelzoo.hub.model_signature`).
 
 ``golden`` (optional) pins what the model computes, which hashes cannot: a wrong
 constructor kwarg, a changed preprocessing mode or a converter bug all change it::
@@ -78,6 +81,7 @@ __all__ = [
     "InputSpec",
     "BuildSpec",
     "Artifact",
+    "ArtifactSignature",
     "CutPoint",
     "Golden",
     "GoldenInput",
@@ -158,6 +162,14 @@ class BuildSpec:
 
 
 @dataclass(frozen=True)
+class ArtifactSignature:
+    """Where an artifact's OMS signature bundle is, and its sha256 (always published)."""
+
+    url: str
+    hash: Hash
+
+
+@dataclass(frozen=True)
 class Artifact:
     """One downloadable file of a model."""
 
@@ -168,6 +180,7 @@ class Artifact:
     hash: Hash | None = None
     size: int | None = None
     mirrors: tuple[str, ...] = ()
+    signature: ArtifactSignature | None = None
 
     @property
     def urls(self) -> tuple[str, ...]:
@@ -412,7 +425,7 @@ def _artifact(r: _Reader, variant: str, data: Any, kind: str) -> Artifact:
     path = f"artifacts.{variant}"
     if not isinstance(data, dict):
         raise r.fail(path, "expected an object")
-    unknown = set(data) - {"url", "mirrors", "hash", "size", "format", "file_name"}
+    unknown = set(data) - {"url", "mirrors", "hash", "size", "format", "file_name", "signature"}
     if unknown:
         raise r.fail(path, f"unknown keys {sorted(unknown)}")
     url = _url(r, data.get("url"), f"{path}.url")
@@ -433,7 +446,25 @@ def _artifact(r: _Reader, variant: str, data: Any, kind: str) -> Artifact:
     if size is not None and size < 0:
         raise r.fail(f"{path}.size", f"must be >= 0, got {size}")
     digest = parse_hash(data.get("hash"), source=r.source, field=f"{path}.hash")
-    return Artifact(variant, url, fmt, file_name, digest, size, mirrors)
+    signature = _signature(r, data.get("signature"), f"{path}.signature")
+    return Artifact(variant, url, fmt, file_name, digest, size, mirrors, signature)
+
+
+def _signature(r: _Reader, data: Any, path: str) -> ArtifactSignature | None:
+    """``artifacts.<variant>.signature``: ``{"url": ..., "hash": "sha256:..."}`` or absent."""
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise r.fail(path, 'expected an object {"url": ..., "hash": "sha256:<64 hex>"}')
+    unknown = set(data) - {"url", "hash"}
+    if unknown:
+        raise r.fail(path, f"unknown keys {sorted(unknown)} (known: url, hash)")
+    url = _url(r, data.get("url"), f"{path}.url")
+    # sha256, never md5 or none: the bundle is stored content-addressed by its sha256
+    digest = parse_hash(data.get("hash"), source=r.source, field=f"{path}.hash")
+    if digest is None or digest.algorithm != "sha256":
+        raise r.fail(f"{path}.hash", f"expected 'sha256:<64 hex>', got {data.get('hash')!r}")
+    return ArtifactSignature(url, digest)
 
 
 #: Generators a golden input may name.

@@ -144,6 +144,32 @@ INVALID = [
     ("artifacts.full.file_name", "../x.h5", "artifacts.full.file_name", "unsafe file name"),
     ("artifacts.full.file_name", "a/b.h5", "artifacts.full.file_name", "unsafe file name"),
     ("artifacts", {}, "artifacts", "at least one"),
+    ("artifacts.full.signature", "full.h5.sig", "artifacts.full.signature", "expected an object"),
+    ("artifacts.full.signature", {"url": "s.sig"}, "artifacts.full.signature.hash", "sha256:<64"),
+    (
+        "artifacts.full.signature",
+        {"url": "s.sig", "hash": "md5:" + "a" * 32},
+        "artifacts.full.signature.hash",
+        "expected 'sha256:<64 hex>'",
+    ),
+    (
+        "artifacts.full.signature",
+        {"url": "../s.sig", "hash": "sha256:" + "a" * 64},
+        "artifacts.full.signature.url",
+        "stay inside",
+    ),
+    (
+        "artifacts.full.signature",
+        {"url": "https://u:p@example.org/s.sig", "hash": "sha256:" + "a" * 64},
+        "artifacts.full.signature.url",
+        "credentials",
+    ),
+    (
+        "artifacts.full.signature",
+        {"url": "s.sig", "hash": "sha256:" + "a" * 64, "key": "x"},
+        "artifacts.full.signature",
+        "unknown keys ['key']",
+    ),
     ("input.shape", [True, 32, 3], "input.shape", "positive integers"),
     ("input.shape", [0, 32, 3], "input.shape", "positive integers"),
     ("input.shape", [], "input.shape", "non-empty list"),
@@ -182,6 +208,18 @@ def test_every_validation_error_names_the_file_and_the_field(path, value, field,
     assert str(err).startswith(f"{SOURCE}: field '{field}': ")
     assert fragment in str(err)
     assert isinstance(err, ValueError) and isinstance(err, ModelZooError)
+
+
+def test_an_artifact_may_carry_an_oms_signature_bundle():
+    doc = _valid()
+    doc["artifacts"]["notop"]["signature"] = {
+        "url": "weights/notop.h5.sig",
+        "hash": "sha256:" + "C" * 64,
+    }
+    m = parse_manifest(doc)
+    assert m.artifact("notop").signature.url == "weights/notop.h5.sig"
+    assert str(m.artifact("notop").signature.hash) == "sha256:" + "c" * 64
+    assert m.artifact("full").signature is None
 
 
 def test_top_level_must_be_an_object():
