@@ -6,6 +6,7 @@ Layout::
       blobs/sha256/<hex><suffix>             verified artifact bytes, content-addressed, read-only
                                              (0o444); <suffix> is the artifact's extension
                                              (.h5 / .keras) because Keras picks loaders by it
+                                             (an artifact's OMS signature bundle: <hex>.sig)
       models/<name>/<version>/manifest.json  the manifest as installed
       models/<name>/<version>/<variant>.json install record, written LAST with an atomic
                                              rename: an install exists only when this exists
@@ -40,7 +41,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,7 @@ __all__ = [
     "VerifyResult",
     "PruneResult",
     "blob_suffix",
+    "SIGNATURE_SUFFIX",
     "list_installed",
     "remove",
     "verify",
@@ -78,6 +80,8 @@ _EXCLUSIVE_TIMEOUT = 10 * 60.0
 
 _KEY_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_-]{0,127}\Z")
 _SUFFIX_RE = re.compile(r"\A(\.[a-z0-9]{1,16})?\Z")
+#: The blob suffix of an OMS signature bundle.
+SIGNATURE_SUFFIX = ".sig"
 _KEEP_ON_CLEAR = frozenset({"config.json", "config.json.lock", "registries", "cache.lock", MARKER})
 
 
@@ -105,6 +109,9 @@ class InstallRecord:
             recorded on first download.
         registry: name of the registry the manifest came from.
         installed_at: ISO 8601 UTC timestamp.
+        signature_sha256: hex sha256 of the artifact's OMS signature bundle (verified
+            against the manifest at install), or None when the manifest lists none.
+        signature_path: that bundle's blob (``blobs/sha256/<hex>.sig``), or None.
     """
 
     name: str
@@ -119,16 +126,24 @@ class InstallRecord:
     trusted_on_first_use: bool = False
     registry: str = ""
     installed_at: str = field(default_factory=lambda: _now())
+    signature_sha256: str | None = None
+    signature_path: Path | None = None
 
     @property
     def spec(self) -> str:
         """``name@version``."""
         return f"{self.name}@{self.version}"
 
+    @property
+    def blobs(self) -> tuple[Path, ...]:
+        """Every blob this install needs: the artifact, and its signature bundle if any."""
+        return (self.path,) if self.signature_path is None else (self.path, self.signature_path)
+
     def to_dict(self) -> dict[str, Any]:
         """The record as a JSON-ready mapping."""
         data = asdict(self)
         data["path"] = str(self.path)
+        data["signature_path"] = str(self.signature_path) if self.signature_path else None
         return {"format": _RECORD_FORMAT, **data}
 
     @classmethod
@@ -165,6 +180,17 @@ class InstallRecord:
             raise CacheError(f"{where}: field 'sha256' is not 64 lowercase hex digits.")
         values = {key: data[key] for key in types}
         values["path"] = Path(values["path"])
+        # Optional: records written before signatures existed have no such field.
+        signature = data.get("signature_sha256")
+        if signature is not None:
+            if not isinstance(signature, str) or not _SHA256_RE.match(signature):
+                raise CacheError(
+                    f"{where}: field 'signature_sha256' is not 64 lowercase hex digits. "
+                    "Reinstall the model with `modelzoo install NAME --force`."
+                )
+            values["signature_sha256"] = signature
+            if isinstance(data.get("signature_path"), str):
+                values["signature_path"] = Path(data["signature_path"])
         return cls(**values)
 
 
@@ -459,9 +485,14 @@ class Cache:
         if (rec.name, rec.version, rec.variant) != where:
             logger.warning("ignoring install record %s: it describes %s", path, rec.spec)
             return None
-        # The blob path is derived, never trusted from the file: the cache may have moved.
+        # Blob paths are derived, never trusted from the file: the cache may have moved.
         blob = self.blob_path(rec.sha256, blob_suffix(rec.file_name))
-        return rec if rec.path == blob else _replace_path(rec, blob)
+        bundle = None
+        if rec.signature_sha256 is not None:
+            bundle = self.blob_path(rec.signature_sha256, SIGNATURE_SUFFIX)
+        if (rec.path, rec.signature_path) == (blob, bundle):
+            return rec
+        return replace(rec, path=blob, signature_path=bundle)
 
     def is_complete(self, record: InstallRecord) -> bool:
         """Whether the record's blob exists with the recorded size."""
@@ -548,10 +579,9 @@ class Cache:
         model_dir = self.models_dir / _check_name(name)
         with contextlib.suppress(OSError):
             model_dir.rmdir()  # only when empty
-        still_used = {r.path for r in self.records()}
-        for rec in removed:
-            if rec.path not in still_used:
-                home.delete(rec.path)
+        still_used = {p for r in self.records() for p in r.blobs}
+        for path in {p for rec in removed for p in rec.blobs} - still_used:
+            home.delete(path)
         return removed
 
     # ---- verifying
@@ -680,7 +710,7 @@ class Cache:
         blobs: list[Path] = []
         if self.blobs_dir.is_dir():
             with self.exclusive():  # no install can be between its blob and its record
-                referenced = {r.path for r in self.records()}
+                referenced = {p for r in self.records() for p in r.blobs}
                 for path in sorted(self.blobs_dir.iterdir()):
                     if path.is_file() and not path.name.startswith(".") and path not in referenced:
                         freed += home.delete(path)
@@ -772,12 +802,6 @@ class Cache:
             for entry, _size in plan:
                 freed += home.delete(entry)
         return freed
-
-
-def _replace_path(rec: InstallRecord, path: Path) -> InstallRecord:
-    from dataclasses import replace
-
-    return replace(rec, path=path)
 
 
 # --------------------------------------------------------------------------- public API

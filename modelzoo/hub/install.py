@@ -7,6 +7,10 @@ bytes are downloaded -- resuming a partial left by an interrupted run -- and ver
 against the published hash, moved into the content-addressed blob store, and the
 install record is written last.
 
+An artifact whose manifest lists an OMS signature bundle gets that bundle too, through
+the same download (checked against its published sha256) into the blob store, and its
+record names it; :mod:`modelzoo.hub.model_signature` verifies it on request.
+
 Artifacts without a published hash are trusted on first use: the sha256 of the first
 download is recorded (``tofu.json`` and the install record) and every later download
 of that URL must match it. Hash-checking mode (``require_hashes=True`` or
@@ -20,14 +24,15 @@ import hashlib
 import logging
 import os
 import urllib.parse
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .. import config
-from ..errors import HashRequiredError, IntegrityError, OfflineError, UsageError
+from ..errors import CacheError, HashRequiredError, IntegrityError, OfflineError, UsageError
 from ..versions import is_version, matches, parse_version, split_spec
-from .cache import Cache, InstallRecord, blob_suffix
+from .cache import SIGNATURE_SUFFIX, Cache, InstallRecord, blob_suffix
 from .manifest import NAME_RE, Artifact, Hash, Manifest
 
 __all__ = [
@@ -125,6 +130,10 @@ def artifact_key(artifact: Artifact, url: str) -> str:
     models or two registries is downloaded once; else from its primary URL.
     """
     basis = f"hash:{artifact.hash}" if artifact.hash else f"url:{url}"
+    return _key(basis)
+
+
+def _key(basis: str) -> str:
     return hashlib.sha256(basis.encode("utf-8")).hexdigest()[:40]
 
 
@@ -216,6 +225,7 @@ def _new_record(
     sha256: str,
     path: Path,
     url: str,
+    signature: Path | None = None,
 ) -> InstallRecord:
     return InstallRecord(
         name=manifest.name,
@@ -229,6 +239,8 @@ def _new_record(
         declared_hash=_declared(artifact),
         trusted_on_first_use=artifact.hash is None,
         registry=registry,
+        signature_sha256=artifact.signature.hash.hex if signature else None,
+        signature_path=signature,
     )
 
 
@@ -252,6 +264,69 @@ def _offline_error(target: Manifest | str, variant: str | None) -> OfflineError:
     return OfflineError(f"{what} is not in the cache; run `modelzoo install {spec}{option}`.")
 
 
+# --------------------------------------------------------------------------- signatures
+
+
+def _signature_key(artifact: Artifact) -> str:
+    # "signature:" keeps it apart from artifact keys, so no lock is ever taken twice
+    return _key(f"signature:{artifact.signature.hash}")
+
+
+def _signature_lock(cache: Cache, artifact: Artifact):
+    """The bundle's inter-process lock (taken after the artifact's), or a no-op."""
+    if artifact.signature is None:
+        return contextlib.nullcontext()
+    return cache.lock(_signature_key(artifact))
+
+
+def _fetch_signature(cache: Cache, manifest: Manifest, artifact: Artifact, urls: list[str]):
+    """Download an artifact's OMS signature bundle, verified against its published sha256
+    (call holding :func:`_signature_lock`).
+
+    Returns the download (still a partial, for :func:`_store_signature` to move into the
+    blob store under the cache-wide lock), or None when the artifact has no bundle or the
+    bundle is already stored.
+    """
+    from .download import download  # imported lazily: requests is only needed here
+
+    signature = artifact.signature
+    if signature is None or cache.blob_path(signature.hash.hex, SIGNATURE_SUFFIX).is_file():
+        return None
+    key = _signature_key(artifact)
+    partial = cache.partial_path(key, create_dir=True)
+    try:
+        return download(
+            urls,
+            partial,
+            expected=signature.hash,
+            desc=f"{manifest.name} ({artifact.variant}) signature",
+            progress=False,
+            parallel=1,
+        )
+    except IntegrityError:
+        _drop_partial(cache, key)
+        raise
+
+
+def _signature_url(artifact: Artifact) -> list[str]:
+    return [artifact.signature.url] if artifact.signature else []
+
+
+def _store_signature(cache: Cache, artifact: Artifact, fetched) -> Path | None:
+    """The stored bundle blob of ``artifact`` (call holding :meth:`Cache.exclusive`)."""
+    if artifact.signature is None:
+        return None
+    sha = artifact.signature.hash.hex
+    if fetched is not None:
+        return cache.add_blob(fetched.path, sha, SIGNATURE_SUFFIX)
+    path = cache.blob_path(sha, SIGNATURE_SUFFIX)
+    if not path.is_file():  # pruned between the check and now
+        raise CacheError(
+            f"{path} was removed while {artifact.variant} was installing; install again."
+        )
+    return path
+
+
 # --------------------------------------------------------------------------- one artifact
 
 
@@ -265,6 +340,7 @@ def _install_artifact(
     force: bool,
     progress: bool | None,
     parallel: int | None = None,
+    signature_urls: Sequence[str] = (),
 ) -> tuple[InstallRecord, str]:
     """Install one artifact; return its record and ``"fetched"``, ``"linked"`` (a new
     record for bytes already in the cache) or ``"installed"`` (nothing to do)."""
@@ -275,30 +351,39 @@ def _install_artifact(
     if config.offline() and not any(_is_local(u) for u in urls):
         raise _offline_error(manifest, artifact.variant)
     key = artifact_key(artifact, urls[0])
-    with cache.lock(key):
+    # The bundle's lock is held until its record is written: its partial is ours till then.
+    with cache.lock(key), _signature_lock(cache, artifact):
         if not force:
             # Another process may have installed it while we waited for the lock.
             rec = _reusable(cache, manifest, artifact)
             if rec is not None:
                 return rec, "installed"
+        signature = _fetch_signature(cache, manifest, artifact, list(signature_urls))
+        if not force:
             with cache.exclusive():  # prune must not delete the blob before the record exists
                 shared = _shared_blob(cache, artifact, urls[0])
                 if shared is not None:
                     path, sha = shared
                     rec = _new_record(
-                        manifest, artifact, registry, sha256=sha, path=path, url=urls[0]
+                        manifest,
+                        artifact,
+                        registry,
+                        sha256=sha,
+                        path=path,
+                        url=urls[0],
+                        signature=_store_signature(cache, artifact, signature),
                     )
                     cache.write_record(manifest, artifact.variant, rec)
             if shared is not None:
                 logger.info("%s (%s): reusing stored %s", manifest.spec, artifact.variant, path)
                 return rec, "linked"
         return _download_artifact(
-            cache, manifest, registry, artifact, urls, key, force, progress, parallel
+            cache, manifest, registry, artifact, urls, key, force, progress, parallel, signature
         )
 
 
 def _download_artifact(
-    cache, manifest, registry, artifact, urls, key, force, progress, parallel=None
+    cache, manifest, registry, artifact, urls, key, force, progress, parallel=None, signature=None
 ):
     from .download import download  # imported lazily: requests is only needed here
 
@@ -350,7 +435,13 @@ def _download_artifact(
             result.path, result.sha256, blob_suffix(artifact.file_name), replace=force
         )
         rec = _new_record(
-            manifest, artifact, registry, sha256=result.sha256, path=blob, url=result.url
+            manifest,
+            artifact,
+            registry,
+            sha256=result.sha256,
+            path=blob,
+            url=result.url,
+            signature=_store_signature(cache, artifact, signature),
         )
         cache.write_record(manifest, artifact.variant, rec)
     _drop_partial(cache, key)
@@ -416,6 +507,7 @@ def _install_resolved(
     require_hashes: bool | None,
     progress: bool | None,
     parallel: int | None = None,
+    signature_urls=lambda variant: [],
 ) -> InstallResult:
     variants = variants_for(manifest, variant)
     _check_hashes(manifest, variants, urls, require_hashes)
@@ -438,6 +530,7 @@ def _install_resolved(
             force=force,
             progress=progress,
             parallel=parallel,
+            signature_urls=signature_urls(v),
         )
         records[v] = rec
         done[how].append(v)
@@ -558,6 +651,7 @@ def install(
                 require_hashes=require_hashes,
                 progress=progress,
                 parallel=parallel,
+                signature_urls=lambda v: _signature_url(manifest.artifacts[v]),
             )
     from .registry import resolve  # imported lazily: keeps `import modelzoo.hub.cache` light
 
@@ -586,6 +680,7 @@ def install(
         require_hashes=require_hashes,
         progress=progress,
         parallel=parallel,
+        signature_urls=resolved.signature_urls,
     )
 
 
@@ -648,5 +743,6 @@ def ensure_installed(
         dry_run=False,
         require_hashes=require_hashes,
         progress=progress,
+        signature_urls=target.signature_urls,
     )
     return result.records[chosen]

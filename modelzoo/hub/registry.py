@@ -338,25 +338,36 @@ class Resolved:
         Raises:
             VariantNotFoundError: the manifest has no artifact of that variant.
         """
-        base = urlsplit(self.base_url)
-        remote = base.scheme.lower() in ("http", "https")
-        urls = []
-        for url in self.manifest.artifact(variant).urls:
-            # Relative URLs cannot leave the registry (manifest.py refuses "//host" and
-            # "../"), so they keep its scheme and host; absolute ones are checked here.
-            absolute = urljoin(self.base_url, url)
-            if remote and urlsplit(absolute).scheme.lower() == "file":
-                # A server must never make us copy this machine's files into the cache
-                # (and from there into bundles).
-                raise ManifestError(
-                    f"is {url!r}, but file:// URLs are allowed only in manifests from a local "
-                    f"folder registry, not from {self.location}. Ask the registry's publisher "
-                    "to serve the file over HTTP(S)",
-                    source=self.base_url + "manifest.json",
-                    field=f"artifacts.{variant}.url",
-                )
-            urls.append(absolute)
-        return urls
+        urls = self.manifest.artifact(variant).urls
+        return [self._absolute(url, f"artifacts.{variant}.url") for url in urls]
+
+    def signature_urls(self, variant: str) -> list[str]:
+        """Absolute URL of an artifact's OMS signature bundle (empty when it has none).
+
+        Raises:
+            VariantNotFoundError: the manifest has no artifact of that variant.
+        """
+        signature = self.manifest.artifact(variant).signature
+        if signature is None:
+            return []
+        return [self._absolute(signature.url, f"artifacts.{variant}.signature.url")]
+
+    def _absolute(self, url: str, field: str) -> str:
+        # Relative URLs cannot leave the registry (manifest.py refuses "//host" and
+        # "../"), so they keep its scheme and host; absolute ones are checked here.
+        absolute = urljoin(self.base_url, url)
+        remote = urlsplit(self.base_url).scheme.lower() in ("http", "https")
+        if remote and urlsplit(absolute).scheme.lower() == "file":
+            # A server must never make us copy this machine's files into the cache
+            # (and from there into bundles).
+            raise ManifestError(
+                f"is {url!r}, but file:// URLs are allowed only in manifests from a local "
+                f"folder registry, not from {self.location}. Ask the registry's publisher "
+                "to serve the file over HTTP(S)",
+                source=self.base_url + "manifest.json",
+                field=field,
+            )
+        return absolute
 
 
 # ---------------------------------------------------------------------------------------
