@@ -28,6 +28,7 @@ _LAZY = {
     "list_installed": "hub.cache",
     "remove": "hub.cache",
     "verify": "hub.cache",
+    "verify_signature": "hub.model_signature",
     "Manifest": "hub.manifest",
     # models (TensorFlow)
     "load": "models.loading",

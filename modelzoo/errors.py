@@ -34,6 +34,7 @@ __all__ = [
     "RootMismatchError",
     "UnsignedRegistryError",
     "SigningError",
+    "SignatureError",
     "NotInstalledError",
     "CacheError",
     "LockTimeoutError",
@@ -294,8 +295,27 @@ class UnsignedRegistryError(TrustError):
     attack = "unsigned"
 
 
+class SignatureError(IntegrityError):
+    """A publisher's OMS signature (OpenSSF model signing) does not verify a model file.
+
+    Raised when the bundle was made with another key than the public key given, when it
+    signs other bytes than the installed file, or when there is no bundle to check.
+
+    Attributes:
+        name: the model (``name@version``).
+        variant: the artifact variant.
+        path: the file checked.
+    """
+
+    def __init__(self, message: str, *, name: str, variant: str, path: str | None = None):
+        self.name = name
+        self.variant = variant
+        super().__init__(message, path=path)
+
+
 class SigningError(ModelZooError, ValueError):
-    """A registry cannot be signed: missing or wrong key, stale index, unhashed artifact."""
+    """A registry or model file cannot be signed: missing or wrong key, stale index,
+    unhashed artifact."""
 
 
 class NotInstalledError(ModelZooError, FileNotFoundError):

@@ -321,13 +321,29 @@ def verify_cmd(
         help="Run the model on its golden input and compare the outputs its manifest "
         "records (top and cut points); catches wrong build kwargs or preprocessing.",
     ),
+    signature: bool = typer.Option(
+        False,
+        "--signature",
+        help="Check NAME's installed files against the publisher's OpenSSF model-signing "
+        "(OMS) bundles with --public-key (needs modelzoo[signing]).",
+    ),
+    public_key: Path = typer.Option(
+        None,
+        "--public-key",
+        metavar="KEY",
+        help="The publisher's elliptic-curve public key (PEM), for --signature.",
+    ),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Re-hash installed artifacts against their recorded and published hashes.
 
     With --outputs, run each model (NAME, or every installed model whose manifest has
     golden outputs) and compare what it computes with the manifest's golden outputs.
+    With --signature --public-key KEY, verify NAME's publisher signatures (OMS).
     """
+    if signature or public_key is not None:
+        _verify_signature(spec, public_key, json_out=json_out)
+        return
     if outputs:
         _verify_outputs(spec, json_out=json_out)
         return
@@ -357,6 +373,41 @@ def verify_cmd(
             out().print(f"{r.status:<9}{r.message}", markup=False)
     if bad or problem:  # verify() has logged the problem with tofu.json
         raise typer.Exit(1)
+
+
+def _verify_signature(spec: str | None, public_key: Path | None, *, json_out: bool) -> None:
+    """``verify NAME --signature --public-key KEY``: OMS signatures of one model."""
+    from ..errors import UsageError
+    from ..hub.model_signature import verify_signature
+
+    if spec is None or public_key is None:
+        raise UsageError(
+            "verify --signature checks one model with its publisher's key: "
+            "`modelzoo verify NAME --signature --public-key KEY.pem`."
+        )
+    checks = verify_signature(spec, public_key=public_key)
+    if json_out:
+        emit_json(
+            [
+                {
+                    "model": c.record.spec,
+                    "variant": c.record.variant,
+                    "status": "ok",
+                    "file": c.record.path,
+                    "bundle": c.bundle,
+                    "public_key": c.public_key,
+                    "seconds": round(c.seconds, 4),
+                }
+                for c in checks
+            ]
+        )
+        return
+    for c in checks:
+        out().print(
+            f"{'signed':<9}{c.record.spec} ({c.record.variant}): OMS signature verified with "
+            f"{c.public_key}",
+            markup=False,
+        )
 
 
 def _verify_outputs(spec: str | None, *, json_out: bool) -> None:

@@ -217,6 +217,13 @@ def publish_cmd(
         metavar="KEYDIR",
         help="Sign the registry's new state with the online TUF keys in KEYDIR.",
     ),
+    oms_key: Path = typer.Option(
+        None,
+        "--oms-key",
+        metavar="KEY",
+        help="Sign the model file with this elliptic-curve private key (PEM) in the OpenSSF "
+        "model-signing format: writes FILE.sig beside it (needs modelzoo[signing]).",
+    ),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Publish a saved model into a registry folder (serve it with any static web server)."""
@@ -246,6 +253,7 @@ def publish_cmd(
         preprocessing=preprocessing,
         golden=golden,
         sign=sign,
+        oms_key=oms_key,
     )
     recorded = result.manifest.golden
     golden_outputs = [o.label for o in recorded.outputs] if recorded else []
@@ -261,6 +269,7 @@ def publish_cmd(
                 "cut_points": result.manifest.cut_points,
                 "golden": golden_outputs,
                 "signed": result.signed.versions if result.signed else None,
+                "signature": result.signature_path,
             }
         )
         return
@@ -275,6 +284,8 @@ def publish_cmd(
             f"`modelzoo verify --outputs {result.manifest.name}`)",
             markup=False,
         )
+    if result.signature_path:
+        out().print(f"  OMS signature: {result.signature_path}", markup=False)
     if result.signed:
         v = result.signed.versions
         out().print(

@@ -59,6 +59,7 @@ __all__ = [
     "VerifyResult",
     "PruneResult",
     "blob_suffix",
+    "version_filter",
     "SIGNATURE_SUFFIX",
     "list_installed",
     "remove",
@@ -257,8 +258,12 @@ def _check_version(version: Any) -> str:
     return version
 
 
-def _version_filter(version: str | None):
-    """A predicate for installed versions: exact when ``version`` is one, else a constraint."""
+def version_filter(version: str | None):
+    """A predicate for installed versions: exact when ``version`` is one, else a constraint.
+
+    Raises:
+        UsageError: ``version`` is neither a version nor a constraint.
+    """
     if version is None:
         return lambda v: True
     if is_version(version):
@@ -555,7 +560,7 @@ class Cache:
         Returns:
             The records removed (empty when nothing matched).
         """
-        keep_version = _version_filter(version)
+        keep_version = version_filter(version)
         if variant is not None:
             _check_name(variant, "variant")
         _check_name(name)
@@ -592,7 +597,7 @@ class Cache:
         A blob is checked against the record's sha256, the record's declared hash, the
         installed manifest's hash, and (for trust-on-first-use artifacts) ``tofu.json``.
         """
-        keep_version = _version_filter(version)
+        keep_version = version_filter(version)
         try:
             tofu = self._read_tofu()
         except CacheError as exc:

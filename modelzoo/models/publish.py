@@ -52,6 +52,8 @@ class PublishResult:
         size: its size in bytes.
         index_path: the rebuilt ``index.json``.
         signed: the new TUF metadata versions when published with ``sign``.
+        signature_path: the artifact's OMS bundle (``<file>.sig``) when published with
+            ``oms_key``, else None.
     """
 
     manifest: Manifest
@@ -61,6 +63,7 @@ class PublishResult:
     size: int
     index_path: Path
     signed: Any = None
+    signature_path: Path | None = None
 
 
 # --------------------------------------------------------------------------- publishing
@@ -167,6 +170,7 @@ def publish(
     notes: str | None = None,
     golden: bool = True,
     sign: str | os.PathLike[str] | None = None,
+    oms_key: str | os.PathLike[str] | None = None,
 ) -> PublishResult:
     """Publish a saved model as ``name@version`` into the registry folder ``registry``.
 
@@ -188,6 +192,11 @@ def publish(
         sign: the folder of the registry's online TUF keys: the manifest and artifact
             become signed targets and targets, snapshot and timestamp get new versions
             (see :mod:`modelzoo.hub.signing`). Checked before anything is written.
+        oms_key: an elliptic-curve private key (PEM) to sign the model file with in the
+            OpenSSF model-signing format: ``<file>.sig`` is written beside it and listed
+            in the manifest, and consumers check it with ``modelzoo verify NAME
+            --signature --public-key PUB.pem`` (:mod:`modelzoo.hub.model_signature`;
+            needs ``modelzoo[signing]``). Read before anything is written.
 
     Returns:
         A :class:`PublishResult`.
@@ -201,6 +210,7 @@ def publish(
             index cannot be rebuilt); nothing is published then.
         SigningError: ``sign`` is given but the registry is not signed or a key is not its
             own; nothing is published then.
+        DependencyError: ``oms_key`` is given but model_signing is not installed.
     """
     from ..hub.index import write_index
     from ..safety.scan import load_model_file
@@ -215,6 +225,11 @@ def publish(
         from ..hub.signing import check_keys
 
         check_keys(root, sign)  # a wrong key fails here, before anything is published
+    signer = None
+    if oms_key is not None:
+        from ..hub.model_signature import OmsSigner
+
+        signer = OmsSigner(oms_key)  # likewise: an unusable key fails before any write
     target = root / "models" / name / version
     file_name = f"{name}{suffix}"
     root.mkdir(parents=True, exist_ok=True)
@@ -236,6 +251,19 @@ def publish(
             facts = _describe(model, cut_points, labels)
             digests = file_digests(artifact, ("sha256",))
             size = artifact.stat().st_size
+            entry: dict[str, Any] = {
+                "url": file_name,
+                "hash": f"sha256:{digests['sha256']}",
+                "size": size,
+                "format": fmt,
+                "file_name": file_name,
+            }
+            if signer is not None:
+                bundle = signer.sign(artifact, staging / f"{file_name}.sig")
+                entry["signature"] = {
+                    "url": bundle.name,
+                    "hash": f"sha256:{file_digests(bundle, ('sha256',))['sha256']}",
+                }
             doc: dict[str, Any] = {
                 "schema_version": SCHEMA_VERSION,
                 "name": name,
@@ -252,15 +280,7 @@ def publish(
                 },
                 "labels": labels,
                 "build": {"kind": "keras-model"},
-                "artifacts": {
-                    "full": {
-                        "url": file_name,
-                        "hash": f"sha256:{digests['sha256']}",
-                        "size": size,
-                        "format": fmt,
-                        "file_name": file_name,
-                    }
-                },
+                "artifacts": {"full": entry},
                 "cut_points": facts["cut_points"],
             }
             for key, value in (("homepage", homepage), ("paper", paper), ("notes", notes)):
@@ -313,4 +333,5 @@ def publish(
         size,
         index,
         signed,
+        target / f"{file_name}.sig" if signer is not None else None,
     )
