@@ -5,8 +5,8 @@ Layout::
     $MODELZOO_HOME/                          config.home() (platformdirs user cache dir)
       blobs/sha256/<hex><suffix>             verified artifact bytes, content-addressed, read-only
                                              (0o444); <suffix> is the artifact's extension
-                                             (.h5 / .keras) because Keras picks loaders by it
-                                             (an artifact's OMS signature bundle: <hex>.sig)
+                                             (.h5 / .keras) because Keras picks loaders by it;
+                                             an artifact's OMS signature bundle is <hex>.sig
       models/<name>/<version>/manifest.json  the manifest as installed
       models/<name>/<version>/<variant>.json install record, written LAST with an atomic
                                              rename: an install exists only when this exists

@@ -87,7 +87,7 @@ class OmsSigner:
             self._config = signing.Config().use_elliptic_key_signer(private_key=self.private_key)
         except Exception as exc:  # cryptography's parse errors: ValueError, TypeError, ...
             raise UsageError(
-                f"{self.private_key} cannot sign: {first_line(exc)}. An OMS key is {_KEY_HELP}."
+                f"{self.private_key} cannot sign ({first_line(exc)}). An OMS key is {_KEY_HELP}."
             ) from exc
 
     def sign(self, path: str | os.PathLike[str], bundle: str | os.PathLike[str]) -> Path:
@@ -174,7 +174,7 @@ def verify_signature(spec: str, *, public_key: str | os.PathLike[str]) -> list[S
         config = verifying.Config().use_elliptic_key_verifier(public_key=key)
     except Exception as exc:
         raise UsageError(
-            f"{key} cannot verify: {first_line(exc)}. Pass the publisher's elliptic-curve "
+            f"{key} cannot verify ({first_line(exc)}). Pass the publisher's elliptic-curve "
             "public key in PEM (P-256, P-384 or P-521)."
         ) from exc
     return [_verify_one(cache, rec, config, key) for rec in records]
