@@ -202,7 +202,8 @@ def publish(
         A :class:`PublishResult`.
 
     Raises:
-        UsageError: bad name, version, file, labels or preprocessing.
+        UsageError: bad name, version, file, labels or preprocessing, or an ``oms_key``
+            that is not an elliptic-curve private key.
         VersionExistsError: ``name@version`` is already in the registry.
         UnsafeModelError, ModelFileError: the model fails the safety scan or cannot load.
         LayerNotFoundError: a cut point is not a layer of the model.
