@@ -37,7 +37,7 @@ __all__ = [
     "NODE_LOADER_JS",
 ]
 
-logger = logging.getLogger("modelzoo")
+logger = logging.getLogger(__name__)
 
 #: A float16 export stores rounded weights; its golden tolerances are this much wider.
 #: Measured: the digits MobileNet's float16 export moves by 0.97x the float32 tolerance

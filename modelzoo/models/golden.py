@@ -49,7 +49,7 @@ __all__ = [
     "SAMPLES",
 ]
 
-logger = logging.getLogger("modelzoo")
+logger = logging.getLogger(__name__)
 
 #: Relative tolerance recorded with new golden outputs.
 RTOL = 1e-3
