@@ -8,6 +8,7 @@ loss drawn per batch), predicts live and downloads the trained head as a TF.js m
 
     out_dir/
         index.html               the training page (window.modelzoo is its API)
+        modelzoo-page.js         the code it shares with the demo page (pixels, webcam)
         modelzoo-train.js        the training code; Node.js can require() it too
         tfjs.min.js              TensorFlow.js 4.22.0, shipped with modelzoo (not written
                                  when tfjs_url is given)
@@ -38,7 +39,7 @@ from .tfjs import (
     ExportResult,
     _checked_model,
     _image_input,
-    _page,
+    _page_files,
     _preprocessing_mode,
     _write_export,
     check_export_target,
@@ -148,7 +149,7 @@ def export_browser_training(
     names = _check_classes(classes)
     head = _check_head(hidden, learning_rate, epochs, batch_size)
     out = check_export_target(out_dir, force=force)  # before the (slow) model load
-    page = _page("train.html", tfjs_url or TFJS_FILE)
+    page = _page_files("train.html", tfjs_url or TFJS_FILE)
     base, mode, source = _load_base(
         model,
         cut=cut,
@@ -186,7 +187,7 @@ def export_browser_training(
         "tfjs": {"version": TFJS_VERSION, "url": tfjs_url or TFJS_FILE, "local": not tfjs_url},
     }
     files: dict[str, bytes | Path] = {
-        "index.html": page.encode("utf-8"),
+        **page,
         TRAINING_SCRIPT: training_script(),
         CONFIG_FILE: json.dumps(config, indent=1).encode("utf-8"),
     }

@@ -10,6 +10,8 @@ beside TensorFlow 2.21). An export folder looks like::
         labels.json             optional: class names, index = output unit
         preprocessing.json      optional: input size + per-channel mean/std for the demo
         index.html              optional: a no-build demo page (file picker, drop, webcam)
+        modelzoo-page.js        with the page: the code it shares with the training page
+        tfjs.min.js             with the page: TensorFlow.js (unless tfjs_url is given)
         .modelzoo-export        marker: this folder holds a modelzoo export, so a later
                                 export may replace its files
 
@@ -54,6 +56,7 @@ __all__ = [
     "TFJS_VERSION",
     "TFJS_CDN_URL",
     "TFJS_FILE",
+    "PAGE_SCRIPT",
     "QUANTIZE_DTYPES",
     "vendored_tfjs",
     "TFJS_LAYERS",
@@ -70,6 +73,8 @@ TFJS_CDN_URL = f"https://cdn.jsdelivr.net/npm/@tensorflow/tfjs@{TFJS_VERSION}/di
 #: The name of the TF.js bundle copied beside an exported page.
 TFJS_FILE = "tfjs.min.js"
 _VENDORED_TFJS = "tf.min.js"
+#: The script both exported pages load beside them (pixels -> tensor, webcam, status line).
+PAGE_SCRIPT = "modelzoo-page.js"
 
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 
@@ -472,7 +477,7 @@ def export_tfjs(
         logger.warning("tfjs_url=%r is only used by the demo page; pass with_demo=True.", tfjs_url)
     files: dict[str, bytes | Path] = {}
     if with_demo:
-        files["index.html"] = _page("index.html", tfjs_url or TFJS_CDN_URL).encode("utf-8")
+        files.update(_page_files("index.html", tfjs_url or TFJS_CDN_URL))
         if tfjs_url is None:
             files[TFJS_FILE] = vendored_tfjs()
     if with_demo and _image_input(_checked_model(model)) is None:
@@ -757,6 +762,12 @@ def vendored_tfjs() -> Path:
             "pass tfjs_url= (--tfjs-url) to load TF.js from elsewhere."
         )
     return path
+
+
+def _page_files(template: str, tfjs_url: str) -> dict[str, bytes | Path]:
+    """An exported page: ``index.html`` from ``template`` and the script it loads."""
+    script = Path(str(resources.files("modelzoo.export").joinpath(f"_web/{PAGE_SCRIPT}")))
+    return {"index.html": _page(template, tfjs_url).encode("utf-8"), PAGE_SCRIPT: script}
 
 
 def _page(template: str, tfjs_url: str) -> str:

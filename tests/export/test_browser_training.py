@@ -139,7 +139,7 @@ def _keras_head_from_tfjs(model_json, weights_bin):
 
 def test_export_writes_the_base_the_page_and_its_settings(exported):
     from modelzoo.export.browser import CONFIG_FILE, TRAINING_SCRIPT, training_script
-    from modelzoo.export.tfjs import vendored_tfjs
+    from modelzoo.export.tfjs import PAGE_SCRIPT, vendored_tfjs
 
     result, base = exported
     out = result.out_dir
@@ -150,6 +150,7 @@ def test_export_writes_the_base_the_page_and_its_settings(exported):
             "group1-shard1of1.bin",
             "index.html",
             "model.json",
+            PAGE_SCRIPT,
             TRAINING_SCRIPT,
             "preprocessing.json",
             "tfjs.min.js",
@@ -175,6 +176,10 @@ def test_export_writes_the_base_the_page_and_its_settings(exported):
     assert (out / "tfjs.min.js").read_bytes() == vendored_tfjs().read_bytes()
     assert (out / TRAINING_SCRIPT).read_bytes() == training_script().read_bytes()
     page = result.index_html.read_text("utf-8")
+    shared = (out / PAGE_SCRIPT).read_text("utf-8")
+    assert '<script src="modelzoo-page.js"></script>' in page
+    assert "function toInput(" in shared and "function toInput(" not in page
+    assert "http://" not in shared and "https://" not in shared
     assert 'const TFJS_URL = "tfjs.min.js";' in page
     assert "makes no network request" in page
     assert "http://" not in page.split("<script>", 1)[1] and "https://" not in page
@@ -474,7 +479,13 @@ def test_page_trains_a_head_in_headless_chromium(tfjs_prefix, task, exported, re
     paths = [u.removeprefix(server.url) for u in own]
     assert all(u.startswith(server.url) for u in own), own
     assert set(paths) - {"index.html?backend=cpu"} <= files, paths
-    assert {"tfjs.min.js", "model.json", "group1-shard1of1.bin", "modelzoo-train.js"} <= set(paths)
+    assert {
+        "tfjs.min.js",
+        "model.json",
+        "group1-shard1of1.bin",
+        "modelzoo-page.js",
+        "modelzoo-train.js",
+    } <= set(paths)
     assert "https://cdn.jsdelivr.net/npm/x" in control[len(own) :]
 
     head, doc = _keras_head_from_tfjs(*saved)

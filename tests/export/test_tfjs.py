@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -508,7 +509,28 @@ def test_training_only_objects_tfjs_lacks_are_dropped_with_a_warning(tmp_path, c
     assert "RadialConstraint constraint" in text and "OrthogonalRegularizer regularizer" in text
 
 
+#: Page code that exists once, in modelzoo-page.js, for the demo and the training page.
+SHARED_PAGE_FUNCTIONS = (
+    "fetchJSON",
+    "loadScript",
+    "fail",
+    "setStatus",
+    "readyText",
+    "toInput",
+    "startWebcam",
+    "stopWebcam",
+)
+
+
+def _shipped(name: str) -> Path:
+    from importlib import resources
+
+    return Path(str(resources.files("modelzoo.export").joinpath(f"_web/{name}")))
+
+
 def test_labels_preprocessing_and_demo_files(pets_export):
+    from modelzoo.export.tfjs import PAGE_SCRIPT
+
     assert json.loads(pets_export.labels_json.read_text("utf-8")) == LABELS
     spec = json.loads(pets_export.preprocessing_json.read_text("utf-8"))
     assert spec == {
@@ -523,6 +545,14 @@ def test_labels_preprocessing_and_demo_files(pets_export):
     assert "{{TFJS_URL}}" not in page
     assert '"https://cdn.jsdelivr.net/npm/@tensorflow/tfjs@4.22.0/dist/tf.min.js"' in page
     assert "tf.loadLayersModel(" in page and '"tfjs.min.js"' in page
+    # The code both pages share is written beside the page, and lives only there.
+    script = pets_export.out_dir / PAGE_SCRIPT
+    assert '<script src="modelzoo-page.js"></script>' in page
+    assert script.read_bytes() == _shipped(PAGE_SCRIPT).read_bytes()
+    training_page = _shipped("train.html").read_text("utf-8")
+    for name in SHARED_PAGE_FUNCTIONS:
+        assert f"function {name}(" in script.read_text("utf-8"), name
+        assert f"function {name}(" not in page and f"function {name}(" not in training_page, name
 
 
 @pytest.mark.parametrize(
@@ -913,7 +943,7 @@ def test_demo_page_in_headless_chromium_matches_keras(
     assert report["source"] == expected_source
     assert requests.index("/tfjs.min.js") < requests.index("/model.json")  # local tried first
     shards = {f"/{p.name}" for p in pets_export.shards}
-    assert {"/labels.json", "/preprocessing.json", *shards} <= set(requests)
+    assert {"/labels.json", "/preprocessing.json", "/modelzoo-page.js", *shards} <= set(requests)
 
     diff_raw = float(np.max(np.abs(np.asarray(report["raw"]) - _predict(pets, raw))))
     assert diff_raw <= TOL_F32, f"raw inputs: max abs diff {diff_raw:.3g}"
