@@ -37,7 +37,7 @@ _WORDS = ("auto", "default", "cpu", "gpu", "mirrored", "multi-worker", "tpu")
 
 
 @dataclass(frozen=True)
-class _Plan:
+class Plan:
     # What to build, decided without building anything (so describe_devices never blocks).
     # build: "default" | "one-device" | "mirrored" | "multi-worker" | "tpu" | "tpu-guess"
     kind: str
@@ -64,10 +64,10 @@ class _Inventory:
         return f"{count(len(self.gpus), 'GPU')}, {count(len(self.cpus), 'CPU')}{tpus}"
 
 
-def _plan(spec: str | None) -> _Plan:
-    inventory = _inventory()
+def plan_for(spec: str | None) -> Plan:
+    inventory = device_inventory()
     if spec is None:
-        return _default_plan(inventory, "no strategy given")
+        return default_plan(inventory, "no strategy given")
     word, colon, arg = spec.strip().partition(":")
     word = word.lower().replace("_", "-")
     word = "multi-worker" if word == "multiworker" else word
@@ -84,14 +84,14 @@ def _plan(spec: str | None) -> _Plan:
             f"tpu:TARGET take one. Valid specs: {', '.join(VALID_SPECS)}."
         )
     if word == "auto":
-        return _auto_plan(inventory)
+        return auto_plan(inventory)
     if word == "default":
-        return _default_plan(inventory, "'default' asked")
+        return default_plan(inventory, "'default' asked")
     if word == "cpu":
         if inventory.gpus:
             why = f"'cpu' asked with {len(inventory.gpus)} GPU(s) visible -> pinned to /cpu:0"
-            return _Plan("cpu", "one-device", ("/cpu:0",), why)
-        return _Plan("cpu", "default", ("/cpu:0",), "'cpu' asked, 0 GPUs -> default strategy")
+            return Plan("cpu", "one-device", ("/cpu:0",), why)
+        return Plan("cpu", "default", ("/cpu:0",), "'cpu' asked, 0 GPUs -> default strategy")
     if word == "gpu":
         return _gpu_plan(spec, arg, inventory)
     if word == "mirrored":
@@ -101,26 +101,26 @@ def _plan(spec: str | None) -> _Plan:
     return _tpu_plan(spec, arg, inventory)
 
 
-def _default_plan(inventory: _Inventory, why: str) -> _Plan:
+def default_plan(inventory: _Inventory, why: str) -> Plan:
     if inventory.gpus:
         why += f" -> TensorFlow's default strategy (runs on {inventory.gpus[0]})"
-        return _Plan("one-device", "default", inventory.gpus[:1], why)
-    return _Plan("cpu", "default", ("/cpu:0",), why + " -> TensorFlow's default strategy")
+        return Plan("one-device", "default", inventory.gpus[:1], why)
+    return Plan("cpu", "default", ("/cpu:0",), why + " -> TensorFlow's default strategy")
 
 
-def _auto_plan(inventory: _Inventory, *, tpu_note: str = "") -> _Plan:
+def auto_plan(inventory: _Inventory, *, tpu_note: str = "") -> Plan:
     tpu_name = os.environ.get("TPU_NAME", "").strip()
-    files = _tpu_device_files()
+    files = find_tpu_device_files()
     if not tpu_note and tpu_name:
-        return _Plan("tpu", "tpu", (), f"auto: TPU_NAME={tpu_name!r} -> TPUStrategy", tpu_name)
+        return Plan("tpu", "tpu", (), f"auto: TPU_NAME={tpu_name!r} -> TPUStrategy", tpu_name)
     if not tpu_note and inventory.tpus:
         why = f"auto: {inventory.tpus} TPU devices -> TPUStrategy"
-        return _Plan("tpu", "tpu", (), why, "local")
+        return Plan("tpu", "tpu", (), why, "local")
     if not tpu_note and files:
         # Device files alone are a guess (other accelerators use /dev/accel and VFIO too),
         # so when no local TPU answers, "tpu-guess" goes on with the other options.
         why = f"auto: looks like a TPU VM ({', '.join(files[:3])}) -> TPUStrategy"
-        return _Plan("tpu", "tpu-guess", (), why, "local")
+        return Plan("tpu", "tpu-guess", (), why, "local")
     notes = [tpu_note or "no TPU configured (TPU_NAME unset, no TPU devices)"]
     config = parse_tf_config()
     if config is not None and config.num_workers >= 2:
@@ -128,22 +128,22 @@ def _auto_plan(inventory: _Inventory, *, tpu_note: str = "") -> _Plan:
             f"auto: {notes[0]}, TF_CONFIG names {config.num_workers} workers (this is "
             f"{config.task_type}:{config.task_index}) -> MultiWorkerMirroredStrategy"
         )
-        return _Plan("multi-worker", "multi-worker", (), why, cluster=config)
+        return Plan("multi-worker", "multi-worker", (), why, cluster=config)
     notes.append("TF_CONFIG absent" if config is None else "TF_CONFIG names 1 worker")
     return _local_plan(inventory, notes)
 
 
-def _local_plan(inventory: _Inventory, notes: list[str]) -> _Plan:
+def _local_plan(inventory: _Inventory, notes: list[str]) -> Plan:
     gpus = inventory.gpus
     found = ", ".join([*notes, f"{len(gpus)} GPU{'' if len(gpus) == 1 else 's'} found"])
     if len(gpus) >= 2:
-        return _Plan("mirrored", "mirrored", gpus, f"auto: {found} -> MirroredStrategy")
+        return Plan("mirrored", "mirrored", gpus, f"auto: {found} -> MirroredStrategy")
     if gpus:
-        return _Plan("one-device", "one-device", gpus, f"auto: {found} -> OneDeviceStrategy")
-    return _Plan("cpu", "default", ("/cpu:0",), f"auto: {found} -> default CPU strategy")
+        return Plan("one-device", "one-device", gpus, f"auto: {found} -> OneDeviceStrategy")
+    return Plan("cpu", "default", ("/cpu:0",), f"auto: {found} -> default CPU strategy")
 
 
-def _gpu_plan(spec: str, arg: str, inventory: _Inventory) -> _Plan:
+def _gpu_plan(spec: str, arg: str, inventory: _Inventory) -> Plan:
     if arg and not arg.isdigit():
         raise UsageError(f"'gpu:N' needs a GPU index N (0, 1, ...). Received: {spec!r}.")
     index = int(arg or 0)
@@ -153,19 +153,19 @@ def _gpu_plan(spec: str, arg: str, inventory: _Inventory) -> _Plan:
             f"{inventory.summary()}. {_gpu_hint(inventory)}"
         )
     device = inventory.gpus[index]
-    return _Plan("one-device", "one-device", (device,), f"{spec!r} asked -> {device}")
+    return Plan("one-device", "one-device", (device,), f"{spec!r} asked -> {device}")
 
 
-def _mirrored_plan(spec: str, arg: str, inventory: _Inventory) -> _Plan:
+def _mirrored_plan(spec: str, arg: str, inventory: _Inventory) -> Plan:
     if arg:
         devices = _parse_devices(spec, arg, inventory)
-        return _Plan("mirrored", "mirrored", devices, f"{spec!r} asked -> MirroredStrategy")
+        return Plan("mirrored", "mirrored", devices, f"{spec!r} asked -> MirroredStrategy")
     if inventory.gpus:
         why = f"'mirrored' asked, {len(inventory.gpus)} GPU(s) -> MirroredStrategy over the GPUs"
-        return _Plan("mirrored", "mirrored", inventory.gpus, why)
+        return Plan("mirrored", "mirrored", inventory.gpus, why)
     if len(inventory.cpus) >= 2:
         why = f"'mirrored' asked, 0 GPUs, {len(inventory.cpus)} logical CPUs -> mirror the CPUs"
-        return _Plan("mirrored", "mirrored", inventory.cpus, why)
+        return Plan("mirrored", "mirrored", inventory.cpus, why)
     raise StrategyError(
         f"Strategy 'mirrored' needs GPUs or two or more logical CPU devices, but TensorFlow "
         f"sees {inventory.summary()}. Use 'auto' or 'cpu' here, or split the CPU with "
@@ -208,7 +208,7 @@ def _parse_devices(spec: str, arg: str, inventory: _Inventory) -> tuple[str, ...
     return tuple(wanted)
 
 
-def _multi_worker_plan(spec: str) -> _Plan:
+def _multi_worker_plan(spec: str) -> Plan:
     config = parse_tf_config()
     if config is None:
         raise StrategyError(
@@ -221,18 +221,18 @@ def _multi_worker_plan(spec: str) -> _Plan:
         f"{spec!r} asked, TF_CONFIG names {config.num_workers} worker(s), this is "
         f"{config.task_type}:{config.task_index} -> MultiWorkerMirroredStrategy"
     )
-    return _Plan("multi-worker", "multi-worker", (), why, cluster=config)
+    return Plan("multi-worker", "multi-worker", (), why, cluster=config)
 
 
-def _tpu_plan(spec: str, target: str, inventory: _Inventory) -> _Plan:
+def _tpu_plan(spec: str, target: str, inventory: _Inventory) -> Plan:
     if target:
-        return _Plan("tpu", "tpu", (), f"{spec!r} asked -> TPUStrategy", target)
+        return Plan("tpu", "tpu", (), f"{spec!r} asked -> TPUStrategy", target)
     tpu_name = os.environ.get("TPU_NAME", "").strip()
     if tpu_name:
         why = f"'tpu' asked, TPU_NAME={tpu_name!r} -> TPUStrategy"
-        return _Plan("tpu", "tpu", (), why, tpu_name)
-    if inventory.tpus or _tpu_device_files():
-        return _Plan("tpu", "tpu", (), "'tpu' asked on a TPU VM -> TPUStrategy(local)", "local")
+        return Plan("tpu", "tpu", (), why, tpu_name)
+    if inventory.tpus or find_tpu_device_files():
+        return Plan("tpu", "tpu", (), "'tpu' asked on a TPU VM -> TPUStrategy(local)", "local")
     raise StrategyError(
         f"Strategy {spec!r} asks for a TPU, but none is configured: TPU_NAME is unset, there "
         f"are no /dev/accel* or /dev/vfio devices and TensorFlow sees {inventory.summary()}. "
@@ -240,7 +240,7 @@ def _tpu_plan(spec: str, target: str, inventory: _Inventory) -> _Plan:
     )
 
 
-def _inventory() -> _Inventory:
+def device_inventory() -> _Inventory:
     tf = backend.tf()
     found: dict[str, list[str]] = {"CPU": [], "GPU": []}
     for kind, names in found.items():
@@ -255,7 +255,7 @@ def _inventory() -> _Inventory:
     )
 
 
-def _tpu_device_files() -> list[str]:
+def find_tpu_device_files() -> list[str]:
     dev = Path("/dev")
     try:
         found = [str(p) for p in sorted(dev.glob("accel*"))]
@@ -315,5 +315,5 @@ def kind_of(strategy) -> str:
         on_cpu = "CPU" in strategy.extended.worker_devices[0].upper()
         return "cpu" if on_cpu else "one-device"
     if type(strategy).__name__ == "_DefaultDistributionStrategy":
-        return "one-device" if _inventory().gpus else "cpu"
+        return "one-device" if device_inventory().gpus else "cpu"
     return "other"

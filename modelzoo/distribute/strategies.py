@@ -59,14 +59,14 @@ from .. import backend, config
 from ..errors import StrategyError, UsageError, first_line
 from ._plan import (
     VALID_SPECS,
+    Plan,
     StrategyChoice,
-    _auto_plan,
-    _default_plan,
-    _inventory,
-    _Plan,
-    _plan,
-    _tpu_device_files,
+    auto_plan,
+    default_plan,
+    device_inventory,
+    find_tpu_device_files,
     kind_of,
+    plan_for,
 )
 from .cluster import ClusterConfig, parse_tf_config
 
@@ -153,7 +153,7 @@ def choose_strategy(
             f"{spec!r} ({type(spec).__name__}). Valid specs: {', '.join(VALID_SPECS)}."
         )
     _apply_cpu_devices()
-    plan = _plan(spec)
+    plan = plan_for(spec)
     strategy, plan = _build(plan, tpu_timeout=tpu_timeout, register_timeout=register_timeout)
     devices = plan.devices or tuple(strategy.extended.worker_devices)
     return StrategyChoice(
@@ -196,7 +196,7 @@ def describe_devices() -> dict[str, Any]:
     except StrategyError as exc:
         tf_config = {"task": None, "workers": None, "error": str(exc)}
     try:
-        plan = _plan("auto")
+        plan = plan_for("auto")
         auto: dict[str, Any] = {"kind": plan.kind, "devices": list(plan.devices)}
         auto["reason"] = plan.reason
     except (StrategyError, UsageError) as exc:
@@ -207,7 +207,7 @@ def describe_devices() -> dict[str, Any]:
         **found,
         "tf_config": tf_config,
         "tpu_name": os.environ.get("TPU_NAME", "").strip() or None,
-        "tpu_device_files": _tpu_device_files(),
+        "tpu_device_files": find_tpu_device_files(),
         "cpu_devices_env": config.cpu_devices(),
         "auto": auto,
     }
@@ -216,14 +216,14 @@ def describe_devices() -> dict[str, Any]:
 # ----------------------------------------------------------------------------- building
 
 
-def _build(plan: _Plan, *, tpu_timeout: float, register_timeout: float):
+def _build(plan: Plan, *, tpu_timeout: float, register_timeout: float):
     tf = backend.tf()
     if plan.build == "tpu-guess":
         try:
             return _build_tpu("local", tpu_timeout), plan
         except StrategyError as exc:
             logger.warning("This looked like a TPU VM, but no TPU answered: %s", exc)
-            plan = _auto_plan(_inventory(), tpu_note="TPU device files but no TPU answered")
+            plan = auto_plan(device_inventory(), tpu_note="TPU device files but no TPU answered")
     if plan.build == "tpu":
         return _build_tpu(plan.target, tpu_timeout), plan
     if plan.build == "multi-worker":
@@ -332,7 +332,7 @@ def _describe_built(strategy) -> StrategyChoice:
     try:
         devices = tuple(strategy.extended.worker_devices)
     except RuntimeError:  # the default strategy keeps no device list
-        devices = _default_plan(_inventory(), "").devices
+        devices = default_plan(device_inventory(), "").devices
     return StrategyChoice(
         strategy=strategy,
         spec=f"<{type(strategy).__name__}>",

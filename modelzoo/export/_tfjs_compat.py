@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import ExportError, UsageError
 
-__all__ = ["TFJS_LAYERS", "TFJS_ACTIVATIONS"]
+__all__ = ["TFJS_LAYERS", "TFJS_ACTIVATIONS", "checked_topology", "check_portable"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ _TFJS_CONSTRAINTS = frozenset({"MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm"})
 # --------------------------------------------------------------------------- checks
 
 
-def _checked_topology(model: Any) -> dict[str, Any]:
+def checked_topology(model: Any) -> dict[str, Any]:
     """The model's Keras JSON topology, after every TF.js compatibility check passed."""
     _check_model_object(model)
     problems = list(_class_problems(model, prefix=""))
@@ -293,7 +293,7 @@ def _restore_keepdims(kind: str, config: dict[str, Any]) -> None:
     retarget(config.get("output_layers"))
 
 
-def _portable(node: Any) -> None:
+def check_portable(node: Any) -> None:
     """Rewrite, in place, what TF.js would parse differently or not at all.
 
     Initializers, regularizers and constraints are used when a layer is created or
@@ -304,7 +304,7 @@ def _portable(node: Any) -> None:
     """
     if isinstance(node, list):
         for item in node:
-            _portable(item)
+            check_portable(item)
         return
     if not isinstance(node, dict):
         return
@@ -345,7 +345,7 @@ def _portable(node: Any) -> None:
         elif key == "dtype" and value in ("float16", "bfloat16", "float64"):
             node[key] = "float32"
         else:
-            _portable(value)
+            check_portable(value)
 
 
 def _portable_regularizer(value: dict[str, Any]) -> dict[str, Any] | None:

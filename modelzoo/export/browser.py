@@ -37,13 +37,13 @@ from .tfjs import (
     TFJS_FILE,
     TFJS_VERSION,
     ExportResult,
-    _checked_model,
-    _image_input,
-    _page_files,
-    _preprocessing_mode,
-    _write_export,
     check_export_target,
+    checked_model,
+    find_image_input,
+    page_files,
+    preprocessing_mode,
     vendored_tfjs,
+    write_export,
 )
 
 __all__ = [
@@ -149,7 +149,7 @@ def export_browser_training(
     names = _check_classes(classes)
     head = _check_head(hidden, learning_rate, epochs, batch_size)
     out = check_export_target(out_dir, force=force)  # before the (slow) model load
-    page = _page_files("train.html", tfjs_url or TFJS_FILE)
+    page = page_files("train.html", tfjs_url or TFJS_FILE)
     base, mode, source = _load_base(
         model,
         cut=cut,
@@ -157,7 +157,7 @@ def export_browser_training(
         version=version,
         trust_remote_code=trust_remote_code,
     )
-    image_input = _image_input(base)
+    image_input = find_image_input(base)
     if image_input is None or None in image_input[:2]:
         raise UsageError(
             f"The training page needs a base with one image input of fixed size (batch, "
@@ -193,7 +193,7 @@ def export_browser_training(
     }
     if tfjs_url is None:
         files[TFJS_FILE] = vendored_tfjs()
-    result = _write_export(
+    result = write_export(
         base,
         out,
         shard_size=shard_size,
@@ -271,7 +271,7 @@ def _load_base(
     """(frozen base model, page preprocessing mode, a name for the page)."""
     from ..models.slicing import freeze, slice
 
-    mode = _preprocessing_mode(preprocessing)
+    mode = preprocessing_mode(preprocessing)
     if isinstance(model, str | os.PathLike):
         path = Path(os.fspath(model))
         if path.suffix in (".keras", ".h5"):
@@ -294,7 +294,7 @@ def _load_base(
         base = load(str(model), cut=cut, version=version, include_preprocessing=True)
         manifest = manifest_of(base)
         return base, "baked", manifest.spec if manifest is not None else str(model)
-    base = _checked_model(model)
+    base = checked_model(model)
     if cut is not None:
         base = slice(base, cut)
     freeze(base)

@@ -45,7 +45,7 @@ import numpy as np
 
 from ..errors import ExportError, UsageError
 from ..hub.manifest import PREPROCESSING_MODES as MANIFEST_MODES
-from ._tfjs_compat import TFJS_ACTIVATIONS, TFJS_LAYERS, _checked_topology, _portable
+from ._tfjs_compat import TFJS_ACTIVATIONS, TFJS_LAYERS, check_portable, checked_topology
 
 __all__ = [
     "ExportResult",
@@ -62,6 +62,12 @@ __all__ = [
     "TFJS_LAYERS",
     "TFJS_ACTIVATIONS",
     "PREPROCESSING_MODES",
+    # the steps export.browser builds its page export from
+    "checked_model",
+    "find_image_input",
+    "page_files",
+    "preprocessing_mode",
+    "write_export",
 ]
 
 logger = logging.getLogger(__name__)
@@ -137,7 +143,7 @@ def check_tfjs(model: Any) -> None:
         UsageError: ``model`` is not a built tf_keras Functional or Sequential model.
         ExportError: listing every offending layer by path (``outer/inner/name``).
     """
-    _checked_topology(model)
+    checked_topology(model)
 
 
 # ------------------------------------------------------------------------- weights
@@ -472,15 +478,15 @@ def export_tfjs(
         quantize = "float16"
     _quantize_rules(quantize)  # a bad value fails before the model is inspected
     out = check_export_target(out_dir, force=force)
-    mode = _preprocessing_mode(preprocessing)
+    mode = preprocessing_mode(preprocessing)
     if tfjs_url is not None and not with_demo:
         logger.warning("tfjs_url=%r is only used by the demo page; pass with_demo=True.", tfjs_url)
     files: dict[str, bytes | Path] = {}
     if with_demo:
-        files.update(_page_files("index.html", tfjs_url or TFJS_CDN_URL))
+        files.update(page_files("index.html", tfjs_url or TFJS_CDN_URL))
         if tfjs_url is None:
             files[TFJS_FILE] = vendored_tfjs()
-    if with_demo and _image_input(_checked_model(model)) is None:
+    if with_demo and find_image_input(checked_model(model)) is None:
         raise UsageError(
             f"The demo page needs a model with one image input (batch, height, width, "
             f"channels with 1 or 3 channels). Received input shape(s): {model.input_shape}. "
@@ -492,7 +498,7 @@ def export_tfjs(
             "Pass preprocessing='tf'|'caffe'|'torch' (see the model's manifest) or 'baked'."
         )
         mode = "none"
-    return _write_export(
+    return write_export(
         model,
         out,
         shard_size=shard_size,
@@ -504,13 +510,13 @@ def export_tfjs(
     )
 
 
-def _checked_model(model: Any) -> Any:
+def checked_model(model: Any) -> Any:
     """``model`` once TF.js could rebuild it (a model it cannot run is reported first)."""
-    _checked_topology(model)
+    checked_topology(model)
     return model
 
 
-def _write_export(
+def write_export(
     model: Any,
     out: Path,
     *,
@@ -528,13 +534,13 @@ def _write_export(
         raise UsageError(
             f"shard_size must be a positive number of bytes. Received: shard_size={shard_size!r}."
         )
-    topology = _checked_topology(model)
+    topology = checked_topology(model)
     label_list = _check_labels(model, labels)
-    image_input = _image_input(model)
+    image_input = find_image_input(model)
 
     from ..config import VERSION
 
-    _portable(topology)
+    check_portable(topology)
     named = _named_weights(model)
     float_names = [name for name, var in named if var.dtype.is_floating]
     plan = _quantize_plan(quantize, float_names)
@@ -694,7 +700,7 @@ def _check_labels(model: Any, labels: Sequence[str] | None) -> list[str] | None:
     return label_list
 
 
-def _image_input(model: Any) -> tuple[int | None, int | None, int] | None:
+def find_image_input(model: Any) -> tuple[int | None, int | None, int] | None:
     """(height, width, channels) when the model has a single image-like input."""
     shape = model.input_shape
     if not isinstance(shape, tuple) or len(shape) != 4 or shape[-1] not in (1, 3):
@@ -702,7 +708,7 @@ def _image_input(model: Any) -> tuple[int | None, int | None, int] | None:
     return shape[1], shape[2], shape[3]
 
 
-def _preprocessing_mode(preprocessing: str | None) -> str | None:
+def preprocessing_mode(preprocessing: str | None) -> str | None:
     if preprocessing is None:
         return None
     mode = _PREPROCESSING_ALIASES.get(preprocessing, preprocessing)
@@ -764,7 +770,7 @@ def vendored_tfjs() -> Path:
     return path
 
 
-def _page_files(template: str, tfjs_url: str) -> dict[str, bytes | Path]:
+def page_files(template: str, tfjs_url: str) -> dict[str, bytes | Path]:
     """An exported page: ``index.html`` from ``template`` and the script it loads."""
     script = Path(str(resources.files("modelzoo.export").joinpath(f"_web/{PAGE_SCRIPT}")))
     return {"index.html": _page(template, tfjs_url).encode("utf-8"), PAGE_SCRIPT: script}

@@ -20,7 +20,7 @@ from .. import config
 from ..errors import ProjectError
 from ..files import atomic_write
 from ..versions import matches
-from .lockfile import LOCK_FILE, PROJECT_FILE, _fail, check_variant
+from .lockfile import LOCK_FILE, PROJECT_FILE, check_variant, project_error
 from .manifest import NAME_RE
 
 __all__ = [
@@ -85,12 +85,14 @@ class Project:
 def check_constraint(constraint: Any, source: Any, where: str) -> str:
     """``constraint`` stripped (empty means ``*``), or ProjectError when it cannot parse."""
     if not isinstance(constraint, str):
-        raise _fail(source, f"{where}: expected a version constraint string, got {constraint!r}")
+        raise project_error(
+            source, f"{where}: expected a version constraint string, got {constraint!r}"
+        )
     text = constraint.strip() or "*"
     try:
         matches("0.0.0", text)
     except ValueError as exc:
-        raise _fail(source, f"{where}: {exc}") from None
+        raise project_error(source, f"{where}: {exc}") from None
     return text
 
 
@@ -98,19 +100,21 @@ def _parse_project(text: str, *, root: Path, source: str) -> Project:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise _fail(source, f"not valid TOML ({exc}). Fix the syntax.") from None
+        raise project_error(source, f"not valid TOML ({exc}). Fix the syntax.") from None
     unknown = sorted(set(data) - {"models", "registries"})
     if unknown:
-        raise _fail(source, f"unknown table or key {unknown[0]!r} (known: models, registries)")
+        raise project_error(
+            source, f"unknown table or key {unknown[0]!r} (known: models, registries)"
+        )
     models = data.get("models", {})
     registries = data.get("registries", {})
     if not isinstance(models, dict) or not isinstance(registries, dict):
-        raise _fail(source, "[models] and [registries] must be tables")
+        raise project_error(source, "[models] and [registries] must be tables")
     reqs = []
     for name, value in models.items():
         where = f"models.{name}"
         if not NAME_RE.match(name):
-            raise _fail(
+            raise project_error(
                 source,
                 f"invalid model name {name!r}: names use a-z, 0-9, '.', '_', '-' "
                 "(lowercase, starting with a letter or digit)",
@@ -118,7 +122,7 @@ def _parse_project(text: str, *, root: Path, source: str) -> Project:
         if isinstance(value, dict):
             extra = sorted(set(value) - {"version", "variant"})
             if extra:
-                raise _fail(
+                raise project_error(
                     source,
                     f"{where}: unknown keys {extra} (known: version, variant); quote names "
                     'that contain dots: "mobilenet_v1_1.0_224" = "^1.0"',
@@ -132,7 +136,7 @@ def _parse_project(text: str, *, root: Path, source: str) -> Project:
     regs = []
     for name, location in registries.items():
         if not NAME_RE.match(name) or not isinstance(location, str) or not location.strip():
-            raise _fail(
+            raise project_error(
                 source,
                 f'registries.{name}: expected name = "folder or http(s) URL", got {location!r}',
             )
@@ -156,7 +160,7 @@ def load_project(path: str | os.PathLike[str]) -> Project:
             f"{path} does not exist. Create it with `modelzoo add NAME` in that folder."
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise _fail(path, f"cannot read it ({exc})") from exc
+        raise project_error(path, f"cannot read it ({exc})") from exc
     return _parse_project(text, root=path.parent.absolute(), source=str(path))
 
 
@@ -263,8 +267,8 @@ def save_project(project: Project, *, name: str) -> None:
     except ProjectError:
         same = False
     if not same:
-        raise _fail(path, f"cannot update the entry of {name!r}; edit the file by hand")
+        raise project_error(path, f"cannot update the entry of {name!r}; edit the file by hand")
     try:
         atomic_write(path, new)
     except OSError as exc:
-        raise _fail(path, f"cannot write it ({exc.strerror or exc})") from exc
+        raise project_error(path, f"cannot write it ({exc.strerror or exc})") from exc

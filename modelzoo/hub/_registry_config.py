@@ -26,7 +26,7 @@ __all__: list[str] = []  # helpers of modelzoo.hub.registry; nothing here is pub
 _CONFIG_FILE = "config.json"
 
 
-def _normalize_location(location: Any, *, what: str = "registry location") -> tuple[str, str]:
+def normalize_location(location: Any, *, what: str = "registry location") -> tuple[str, str]:
     """``(kind, location)``: ``folder`` with an absolute path, or ``http`` with a clean URL."""
     if not isinstance(location, (str, os.PathLike)) or not str(location).strip():
         raise UsageError(f"Invalid {what} {location!r}: give a folder path or an http(s) URL.")
@@ -64,7 +64,7 @@ def _normalize_location(location: Any, *, what: str = "registry location") -> tu
     return "folder", str(Path(text).expanduser().absolute())
 
 
-def _default_name(kind: str, location: str) -> str:
+def default_name(kind: str, location: str) -> str:
     if kind == "http":
         parts = urlsplit(location)
         raw = f"{parts.netloc}{parts.path}"
@@ -78,7 +78,7 @@ def _config_path() -> Path:
     return config.home() / _CONFIG_FILE
 
 
-def _read_config() -> dict[str, Any]:
+def read_config() -> dict[str, Any]:
     path = _config_path()
     try:
         raw = path.read_bytes()
@@ -105,7 +105,7 @@ def _read_config() -> dict[str, Any]:
     return data
 
 
-def _update_config(change) -> Any:
+def update_config(change) -> Any:
     """Apply ``change(config) -> result`` under a lock and write the config atomically."""
     import filelock  # lazily: only the config-changing commands need it
 
@@ -114,7 +114,7 @@ def _update_config(change) -> Any:
     lock = filelock.FileLock(str(path) + ".lock", timeout=30)
     try:
         with lock:
-            doc = _read_config()
+            doc = read_config()
             doc.setdefault("registries", [])
             result = change(doc)
             data = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"

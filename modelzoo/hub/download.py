@@ -65,21 +65,21 @@ from .home import write_json
 from .http import (
     ALLOWED_SCHEMES,
     Pace,
-    _content_range,
-    _content_range_total,
-    _describe,
-    _int,
-    _open,
-    _Retry,
-    _scheme,
-    _Stalled,
-    _status_failure,
-    _UrlFailed,
+    RetryableFailure,
+    Stalled,
+    UrlFailed,
+    content_range,
+    content_range_total,
     content_span,
+    describe_failure,
     head,
+    header_int,
     new_session,
+    open_url,
     redact,
     retry_delay,
+    scheme_of,
+    status_failure,
     url_problem,
 )
 from .manifest import Hash, parse_hash
@@ -218,11 +218,11 @@ class _Job:
         self.pace = pace = Pace()  # deadline and minimum throughput, per URL
         while True:
             try:
-                if _scheme(url) == "file":
+                if scheme_of(url) == "file":
                     return self._copy_file(url)
                 pace.check()
                 return self._attempt(url)
-            except _Retry as exc:
+            except RetryableFailure as exc:
                 pace.check()  # a stall or the deadline ends this URL, bytes kept
                 now = _size_of(self.partial) or 0
                 if now > best and resumes < _MAX_RESUMES:
@@ -235,9 +235,7 @@ class _Job:
                 failures += 1
                 if failures > config.max_retries():
                     attempts = "1 attempt" if failures == 1 else f"{failures} attempts"
-                    raise _UrlFailed(
-                        f"{exc} (gave up after {attempts})", status=exc.status
-                    ) from exc
+                    raise UrlFailed(f"{exc} (gave up after {attempts})", status=exc.status) from exc
                 delay = retry_delay(failures, self.backoff, exc.retry_after)
                 logger.info("%s: %s; retrying in %.2g s", url, exc, delay)
                 pace.sleep(delay)
@@ -280,22 +278,22 @@ class _Job:
     def _attempt(self, url: str) -> DownloadResult:
         offset, headers = self._resume_plan(url)
         headers = {"Accept-Encoding": "identity", **headers}
-        response = _open(self.session, url, headers, pace=self.pace)
+        response = open_url(self.session, url, headers, pace=self.pace)
         with response:
             self.served_by = response.url or url
             status = response.status_code
             if status == 416 and offset:
-                total = _content_range_total(response.headers.get("Content-Range"))
+                total = content_range_total(response.headers.get("Content-Range"))
                 if total == offset:  # the previous attempt already had every byte
                     return self._finish(url, None, resumed=True)
                 _discard(self.partial)
-                raise _Retry("the server refused to resume (HTTP 416); starting again")
+                raise RetryableFailure("the server refused to resume (HTTP 416); starting again")
             reason = f"HTTP {status} {response.reason or ''}".strip()
-            verdict = _status_failure(response)
+            verdict = status_failure(response)
             if verdict is not None:
                 raise verdict
             if status not in (200, 206):
-                raise _UrlFailed(f"unexpected {reason}", status=status)
+                raise UrlFailed(f"unexpected {reason}", status=status)
             encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
             decode = encoding not in ("", "identity")
             if status == 206:
@@ -303,11 +301,11 @@ class _Job:
             elif offset:
                 logger.info("%s ignored the Range request; downloading from the start", url)
                 offset = 0
-            length = None if decode else _int(response.headers.get("Content-Length"))
+            length = None if decode else header_int(response.headers.get("Content-Length"))
             total = offset + length if length is not None else None
             if self.size is not None and total is not None and total != self.size:
                 _discard(self.partial)
-                raise _UrlFailed(
+                raise UrlFailed(
                     f"the server announces {total:,} bytes but {self.size:,} are expected"
                 )
             probe = None
@@ -331,7 +329,7 @@ class _Job:
 
     def _check_partial_response(self, url: str, response, offset: int, decode: bool) -> int:
         meta = _read_meta(self.partial) or {}
-        start, total = _content_range(response.headers.get("Content-Range"))
+        start, total = content_range(response.headers.get("Content-Range"))
         etag = response.headers.get("ETag")
         problem = None
         if decode:
@@ -345,7 +343,7 @@ class _Job:
             problem = "the file changed on the server since the partial download"
         if problem:
             _discard(self.partial)
-            raise _Retry(f"{problem}; starting again")
+            raise RetryableFailure(f"{problem}; starting again")
         return offset
 
     def _write_meta(self, url: str, response, total: int | None) -> None:
@@ -374,7 +372,7 @@ class _Job:
             received = self._pump(
                 response, sink, offset=offset, total=total, decode=decode, probe=probe
             )
-        except (_Retry, _UrlFailed, WriteFailed, _GoParallel) as exc:
+        except (RetryableFailure, UrlFailed, WriteFailed, _GoParallel) as exc:
             failure = exc
         finally:
             # Always let the writer finish: the bytes received so far are kept for a resume
@@ -384,14 +382,14 @@ class _Job:
             _discard(self.partial)
             needed = total - offset - sink.written if total is not None else None
             raise _cache_error(self.partial, write_error, needed=needed) from write_error
-        if isinstance(failure, _UrlFailed) and not isinstance(failure, _Stalled):
+        if isinstance(failure, UrlFailed) and not isinstance(failure, Stalled):
             _discard(self.partial)
         if isinstance(failure, _GoParallel):
             self.carried = (hasher, offset + sink.written)
         if failure is not None:
             raise failure
         if total is not None and received < total:
-            raise _Retry(f"connection closed after {received:,} of {total:,} bytes")
+            raise RetryableFailure(f"connection closed after {received:,} of {total:,} bytes")
 
     def _pump(
         self, response, sink: HashingWriter, *, offset: int, total, decode: bool, probe=None
@@ -418,12 +416,12 @@ class _Job:
                 # links, steady progress and little to lose on slow ones.
                 chunk = read(config.CHUNK_SIZE, decode_content=decode)
             except network_errors as exc:
-                raise _Retry(_describe(exc, self.pace.read_timeout())) from exc
+                raise RetryableFailure(describe_failure(exc, self.pace.read_timeout())) from exc
             if not chunk:
                 return received
             received += len(chunk)
             if limit is not None and received > limit:
-                raise _UrlFailed(f"the server sent more than the expected {limit:,} bytes")
+                raise UrlFailed(f"the server sent more than the expected {limit:,} bytes")
             sink.put(chunk)
             bar.update(len(chunk))
             self.pace.got(len(chunk))
@@ -441,14 +439,14 @@ class _Job:
 
         parts = urlsplit(url)
         if parts.netloc not in ("", "localhost"):
-            raise _UrlFailed("file URLs must name a local path (file:///path/to/file)")
+            raise UrlFailed("file URLs must name a local path (file:///path/to/file)")
         source = Path(url2pathname(parts.path))
         if not source.is_file():
-            raise _UrlFailed(f"no such file: {source}")
+            raise UrlFailed(f"no such file: {source}")
         _discard(self.partial)  # a local copy never needs resuming
         total = source.stat().st_size
         if self.size is not None and total != self.size:
-            raise _UrlFailed(f"the file has {total:,} bytes but {self.size:,} are expected")
+            raise UrlFailed(f"the file has {total:,} bytes but {self.size:,} are expected")
         hasher = Hasher(algorithms_for(self.expected))
         try:
             sink = HashingWriter(self.partial, hasher, append=False)
@@ -474,7 +472,7 @@ class _Job:
             raise _cache_error(self.partial, write_error, needed=total - sink.written)
         if read_error is not None:
             _discard(self.partial)
-            raise _UrlFailed(f"could not read {source}: {read_error.strerror or read_error}")
+            raise UrlFailed(f"could not read {source}: {read_error.strerror or read_error}")
         return self._finish(url, hasher, resumed=False)
 
     # -- verification --
@@ -497,9 +495,9 @@ class _Job:
                 # The old prefix may be the culprit (a file replaced on the server between
                 # attempts without a validator saying so): try once more from zero.
                 self.fresh_retry_used = True
-                raise _Retry(f"{problem[0]} mismatch after resuming; starting again")
+                raise RetryableFailure(f"{problem[0]} mismatch after resuming; starting again")
             what, want, got = problem
-            source = url if _scheme(url) == "file" else (self.served_by or url)
+            source = url if scheme_of(url) == "file" else (self.served_by or url)
             shown = url if source == url else f"{url} (served from {source})"
             raise IntegrityError(
                 f"{shown} does not match its published {what}: expected {want}, got {got}. "
@@ -674,7 +672,7 @@ class _Parallel:
                     logger.info("%s: %s; not using it for ranged parts", source.url, exc)
                     with self.cond:
                         source.failed, source.lied = str(exc), True
-                except _Retry as exc:
+                except RetryableFailure as exc:
                     if pace.remaining() <= 0:
                         with self.cond:
                             source.failed = f"{exc} (deadline passed)"
@@ -695,7 +693,7 @@ class _Parallel:
                     logger.info("%s: %s; retrying part in %.2g s", source.url, exc, delay)
                     self._release(block)
                     pace.sleep(delay)
-                except _Stalled as exc:
+                except Stalled as exc:
                     # One slow connection: the part goes back to the queue; the deadline
                     # (not the rate) ends the source.
                     if pace.remaining() <= 0:
@@ -708,7 +706,7 @@ class _Parallel:
                             with self.cond:
                                 source.failed = str(exc)
                         pace.restart_window()
-                except _UrlFailed as exc:
+                except UrlFailed as exc:
                     with self.cond:
                         source.failed = str(exc)
                 finally:
@@ -729,16 +727,16 @@ class _Parallel:
         headers = {"Accept-Encoding": "identity", "Range": f"bytes={start}-{block.end - 1}"}
         if source.validator:
             headers["If-Range"] = source.validator
-        response = _open(session, source.url, headers, pace=pace)
+        response = open_url(session, source.url, headers, pace=pace)
         with response:
-            verdict = _status_failure(response)
+            verdict = status_failure(response)
             if verdict is not None:
                 raise verdict
             status = response.status_code
             if status == 200:
                 raise _RangeLie("the server ignored a Range request (HTTP 200)")
             if status != 206:
-                raise _UrlFailed(f"unexpected HTTP {status} {response.reason or ''}".strip())
+                raise UrlFailed(f"unexpected HTTP {status} {response.reason or ''}".strip())
             encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
             if encoding not in ("", "identity"):
                 raise _RangeLie("the server compressed a partial response")
@@ -759,10 +757,10 @@ class _Parallel:
                 try:
                     chunk = read(min(_PART_READ, stop - offset))
                 except network_errors as exc:
-                    raise _Retry(_describe(exc, pace.read_timeout())) from exc
+                    raise RetryableFailure(describe_failure(exc, pace.read_timeout())) from exc
                 if not chunk:
                     got = offset - start
-                    raise _Retry(f"part closed after {got:,} of {stop - start:,} bytes")
+                    raise RetryableFailure(f"part closed after {got:,} of {stop - start:,} bytes")
                 if self._write(block, chunk, offset):
                     pace.restart_window()  # waiting for the hash is not a stall either
                 offset += len(chunk)
@@ -935,7 +933,7 @@ def _probe(job: _Job, candidates: list[str], known=None) -> tuple[list[_Source],
     sources: list[_Source] = []
     length = None
     for url in candidates:
-        if _scheme(url) not in ("http", "https") or url_problem(url):
+        if scheme_of(url) not in ("http", "https") or url_problem(url):
             break  # keep the order: a file:// or refused URL ends the run of sources
         if known is not None and url == known[0]:
             headers = known[1]  # the answer to the GET that found the file large
@@ -944,7 +942,7 @@ def _probe(job: _Job, candidates: list[str], known=None) -> tuple[list[_Source],
         if headers is None:
             continue
         ranges = headers.get("Accept-Ranges", "").strip().lower() == "bytes"
-        size = _int(headers.get("Content-Length"))
+        size = header_int(headers.get("Content-Length"))
         encoded = headers.get("Content-Encoding", "identity").strip().lower()
         if not ranges or size is None or encoded not in ("", "identity"):
             if not sources:
@@ -1091,7 +1089,7 @@ def _fetch_parallel(job: _Job, candidates: list[str], parallel: int, known=None)
     first = sources[0].url
     try:
         return job._finish(first, run.hasher, resumed=resumed), []
-    except (IntegrityError, _Retry) as exc:
+    except (IntegrityError, RetryableFailure) as exc:
         if len(served) > 1 and not job.fresh_retry_used:
             # Several servers sent parts: fetch again from the first alone, so that a
             # mismatch then names one server.
@@ -1103,7 +1101,7 @@ def _fetch_parallel(job: _Job, candidates: list[str], parallel: int, known=None)
                 bad = ", ".join(u for u in served if u != first)
                 logger.warning("%s served different bytes; they were not used", bad)
             return result, failures
-        if isinstance(exc, _Retry):  # a mismatch after resuming: once more from zero
+        if isinstance(exc, RetryableFailure):  # a mismatch after resuming: once more from zero
             return _fetch_parallel(job, candidates, parallel)
         raise
 
@@ -1185,7 +1183,7 @@ def download(
     partial = Path(partial)
     candidates = rewrite_urls(originals, config.mirror())
     if config.offline():
-        candidates = [u for u in candidates if _scheme(u) == "file"]
+        candidates = [u for u in candidates if scheme_of(u) == "file"]
         if not candidates:
             raise OfflineError(f"Cannot download {originals[0]}.", url=originals[0])
     try:
@@ -1219,7 +1217,7 @@ def download(
             if problem:
                 failures.append((redact(url), problem))
                 continue
-            if _scheme(url) != "file" and job.session is None:
+            if scheme_of(url) != "file" and job.session is None:
                 job.session = new_session()
             logger.info("Downloading %s to %s", url, partial)
             try:
@@ -1232,7 +1230,7 @@ def download(
                         return result
                     job.parallel = 1  # a server lied about ranges: one stream
                     return job.fetch(url)
-            except _UrlFailed as exc:
+            except UrlFailed as exc:
                 logger.info("%s failed: %s", url, exc)
                 failures.append((url, str(exc)))
                 status = exc.status or status

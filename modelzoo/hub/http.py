@@ -44,6 +44,23 @@ __all__ = [
     "get_bytes",
     "head",
     "head_size",
+    # the pieces hub.download builds its streaming, resuming, parallel GETs from
+    "Pace",
+    "RetryableFailure",
+    "Stalled",
+    "UrlFailed",
+    "content_range",
+    "content_range_total",
+    "content_span",
+    "describe_failure",
+    "header_int",
+    "new_session",
+    "open_url",
+    "redact",
+    "retry_delay",
+    "scheme_of",
+    "status_failure",
+    "url_problem",
 ]
 
 logger = logging.getLogger(__name__)
@@ -65,7 +82,7 @@ _REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 _RETRY_STATUS = frozenset({408, 425, 429})
 
 
-class _Retry(Exception):
+class RetryableFailure(Exception):
     """This attempt failed in a way worth retrying on the same URL."""
 
     def __init__(self, reason: str, *, status: int | None = None, retry_after=None):
@@ -74,7 +91,7 @@ class _Retry(Exception):
         self.retry_after: float | None = retry_after
 
 
-class _UrlFailed(Exception):
+class UrlFailed(Exception):
     """This URL cannot deliver the file; move on to the next one."""
 
     def __init__(self, reason: str, *, status: int | None = None):
@@ -82,11 +99,11 @@ class _UrlFailed(Exception):
         self.status = status
 
 
-class _Stalled(_UrlFailed):
+class Stalled(UrlFailed):
     """The deadline passed or the throughput fell below the minimum: keep the bytes."""
 
 
-def _scheme(url: str) -> str:
+def scheme_of(url: str) -> str:
     return urlsplit(url).scheme.lower()
 
 
@@ -118,7 +135,7 @@ def redact(url: str) -> str:
     return parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
 
 
-def _describe(exc: BaseException, read_timeout: float | None = None) -> str:
+def describe_failure(exc: BaseException, read_timeout: float | None = None) -> str:
     """One short line for a network exception (requests' own messages run long)."""
     name = type(exc).__name__
     if "Timeout" in name or isinstance(exc, TimeoutError):
@@ -173,7 +190,7 @@ class Pace:
     """Deadline and minimum throughput for fetching one URL (across its retries).
 
     Every chunk received is reported with :meth:`got`; :meth:`check` raises
-    :class:`_Stalled` once the deadline has passed or when, over the last ``window``
+    :class:`Stalled` once the deadline has passed or when, over the last ``window``
     seconds, fewer than ``rate * window`` bytes arrived. A deliberate pause (backoff,
     Retry-After) restarts the window.
     """
@@ -203,7 +220,7 @@ class Pace:
     def check(self) -> None:
         now = time.monotonic()
         if now - self.start > self.deadline:
-            raise _Stalled(f"gave up at the {self.deadline:g} s deadline (MODELZOO_DEADLINE)")
+            raise Stalled(f"gave up at the {self.deadline:g} s deadline (MODELZOO_DEADLINE)")
         if self.rate <= 0 or now - self._window_start < self.window:
             return
         base = self._marks[0][1]
@@ -213,7 +230,7 @@ class Pace:
             base = total
         got = self.total - base
         if got < self.rate * self.window:
-            raise _Stalled(
+            raise Stalled(
                 f"stalled: {got:,} bytes in the last {self.window:g} s, below the minimum of "
                 f"{self.rate:g} bytes/s (MODELZOO_MIN_RATE)"
             )
@@ -246,12 +263,12 @@ def new_session():
     return session
 
 
-def _open(session, url: str, headers: dict[str, str], *, method: str = "GET", pace=None):
+def open_url(session, url: str, headers: dict[str, str], *, method: str = "GET", pace=None):
     """Send ``method`` to ``url`` (streamed), following redirects under the policy.
 
     Raises:
-        _UrlFailed: the URL or a redirect breaks the policy, or TLS failed.
-        _Retry: a network error worth retrying.
+        UrlFailed: the URL or a redirect breaks the policy, or TLS failed.
+        RetryableFailure: a network error worth retrying.
     """
     import requests
 
@@ -261,10 +278,10 @@ def _open(session, url: str, headers: dict[str, str], *, method: str = "GET", pa
         read = pace.read_timeout()
     for _ in range(MAX_REDIRECTS + 1):
         problem = url_problem(current)
-        if problem is None and _scheme(current) == "file":
+        if problem is None and scheme_of(current) == "file":
             problem = "file URLs are not fetched over the network"
         if problem:
-            raise _UrlFailed(problem)
+            raise UrlFailed(problem)
         try:
             response = session.request(
                 method,
@@ -278,21 +295,21 @@ def _open(session, url: str, headers: dict[str, str], *, method: str = "GET", pa
                 verify=session.verify,
             )
         except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema) as exc:
-            raise _UrlFailed(f"invalid URL: {_root_cause(exc)}") from exc
+            raise UrlFailed(f"invalid URL: {_root_cause(exc)}") from exc
         except requests.exceptions.SSLError as exc:
             # Certificates do not fix themselves: retrying would only delay the error.
-            raise _UrlFailed(f"TLS error (certificate or protocol): {_root_cause(exc)}") from exc
+            raise UrlFailed(f"TLS error (certificate or protocol): {_root_cause(exc)}") from exc
         except requests.RequestException as exc:
-            raise _Retry(_describe(exc, read)) from exc
+            raise RetryableFailure(describe_failure(exc, read)) from exc
         if response.status_code not in _REDIRECT_STATUS or "Location" not in response.headers:
             return response
         target = urljoin(current, response.headers["Location"])
         response.close()
-        before, after = _scheme(current), _scheme(target)
+        before, after = scheme_of(current), scheme_of(target)
         # Same scheme, or an upgrade to https; anything else could downgrade security
         # or reach a local file.
         if after != before and not (before == "http" and after == "https"):
-            raise _UrlFailed(
+            raise UrlFailed(
                 f"refused redirect to {redact(target)}: redirects may not change the scheme "
                 f"({before} -> {after})"
             )
@@ -302,10 +319,10 @@ def _open(session, url: str, headers: dict[str, str], *, method: str = "GET", pa
             headers = {k: v for k, v in headers.items() if k.lower() in FORWARDED_HEADERS}
         logger.debug("redirect %s -> %s", redact(current), redact(target))
         current = target
-    raise _UrlFailed(f"more than {MAX_REDIRECTS} redirects")
+    raise UrlFailed(f"more than {MAX_REDIRECTS} redirects")
 
 
-def _status_failure(response) -> _Retry | _UrlFailed | None:
+def status_failure(response) -> RetryableFailure | UrlFailed | None:
     """The retry-or-fail verdict for an HTTP status (None for 2xx)."""
     status = response.status_code
     if status < 400 and status not in _RETRY_STATUS:
@@ -313,24 +330,24 @@ def _status_failure(response) -> _Retry | _UrlFailed | None:
     reason = f"HTTP {status} {response.reason or ''}".strip()
     if status >= 500 or status in _RETRY_STATUS:
         asked = retry_after(response.headers.get("Retry-After")) if status in (429, 503) else None
-        return _Retry(reason, status=status, retry_after=asked)
-    return _UrlFailed(reason, status=status)
+        return RetryableFailure(reason, status=status, retry_after=asked)
+    return UrlFailed(reason, status=status)
 
 
 def _with_retries(url: str, attempt, *, backoff: float = 0.5):
-    """Run ``attempt(pace)`` until it returns, retrying ``_Retry`` under the policy."""
+    """Run ``attempt(pace)`` until it returns, retrying ``RetryableFailure`` under the policy."""
     pace = Pace()
     failures = 0
     while True:
         try:
             pace.check()
             return attempt(pace)
-        except _Retry as exc:
+        except RetryableFailure as exc:
             failures += 1
             pace.check()
             if failures > config.max_retries():
                 attempts = "1 attempt" if failures == 1 else f"{failures} attempts"
-                raise _UrlFailed(f"{exc} (gave up after {attempts})", status=exc.status) from exc
+                raise UrlFailed(f"{exc} (gave up after {attempts})", status=exc.status) from exc
             delay = retry_delay(failures, backoff, exc.retry_after)
             logger.info("%s: %s; retrying in %.2g s", redact(url), exc, delay)
             pace.sleep(delay)
@@ -346,7 +363,7 @@ def get_bytes(
         408/425/429 are returned, not raised, so the caller can word its own error.
 
     Raises:
-        _UrlFailed: the policy refused the URL or a redirect, the body is larger than
+        UrlFailed: the policy refused the URL or a redirect, the body is larger than
             ``max_bytes``, or retries ran out (the reason is one line).
     """
     import requests
@@ -356,10 +373,10 @@ def get_bytes(
     session = session or new_session()
 
     def attempt(pace: Pace):
-        response = _open(session, url, dict(headers or {}), pace=pace)
+        response = open_url(session, url, dict(headers or {}), pace=pace)
         with response:
-            verdict = _status_failure(response)
-            if isinstance(verdict, _Retry):
+            verdict = status_failure(response)
+            if isinstance(verdict, RetryableFailure):
                 raise verdict
             body = bytearray()
             try:
@@ -368,9 +385,9 @@ def get_bytes(
                     pace.got(len(chunk))
                     pace.check()
                     if len(body) > max_bytes:
-                        raise _UrlFailed(f"the response is larger than {max_bytes:,} bytes")
+                        raise UrlFailed(f"the response is larger than {max_bytes:,} bytes")
             except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-                raise _Retry(_describe(exc, pace.read_timeout())) from exc
+                raise RetryableFailure(describe_failure(exc, pace.read_timeout())) from exc
             return response.status_code, dict(response.headers), bytes(body)
 
     try:
@@ -386,16 +403,16 @@ def head(url: str, *, session=None):
     session = session or new_session()
 
     def attempt(pace: Pace):
-        response = _open(session, url, {"Accept-Encoding": "identity"}, method="HEAD", pace=pace)
+        response = open_url(session, url, {"Accept-Encoding": "identity"}, method="HEAD", pace=pace)
         with response:
-            verdict = _status_failure(response)
+            verdict = status_failure(response)
             if verdict is not None:
                 raise verdict
             return response.headers
 
     try:
         return _with_retries(url, attempt)
-    except _UrlFailed as exc:
+    except UrlFailed as exc:
         logger.info("HEAD %s failed: %s", redact(url), exc)
         return None
     finally:
@@ -406,10 +423,10 @@ def head(url: str, *, session=None):
 def head_size(url: str, *, session=None) -> int | None:
     """Content-Length from a HEAD request under the policy; None when unknown."""
     headers = head(url, session=session)
-    return _int(headers.get("Content-Length")) if headers else None
+    return header_int(headers.get("Content-Length")) if headers else None
 
 
-def _int(value: str | None) -> int | None:
+def header_int(value: str | None) -> int | None:
     try:
         number = int(value) if value is not None else None
     except ValueError:
@@ -423,15 +440,15 @@ def content_span(value: str | None) -> tuple[int | None, int | None, int | None]
         return None, None, None
     span, _, total = value.strip()[6:].partition("/")
     first, _, last = span.partition("-")
-    return _int(first.strip()), _int(last.strip()), _int(total.strip())
+    return header_int(first.strip()), header_int(last.strip()), header_int(total.strip())
 
 
-def _content_range(value: str | None) -> tuple[int | None, int | None]:
+def content_range(value: str | None) -> tuple[int | None, int | None]:
     """``bytes 100-199/1000`` -> ``(100, 1000)``; unknown parts are None."""
     start, _, total = content_span(value)
     return start, total
 
 
-def _content_range_total(value: str | None) -> int | None:
+def content_range_total(value: str | None) -> int | None:
     """``bytes */1000`` (as sent with 416) -> ``1000``."""
-    return _content_range(value)[1] if value and "*/" in value else None
+    return content_range(value)[1] if value and "*/" in value else None

@@ -55,7 +55,7 @@ ANY = ("", "*", "latest")
 _SHA256 = re.compile(r"\A[0-9a-f]{64}\Z")
 
 
-def _fail(source: Any, message: str) -> ProjectError:
+def project_error(source: Any, message: str) -> ProjectError:
     return ProjectError(f"{source}: {message}")
 
 
@@ -64,7 +64,9 @@ def check_variant(variant: Any, source: Any, where: str) -> str | None:
     if variant is None:
         return None
     if not isinstance(variant, str) or not NAME_RE.match(variant):
-        raise _fail(source, f"{where}: invalid variant {variant!r} (e.g. 'full', 'notop', 'all')")
+        raise project_error(
+            source, f"{where}: invalid variant {variant!r} (e.g. 'full', 'notop', 'all')"
+        )
     return variant
 
 
@@ -143,10 +145,12 @@ def _read_trust(m: dict, source, where: str) -> dict | None:
     sha = _typed(root, "sha256", str, source, f"{where}.root")
     targets = _typed(m, "signed_targets", dict, source, where)
     if version < 1 or not _SHA256.match(sha):
-        raise _fail(source, f"{where}.root must have a version >= 1 and a 64-hex sha256")
+        raise project_error(source, f"{where}.root must have a version >= 1 and a 64-hex sha256")
     for path, digest in targets.items():
         if not isinstance(digest, str) or not _SHA256.match(digest):
-            raise _fail(source, f"{where}.signed_targets[{path!r}] must be 64 lowercase hex")
+            raise project_error(
+                source, f"{where}.signed_targets[{path!r}] must be 64 lowercase hex"
+            )
     return {"root_version": version, "root_sha256": sha, "targets": dict(targets)}
 
 
@@ -181,7 +185,7 @@ def dumps_lock(lock: Lockfile) -> bytes:
 def _typed(data: dict, key: str, kind, source, where: str):
     value = data.get(key)
     if not isinstance(value, kind) or isinstance(value, bool) and kind is int:
-        raise _fail(
+        raise project_error(
             source,
             f"{where}.{key} is missing or invalid ({value!r}). Delete {LOCK_FILE} and run "
             "`modelzoo install` to recreate it.",
@@ -203,13 +207,13 @@ def read_lock(path: str | os.PathLike[str]) -> Lockfile:
             f"{path} does not exist. Run `modelzoo install` (without --frozen) to create it."
         ) from None
     except (OSError, ValueError) as exc:
-        raise _fail(
+        raise project_error(
             path,
             f"not a readable JSON lockfile ({exc}). Delete it and run `modelzoo install` to "
             "recreate it.",
         ) from None
     if not isinstance(data, dict) or data.get("lockfile_version") != LOCK_VERSION:
-        raise _fail(
+        raise project_error(
             path,
             f"expected lockfile_version {LOCK_VERSION}, got "
             f"{data.get('lockfile_version') if isinstance(data, dict) else data!r}; "
@@ -220,14 +224,14 @@ def read_lock(path: str | os.PathLike[str]) -> Lockfile:
     for name, m in sorted(models.items()):
         where = f"models.{name}"
         if not NAME_RE.match(name) or not isinstance(m, dict):
-            raise _fail(path, f"{where}: invalid entry")
+            raise project_error(path, f"{where}: invalid entry")
         version = _typed(m, "version", str, path, where)
         if not is_version(version):
-            raise _fail(path, f"{where}.version {version!r} is not a semantic version")
+            raise project_error(path, f"{where}.version {version!r} is not a semantic version")
         registry = _typed(m, "registry", dict, path, where)
         digest = _typed(m, "manifest", str, path, where)
         if not _SHA256.match(digest.removeprefix("sha256:")):
-            raise _fail(path, f"{where}.manifest must be sha256:<64 hex>")
+            raise project_error(path, f"{where}.manifest must be sha256:<64 hex>")
         variant = m.get("variant")
         if variant is not None:
             variant = check_variant(variant, path, where)
@@ -235,13 +239,13 @@ def read_lock(path: str | os.PathLike[str]) -> Lockfile:
         for v, a in sorted(_typed(m, "artifacts", dict, path, where).items()):
             aw = f"{where}.artifacts.{v}"
             if not NAME_RE.match(v) or not isinstance(a, dict):
-                raise _fail(path, f"{aw}: invalid entry")
+                raise project_error(path, f"{aw}: invalid entry")
             sha = _typed(a, "sha256", str, path, aw)
             if not _SHA256.match(sha):
-                raise _fail(path, f"{aw}.sha256 must be 64 lowercase hex digits")
+                raise project_error(path, f"{aw}.sha256 must be 64 lowercase hex digits")
             published = a.get("published_hash")
             if published is not None and not isinstance(published, str):
-                raise _fail(path, f"{aw}.published_hash must be a string or null")
+                raise project_error(path, f"{aw}.published_hash must be a string or null")
             arts.append(
                 LockedArtifact(
                     v,
@@ -254,7 +258,7 @@ def read_lock(path: str | os.PathLike[str]) -> Lockfile:
                 )
             )
         if not arts:
-            raise _fail(path, f"{where}.artifacts is empty")
+            raise project_error(path, f"{where}.artifacts is empty")
         entries.append(
             LockedModel(
                 name,

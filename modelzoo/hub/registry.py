@@ -51,7 +51,7 @@ from ..errors import (
     nearest,
 )
 from ..versions import best_match, matches, split_spec
-from ._registry_config import _default_name, _normalize_location, _read_config, _update_config
+from ._registry_config import default_name, normalize_location, read_config, update_config
 from .index import (
     INDEX_FILE,
     IndexEntry,
@@ -382,8 +382,8 @@ def list_registries() -> list[Registry]:
         RegistryError: the config file is unreadable.
     """
     configured = []
-    for item in _read_config().get("registries", []):
-        kind, location = _normalize_location(item["location"], what="configured registry")
+    for item in read_config().get("registries", []):
+        kind, location = normalize_location(item["location"], what="configured registry")
         configured.append(
             Registry(item["name"], location, kind, "config", signed=bool(item.get("trust")))
         )
@@ -391,14 +391,14 @@ def list_registries() -> list[Registry]:
     taken = {r.name for r in configured} | {BUNDLED}
     from_env, env_locations = [], set()
     for raw in config.registries_from_env():
-        kind, location = _normalize_location(raw, what="MODELZOO_REGISTRY entry")
+        kind, location = normalize_location(raw, what="MODELZOO_REGISTRY entry")
         if location in env_locations:
             continue
         env_locations.add(location)
         if location in by_location:  # keep the name it was added under
             name = by_location[location].name
         else:
-            base = name = _default_name(kind, location)
+            base = name = default_name(kind, location)
             n = 2
             while name in taken:
                 name, n = f"{base}-{n}", n + 1
@@ -437,7 +437,7 @@ def add_registry(
         UsageError: bad location or name, a missing folder, or a name already in use.
         TrustError: the root does not match the pin, or the registry does not verify.
     """
-    kind, loc = _normalize_location(location)
+    kind, loc = normalize_location(location)
     if kind == "folder" and not Path(loc).is_dir():
         raise UsageError(f"Registry folder {loc} does not exist. Create it, then add it again.")
     if name is not None and (not isinstance(name, str) or not NAME_RE.match(name)):
@@ -462,13 +462,13 @@ def add_registry(
             loc,
             root=root_bytes,
             root_sha256=root_sha256,
-            name=name or _default_name(kind, loc),
+            name=name or default_name(kind, loc),
         )
 
     def change(doc: dict) -> Registry:
         entries = doc["registries"]
         previous = next((r for r in entries if r["location"] == loc), None)
-        chosen = name or (previous or {}).get("name") or _default_name(kind, loc)
+        chosen = name or (previous or {}).get("name") or default_name(kind, loc)
         others = [r for r in entries if r["location"] != loc]
         if name is None:
             base, n = chosen, 2
@@ -486,7 +486,7 @@ def add_registry(
         doc["registries"] = [entry, *others]
         return Registry(chosen, loc, kind, "config", signed=trusted is not None)
 
-    registry = _update_config(change)
+    registry = update_config(change)
     logger.info("added registry %s (%s)", registry.name, registry.location)
     return registry
 
@@ -507,7 +507,7 @@ def remove_registry(name_or_location: str | os.PathLike[str]) -> Registry:
     if key == BUNDLED:
         raise UsageError("The bundled registry cannot be removed; add registries to shadow it.")
     try:
-        location = _normalize_location(key)[1]
+        location = normalize_location(key)[1]
     except UsageError:
         location = None
 
@@ -516,11 +516,11 @@ def remove_registry(name_or_location: str | os.PathLike[str]) -> Registry:
         hit = next((r for r in entries if r["name"] == key or r["location"] == location), None)
         if hit is not None:
             doc["registries"] = [r for r in entries if r is not hit]
-            kind, loc = _normalize_location(hit["location"])
+            kind, loc = normalize_location(hit["location"])
             return Registry(hit["name"], loc, kind, "config", signed=bool(hit.get("trust")))
         return None
 
-    removed = _update_config(change)
+    removed = update_config(change)
     if removed is None:
         from_env = [
             r for r in list_registries() if r.origin == "env" and key in (r.name, r.location)

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from .. import config, files
 from ..errors import ManifestError, ModelZooError, OfflineError, RegistryError, first_line
-from .http import _UrlFailed, get_bytes, redact
+from .http import UrlFailed, get_bytes, redact
 
 __all__ = [
     "TTL_SECONDS",
@@ -246,7 +246,7 @@ def http_get(url: str, *, etag: str | None = None, last_modified: str | None = N
         headers["If-Modified-Since"] = last_modified
     try:
         status, got, body = get_bytes(url, headers=headers, max_bytes=_MAX_DOCUMENT_BYTES)
-    except _UrlFailed as exc:
+    except UrlFailed as exc:
         raise RegistryError(
             f"Cannot read registry document {shown}: {exc}. Check the URL (`modelzoo registry "
             "list`) and your network, or set MODELZOO_OFFLINE=1 to use cached copies."

@@ -58,7 +58,7 @@ from ..errors import (
     TrustError,
     UsageError,
 )
-from .http import _UrlFailed, get_bytes, redact
+from .http import UrlFailed, get_bytes, redact
 from .index import is_safe_relpath
 from .remote import TTL_SECONDS, cache_slug
 
@@ -330,7 +330,7 @@ class _Transport:
                 raise exceptions.DownloadError(f"cannot read {path}: {exc.strerror}") from None
         try:
             status, body = self.get(url, limit)
-        except _UrlFailed as exc:
+        except UrlFailed as exc:
             if "larger than" in str(exc):
                 raise exceptions.DownloadLengthMismatchError(str(exc)) from None
             raise exceptions.DownloadError(f"{redact(url)}: {exc}") from None
@@ -635,7 +635,7 @@ class SignedReader:
         url = _metadata_url(self.kind, self.location) + "timestamp.json"
         try:
             status, body = transport.get(url, 16384, etag=listing.get("timestamp_etag"))
-        except (_UrlFailed, OfflineError):
+        except (UrlFailed, OfflineError):
             return False
         if status == 200 and hashlib.sha256(body).hexdigest() == listing["timestamp_sha256"]:
             if transport.etags.get(url) != listing.get("timestamp_etag"):
