@@ -17,7 +17,18 @@ from .. import backend
 from ..errors import StrategyError, UsageError, nearest
 from .cluster import ClusterConfig, parse_tf_config
 
-__all__ = ["KINDS", "VALID_SPECS", "StrategyChoice", "kind_of"]
+__all__ = [
+    "KINDS",
+    "VALID_SPECS",
+    "Plan",
+    "StrategyChoice",
+    "auto_plan",
+    "default_plan",
+    "device_inventory",
+    "find_tpu_device_files",
+    "kind_of",
+    "plan_for",
+]
 
 #: The spec forms :func:`~modelzoo.distribute.strategies.make_strategy` understands (quoted in error
 #: messages).

@@ -21,7 +21,8 @@ from .. import config, files
 from ..errors import LockTimeoutError, ModelZooError, RegistryError, UsageError
 from .home import cache_error, claim_home
 
-__all__: list[str] = []  # helpers of modelzoo.hub.registry; nothing here is public API
+# For modelzoo.hub.registry only (the module is private to hub/).
+__all__ = ["default_name", "normalize_location", "read_config", "update_config"]
 
 _CONFIG_FILE = "config.json"
 
