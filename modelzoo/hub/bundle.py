@@ -3,9 +3,12 @@
 A bundle is a plain tar (``.tar``) or gzipped tar (``.tar.gz`` / ``.tgz``)::
 
     blobs/<sha256><suffix>               each artifact's bytes, once (content-addressed)
+    blobs/<sha256>.sig                   an artifact's OMS signature bundle, when its install
+                                         has one (the manifest lists its sha256)
     bundle.json                          {"bundle_version": 1, "models": {"name@version":
                                            {"name", "version", "registry", "artifacts":
-                                            {variant: {"blob", "sha256", "size", "url"}}}}}
+                                            {variant: {"blob", "sha256", "size", "url",
+                                                       "signature" (optional)}}}}}
     models/<name>/<version>/manifest.json
     tuf/<registry-id>/<N>.root.json      signed registries only: the TUF metadata the packing
     tuf/<registry-id>/timestamp.json     machine verified (every root version, timestamp,
@@ -22,9 +25,11 @@ Unpacking treats the archive like anything downloaded from the internet: only re
 files with the names above are accepted (no links, devices, fifos, absolute paths or
 ``..``), sizes are capped per member and in total, every byte is extracted into a temp
 folder inside the cache and checked against ``SHA256SUMS`` -- which must list every
-member exactly once -- and against the manifests' published hashes. Only then are the
-blobs and install records committed through the normal cache API, as if installed from
-a registry named ``bundle:<file name>``. A refused bundle installs nothing.
+member exactly once -- and against the manifests' published hashes (an OMS signature
+bundle against its manifest's ``signature.hash``). Only then are the blobs and install
+records committed through the normal cache API, as if installed from a registry named
+``bundle:<file name>``. A refused bundle installs nothing. Bundles packed before OMS
+bundles travelled (no ``signature`` entries) unpack as before, without them.
 
 Models from a signed registry are also checked against their TUF signatures, offline
 (:func:`modelzoo.hub.trust.verify_bundle_metadata`): the metadata must chain from a trusted
@@ -224,6 +229,26 @@ def _signed_members(manifest: Manifest, source: tuple, members: dict) -> tuple[b
     return data, tuf_id
 
 
+def _signature_member(manifest: Manifest, variant: str, rec) -> str | None:
+    """``blobs/<hex>.sig``, the member of the artifact's OMS signature bundle, or None
+    when its install has none."""
+    if rec.signature_sha256 is None:
+        return None
+    published = manifest.artifacts[variant].signature
+    if (
+        published is None
+        or published.hash.hex != rec.signature_sha256
+        or not rec.signature_path.is_file()
+    ):
+        raise IntegrityError(
+            f"{manifest.spec} ({variant}): its OMS signature bundle {rec.signature_path} is "
+            "missing or not the one its manifest lists. Run `modelzoo install "
+            f"{manifest.spec} --variant {variant} --force` before packing.",
+            path=str(rec.signature_path),
+        )
+    return f"blobs/{rec.signature_path.name}"
+
+
 def _drop_stale_tmp(output: Path) -> None:
     """Delete ``.<output>.<pid>.<hex>.tmp`` files left by killed packs to the same file.
 
@@ -297,6 +322,10 @@ def pack(
             blob = f"blobs/{rec.path.name}"
             members[blob] = (rec.path, rec.size)
             arts[v] = {"blob": blob, "sha256": rec.sha256, "size": rec.size, "url": rec.url}
+            signature = _signature_member(manifest, v, rec)
+            if signature is not None:
+                members[signature] = (rec.signature_path, rec.signature_path.stat().st_size)
+                arts[v]["signature"] = signature
         registry = next(iter(records.values())).registry
         index[manifest.spec] = {
             "name": manifest.name,
@@ -479,7 +508,7 @@ def _check_sums(bundle: Path, staging: Path, digests: dict[str, str]) -> None:
 
 def _plan(bundle: Path, staging: Path, digests: dict[str, str]) -> list[tuple]:
     """Validate ``bundle.json`` against the members: ``(manifest, variant, entry)`` rows."""
-    from .cache import blob_suffix
+    from .cache import SIGNATURE_SUFFIX, blob_suffix
     from .hashes import file_digests
 
     try:
@@ -529,6 +558,21 @@ def _plan(bundle: Path, staging: Path, digests: dict[str, str]) -> list[tuple]:
             if not isinstance(art.get("url"), str):
                 raise _refuse(bundle, f"{where}: 'url' must be a string")
             used.add(blob)
+            signature = art.get("signature")
+            if signature is not None:
+                m = _BLOB.match(signature) if isinstance(signature, str) else None
+                if m is None or m.group(2) != SIGNATURE_SUFFIX or signature not in digests:
+                    raise _refuse(
+                        bundle, f"{where}: OMS bundle {signature!r} is missing or not a .sig blob"
+                    )
+                listed = published.signature.hash if published.signature else "none"
+                if str(listed) != f"sha256:{digests[signature]}":
+                    raise _refuse(
+                        bundle,
+                        f"{where}: OMS bundle {signature!r} hashes to sha256:"
+                        f"{digests[signature]} but the manifest's signature hash is {listed}",
+                    )
+                used.add(signature)
             rows.append((manifest, variant, art))
         signed = entry.get("signed")
         if signed is not None:
@@ -645,7 +689,7 @@ def unpack(
             holds different bytes for one of its models; nothing is installed.
         ManifestError: a manifest in it is invalid; nothing is installed.
     """
-    from .cache import Cache, InstallRecord, blob_suffix
+    from .cache import SIGNATURE_SUFFIX, Cache, InstallRecord, blob_suffix
 
     bundle = Path(bundle)
     if not bundle.is_file():
@@ -681,6 +725,14 @@ def unpack(
                         f"the bundle has sha256:{art['sha256']}); remove it first with "
                         f"`modelzoo remove {manifest.spec}`",
                     )
+                signature = manifest.artifacts[variant].signature
+                if art.get("signature") and not (
+                    rec.signature_path is not None
+                    and rec.signature_sha256 == signature.hash.hex
+                    and rec.signature_path.is_file()
+                ):  # installed without its OMS bundle: add it
+                    todo.append((manifest, variant, art))
+                    continue
                 already.append(what)
             else:
                 todo.append((manifest, variant, art))
@@ -695,6 +747,10 @@ def unpack(
                     suffix = blob_suffix(published.file_name)
                     blob = cache.add_blob(staging / art["blob"], art["sha256"], suffix)
                     stored[art["blob"]] = blob
+                signature = art.get("signature")
+                if signature is not None and signature not in stored:
+                    sha = published.signature.hash.hex  # _plan checked the bytes against it
+                    stored[signature] = cache.add_blob(staging / signature, sha, SIGNATURE_SUFFIX)
                 record = InstallRecord(
                     name=manifest.name,
                     version=manifest.version,
@@ -707,6 +763,8 @@ def unpack(
                     declared_hash=str(published.hash) if published.hash else None,
                     trusted_on_first_use=published.hash is None,
                     registry=label,
+                    signature_sha256=published.signature.hash.hex if signature else None,
+                    signature_path=stored[signature] if signature else None,
                 )
                 if published.hash is None and art["url"]:
                     cache.trust(art["url"], art["sha256"], size=art["size"])

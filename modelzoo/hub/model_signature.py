@@ -195,9 +195,9 @@ def _verify_one(cache: Cache, rec: InstallRecord, config, key: Path) -> Signatur
         )
     if rec.signature_path is None or rec.signature_sha256 != artifact.signature.hash.hex:
         raise refuse(
-            f"{what}: its OMS bundle is not in the cache (installed from a bundle, or by an "
-            f"older modelzoo). Run `modelzoo install {rec.spec} --variant {rec.variant} "
-            "--force` to fetch it."
+            f"{what}: its OMS bundle is not in the cache (installed from a bundle packed "
+            f"without it, or by an older modelzoo). Run `modelzoo install {rec.spec} --variant "
+            f"{rec.variant} --force` to fetch it, or unpack a bundle that carries it."
         )
     if not rec.signature_path.is_file():
         raise refuse(

@@ -7,8 +7,10 @@ over real HTTP, installs into the test's own cache, and the CLI. Nothing of ours
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ from typer.testing import CliRunner
 import modelzoo
 from modelzoo.cli import app
 from modelzoo.errors import DependencyError, IntegrityError, NotInstalledError, SignatureError
+from modelzoo.hub.bundle import pack, unpack
 from modelzoo.hub.cache import Cache
 from modelzoo.hub.model_signature import INSTALL_HINT, OmsSigner, verify_signature
 
@@ -244,6 +247,145 @@ def test_prune_keeps_the_bundle_and_remove_deletes_it(reg, keys):
     assert rec.signature_path.is_file()
     modelzoo.remove("tiny")
     assert not rec.signature_path.exists() and not rec.path.exists()
+
+
+# --------------------------------------------------------------------------- air-gapped bundles
+
+
+def _packed_over_http(reg, keys, tmp_path, server):
+    """tiny@1.0.0 published with an OMS bundle, installed over HTTP, packed; the install."""
+    reg.publish("tiny", variants={"full": 50_000})
+    published = _sign(reg, "tiny", keys["publisher"][0])
+    rec = modelzoo.install("tiny").records["full"]
+    assert "/models/tiny/1.0.0/full.h5.sig" in server.paths("GET")
+    bundle = pack(["tiny"], output=tmp_path / "models.tar.gz").path
+    return bundle, rec, published.read_bytes()
+
+
+def _air_gapped(tmp_path, monkeypatch, name: str = "airgap") -> Cache:
+    """A fresh MODELZOO_HOME with no registry and no network."""
+    monkeypatch.setenv("MODELZOO_HOME", str(tmp_path / name))
+    monkeypatch.delenv("MODELZOO_REGISTRY", raising=False)
+    monkeypatch.setenv("MODELZOO_OFFLINE", "1")
+    return Cache()
+
+
+def _rewrite(bundle: Path, out: Path, change) -> Path:
+    """``bundle``'s members, changed by ``change({name: bytes})``, with SHA256SUMS made to
+    match them again, written to the plain tar ``out``."""
+    with tarfile.open(bundle) as tar:
+        entries = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+    change(entries)
+    del entries["SHA256SUMS"]
+    entries["SHA256SUMS"] = "".join(
+        f"{hashlib.sha256(data).hexdigest()}  {name}\n" for name, data in entries.items()
+    ).encode()
+    with tarfile.open(out, "w") as tar:
+        for name, data in entries.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out
+
+
+def _index(entries: dict) -> dict:
+    return json.loads(entries["bundle.json"])["models"]["tiny@1.0.0"]["artifacts"]["full"]
+
+
+def _set_signature(entries: dict, data: bytes | None) -> None:
+    """Replace the bundle's OMS bundle with ``data`` (renamed to its hash), or drop it."""
+    doc = json.loads(entries["bundle.json"])
+    art = doc["models"]["tiny@1.0.0"]["artifacts"]["full"]
+    entries.pop(art.pop("signature", None), None)
+    if data is not None:
+        art["signature"] = f"blobs/{hashlib.sha256(data).hexdigest()}.sig"
+        entries[art["signature"]] = data
+    entries["bundle.json"] = json.dumps(doc, indent=2, sort_keys=True).encode()
+
+
+def test_pack_carries_the_oms_bundle_and_unpack_installs_it(
+    reg, server, keys, tmp_path, monkeypatch
+):
+    bundle, online, sig = _packed_over_http(reg, keys, tmp_path, server)
+    with tarfile.open(bundle) as tar:
+        entries = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+    member = f"blobs/{online.signature_sha256}.sig"
+    assert entries[member] == sig and _index(entries)["signature"] == member
+    assert f"{online.signature_sha256}  {member}" in entries["SHA256SUMS"].decode().splitlines()
+    requests = len(server.paths("GET"))
+
+    cache = _air_gapped(tmp_path, monkeypatch)
+    result = unpack(bundle)
+    assert result.installed == ("tiny@1.0.0 (full)",)
+    rec = cache.record("tiny", "1.0.0", "full")  # read back from disk
+    assert rec.signature_sha256 == online.signature_sha256
+    assert rec.signature_path == cache.blob_path(online.signature_sha256, ".sig")
+    assert rec.signature_path.read_bytes() == sig
+    assert rec.registry == "bundle:models.tar.gz"
+    public, stranger = keys["publisher"][1], keys["stranger"][1]
+    (check,) = verify_signature("tiny", public_key=public)
+    assert (check.record.spec, check.bundle) == ("tiny@1.0.0", rec.signature_path)
+    text = run("verify", "tiny", "--signature", "--public-key", str(public))
+    assert text.exit_code == 0, text.output
+    assert text.stdout.startswith("signed   tiny@1.0.0 (full): OMS signature verified with")
+    with pytest.raises(SignatureError, match="signed with another key"):
+        verify_signature("tiny", public_key=stranger)
+    assert len(server.paths("GET")) == requests  # nothing fetched: it came from the bundle
+    assert unpack(bundle).already == ("tiny@1.0.0 (full)",)  # again: nothing to add
+
+
+def test_unpack_refuses_an_oms_bundle_that_is_not_the_manifests(
+    reg, server, keys, tmp_path, monkeypatch
+):
+    bundle, _, sig = _packed_over_http(reg, keys, tmp_path, server)
+    forged = sig.replace(b"}", b" }", 1)  # other bytes; member, index and SHA256SUMS agree
+    bad = _rewrite(bundle, tmp_path / "forged.tar", lambda e: _set_signature(e, forged))
+    cache = _air_gapped(tmp_path, monkeypatch)
+    with pytest.raises(
+        IntegrityError, match="but the manifest's signature hash is sha256:"
+    ) as info:
+        unpack(bad)
+    assert "Nothing was installed" in str(info.value)
+    assert cache.records() == []
+    assert not cache.blobs_dir.exists() or list(cache.blobs_dir.iterdir()) == []
+    line = _one_error_line(run("unpack", str(bad)))
+    assert "Refusing bundle" in line and hashlib.sha256(forged).hexdigest() in line
+
+
+def test_a_bundle_without_oms_bundles_unpacks_and_a_later_one_adds_them(
+    reg, server, keys, tmp_path, monkeypatch
+):
+    bundle, online, _ = _packed_over_http(reg, keys, tmp_path, server)
+    old = _rewrite(bundle, tmp_path / "old.tar", lambda e: _set_signature(e, None))
+    with tarfile.open(old) as tar:  # as packed before OMS bundles travelled
+        assert not any(name.endswith(".sig") for name in tar.getnames())
+    cache = _air_gapped(tmp_path, monkeypatch)
+    assert unpack(old).installed == ("tiny@1.0.0 (full)",)
+    rec = cache.record("tiny", "1.0.0", "full")
+    assert (rec.signature_sha256, rec.signature_path) == (None, None)
+    assert rec.path.read_bytes() == online.path.read_bytes()
+    public = keys["publisher"][1]
+    with pytest.raises(SignatureError, match="its OMS bundle is not in the cache"):
+        verify_signature("tiny", public_key=public)
+    line = _one_error_line(run("verify", "tiny", "--signature", "--public-key", str(public)))
+    assert "tiny@1.0.0 (full): its OMS bundle is not in the cache" in line
+
+    # a bundle that carries it completes the install, still offline
+    assert unpack(bundle).installed == ("tiny@1.0.0 (full)",)
+    assert cache.record("tiny", "1.0.0", "full").signature_sha256 == online.signature_sha256
+    assert verify_signature("tiny", public_key=public)
+
+
+def test_pack_refuses_an_install_whose_oms_bundle_is_gone(reg, server, keys, tmp_path):
+    _, rec, _ = _packed_over_http(reg, keys, tmp_path, server)
+    rec.signature_path.unlink()
+    out = tmp_path / "again.tar"
+    with pytest.raises(IntegrityError, match="OMS signature bundle .* is missing") as info:
+        pack(["tiny"], output=out)
+    assert "modelzoo install tiny@1.0.0 --variant full --force" in str(info.value)
+    assert not out.exists()
+    line = _one_error_line(run("pack", "tiny", "-o", str(out)))
+    assert "is missing or not the one its manifest lists" in line
 
 
 # --------------------------------------------------------------------------- the extra
