@@ -116,7 +116,9 @@ def export_cmd(
             raise UsageError(
                 f"--format litert takes one --quantize. Received: {', '.join(quantize)}."
             )
-        _export_litert(
+        from ..export.litert import export_litert
+
+        result = export_litert(
             model,
             out_dir,
             quantize=quantize[0] if quantize else ("float16" if float16 else "none"),
@@ -127,8 +129,8 @@ def export_cmd(
             min_agreement=min_agreement,
             force=force,
             trust_remote_code=trust_remote_code,
-            json_out=json_out,
         )
+        _print_litert(result, json_out)
         return
     if fmt != "tfjs":
         raise UsageError(f"Unknown export format. Received: --format {fmt}. Valid: tfjs, litert.")
@@ -280,35 +282,8 @@ def _load(model: str, cut: str | None, trust_remote_code: bool):
     return predictor.model, predictor.labels, predictor.preprocessing
 
 
-def _export_litert(
-    model: str,
-    out_file: Path,
-    *,
-    quantize: str,
-    data: Path | None,
-    check_data: Path | None,
-    cut: str | None,
-    max_diff: float | None,
-    min_agreement: float | None,
-    force: bool,
-    trust_remote_code: bool,
-    json_out: bool,
-) -> None:
-    """Run :func:`modelzoo.export.litert.export_litert` and report what it wrote and measured."""
-    from ..export.litert import export_litert
-
-    result = export_litert(
-        model,
-        out_file,
-        quantize=quantize,
-        data=data,
-        check_data=check_data,
-        cut=cut,
-        max_diff=max_diff,
-        min_agreement=min_agreement,
-        force=force,
-        trust_remote_code=trust_remote_code,
-    )
+def _print_litert(result, json_out: bool) -> None:
+    """Report what :func:`modelzoo.export.litert.export_litert` wrote and measured."""
     p = result.parity
     if p["forced"]:
         err().print(

@@ -403,29 +403,28 @@ def test_without_the_extra_every_entry_point_names_it(reg, keys, tmp_path, monke
     )
     assert INSTALL_HINT in line
     # publish refuses before writing anything (the key is read first)
-    model = tmp_path / "model.keras"
-    model.write_bytes(b"checked later")
-    target = tmp_path / "new-registry"
-    line = _one_error_line(
-        run(
-            "publish", str(model), "--name", "x", "--version", "1.0.0",
-            "--registry", str(target), "--oms-key", str(keys["publisher"][0]),
-        )
-    )  # fmt: skip
+    line, target = _publish_with_key(tmp_path, keys["publisher"][0])
     assert INSTALL_HINT in line
     assert not target.exists()
 
 
-def test_publish_refuses_a_key_that_cannot_sign_before_writing(keys, tmp_path):
+def _publish_with_key(tmp_path: Path, key: Path) -> tuple[str, Path]:
+    """``modelzoo publish --oms-key key`` of a placeholder file into a new registry folder,
+    expected to fail: its one error line and the folder it must not have created."""
     model = tmp_path / "model.keras"
     model.write_bytes(b"checked later")
     target = tmp_path / "new-registry"
     line = _one_error_line(
         run(
             "publish", str(model), "--name", "x", "--version", "1.0.0",
-            "--registry", str(target), "--oms-key", str(keys["publisher"][1]),
+            "--registry", str(target), "--oms-key", str(key),
         )
     )  # fmt: skip
+    return line, target
+
+
+def test_publish_refuses_a_key_that_cannot_sign_before_writing(keys, tmp_path):
+    line, target = _publish_with_key(tmp_path, keys["publisher"][1])
     assert "publisher.pub cannot sign" in line and "elliptic-curve key in PEM" in line
     assert not target.exists()
 
