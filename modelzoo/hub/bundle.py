@@ -235,11 +235,7 @@ def _signature_member(manifest: Manifest, variant: str, rec) -> str | None:
     if rec.signature_sha256 is None:
         return None
     published = manifest.artifacts[variant].signature
-    if (
-        published is None
-        or published.hash.hex != rec.signature_sha256
-        or not rec.signature_path.is_file()
-    ):
+    if published is None or not rec.holds_signature(published.hash.hex):
         raise IntegrityError(
             f"{manifest.spec} ({variant}): its OMS signature bundle {rec.signature_path} is "
             "missing or not the one its manifest lists. Run `modelzoo install "
@@ -726,11 +722,8 @@ def unpack(
                         f"`modelzoo remove {manifest.spec}`",
                     )
                 signature = manifest.artifacts[variant].signature
-                if art.get("signature") and not (
-                    rec.signature_path is not None
-                    and rec.signature_sha256 == signature.hash.hex
-                    and rec.signature_path.is_file()
-                ):  # installed without its OMS bundle: add it
+                if art.get("signature") and not rec.holds_signature(signature.hash.hex):
+                    # installed without its OMS bundle: add it
                     todo.append((manifest, variant, art))
                     continue
                 already.append(what)

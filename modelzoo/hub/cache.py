@@ -140,6 +140,14 @@ class InstallRecord:
         """Every blob this install needs: the artifact, and its signature bundle if any."""
         return (self.path,) if self.signature_path is None else (self.path, self.signature_path)
 
+    def holds_signature(self, sha256: str) -> bool:
+        """Whether this install recorded the OMS bundle ``sha256`` (hex) and its blob is there."""
+        return (
+            self.signature_sha256 == sha256
+            and self.signature_path is not None
+            and self.signature_path.is_file()
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """The record as a JSON-ready mapping."""
         data = asdict(self)
